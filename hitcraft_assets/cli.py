@@ -1,0 +1,189 @@
+"""The `hitcraft` command: what a person does most, driven through a real Dagster instance.
+
+    hitcraft generate-demo [--days N --users N --events-per-day N --seed S --out DIR --end-date D]
+    hitcraft run [--from YYYY-MM-DD] [--to YYYY-MM-DD]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from hitcraft_assets import settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.jsonl(\.gz)?$")
+
+
+def ensure_dagster_home() -> Path:
+    """DAGSTER_HOME (default .dagster_home/), holding the project's dagster.yaml."""
+    home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists() and (REPO_ROOT / "dagster.yaml").exists():
+        shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def export_days(directory: Path) -> list[date]:
+    """The days that have an export file in `directory`, in order."""
+    found = sorted(date.fromisoformat(m.group(1)) for p in directory.glob("*.jsonl*")
+                   if (m := _DAY_FILE.match(p.name)))
+    return found
+
+
+def cmd_generate_demo(args: argparse.Namespace) -> int:
+    from hitcraft_assets.demo.simulator import generate_demo
+
+    out = Path(args.out) if args.out else settings.demo_dir()
+    t0 = time.monotonic()
+    options = {k: v for k, v in {"users": args.users, "events_per_day": args.events_per_day,
+                                 "end_date": args.end_date}.items() if v is not None}
+    summary = generate_demo(out, days=args.days, seed=args.seed, **options)
+    print(f"wrote {summary.days_written} day files ({summary.start_date} .. {summary.end_date}), "
+          f"{summary.events:,} events, {summary.users:,} users, {summary.duplicates:,} duplicate deliveries, "
+          f"{summary.malformed} malformed lines, missing days: "
+          f"{', '.join(d.isoformat() for d in summary.missing_days) or 'none'} "
+          f"to {out} in {time.monotonic() - t0:.1f} s")
+    return 0
+
+
+def _progress_printer(asset: str, done: int, total: int, unit: str, meta: dict) -> None:
+    width = len(str(total))
+    if asset == "raw_events":
+        detail = (f"{meta.get('rows', 0):>9,} events  {meta.get('rejected', 0):>4} rejected  "
+                  f"{meta.get('duplicates_removed', 0):>5} duplicates")
+        if not meta.get("source_found", True):
+            detail += "  (no file: empty day)"
+    else:
+        detail = ", ".join(f"{k}={v}" for k, v in meta.items() if isinstance(v, (int, float)))
+    print(f"  [{done:>{width}}/{total}] {asset:<12} {unit}  {detail}", flush=True)
+
+
+def resolve_range(args: argparse.Namespace, first_partition: date) -> tuple[date, date]:
+    yesterday = datetime.now(timezone.utc).date() - timedelta(days=1)
+    if settings.source_mode() == "files":
+        days = export_days(settings.export_dir())
+        if not days and not (args.from_date and args.to_date):
+            raise SystemExit(f"hitcraft: no export files (YYYY-MM-DD.jsonl[.gz]) in {settings.export_dir()}")
+        default_from, default_to = (days[0], days[-1]) if days else (first_partition, yesterday)
+    else:
+        default_from, default_to = first_partition, yesterday
+    start = args.from_date or max(default_from, first_partition)
+    end = args.to_date or min(default_to, yesterday)
+    if start < first_partition:
+        raise SystemExit(f"hitcraft: --from {start} is before the first partition {first_partition} "
+                         f"(set HITCRAFT_START_DATE)")
+    if end < start:
+        raise SystemExit(f"hitcraft: empty range {start} .. {end}")
+    return start, end
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    home = ensure_dagster_home()
+    if settings.source_mode() == "files" and not os.environ.get("HITCRAFT_EXPORT_DIR"):
+        from hitcraft_assets.demo.simulator import demo_exists
+
+        if not demo_exists(settings.demo_dir()):
+            print(f"no demo export in {settings.demo_dir()}: generating it (hitcraft generate-demo)")
+            cmd_generate_demo(argparse.Namespace(days=90, users=None, events_per_day=None, seed=42,
+                                                 out=None, end_date=None))
+
+    import dagster as dg
+
+    from hitcraft_assets import progress
+    from hitcraft_assets.definitions import defs
+    from hitcraft_assets.partitions import RAW_DAILY
+    from hitcraft_assets.schedules import RANGE_END, RANGE_START
+
+    first = date.fromisoformat(RAW_DAILY.start.strftime("%Y-%m-%d"))
+    start, end = resolve_range(args, first)
+    n_days = (end - start).days + 1
+    print(f"hitcraft run: {start} .. {end} ({n_days} days), source={settings.source_mode()}, "
+          f"warehouse={settings.duckdb_path()}, DAGSTER_HOME={home}")
+    settings.duckdb_path().parent.mkdir(parents=True, exist_ok=True)
+    instance = dg.DagsterInstance.get()
+    job = defs.resolve_job_def("all_assets_job")
+    progress.add_listener(_progress_printer)
+    t0 = time.monotonic()
+    try:
+        result = job.execute_in_process(
+            instance=instance,
+            tags={RANGE_START: start.isoformat(), RANGE_END: end.isoformat(), "hitcraft/command": "run"},
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            raise_on_error=False,
+        )
+    finally:
+        progress.remove_listener(_progress_printer)
+    elapsed = time.monotonic() - t0
+    if not result.success:
+        failure = next((e for e in result.all_events if e.is_step_failure), None)
+        reason = failure.step_failure_data.error.message.strip() if failure and failure.step_failure_data.error else ""
+        print(f"hitcraft run: FAILED (run {result.run_id}) after {elapsed:.1f} s\n{reason}", file=sys.stderr)
+        return 1
+    print_summary(start, end, result.run_id, elapsed)
+    return 0
+
+
+def print_summary(start: date, end: date, run_id: str, elapsed: float) -> None:
+    import duckdb
+
+    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as conn:
+        days, lines, rejected, dups, empty = conn.execute(
+            "select count(*), coalesce(sum(lines), 0), coalesce(sum(rejected), 0), "
+            "coalesce(sum(duplicates_removed), 0), count(*) filter (where not source_found) "
+            "from raw.load_log where event_date between ? and ?", [start, end]).fetchall()[0]
+        events, users = conn.execute(
+            "select count(*), count(distinct distinct_id) from raw.events where event_date between ? and ?",
+            [start, end]).fetchall()[0]
+        profiles = conn.execute("select count(*) from raw.user_profiles").fetchall()[0][0]
+    print(f"\nrun {run_id} succeeded in {elapsed:.1f} s")
+    print(f"  days            {days:>12,}  ({empty} without a file)")
+    print(f"  events          {events:>12,}")
+    print(f"  rejected lines  {rejected:>12,}  (raw.rejected_events)")
+    print(f"  duplicates      {dups:>12,}  (removed)")
+    print(f"  users           {users:>12,}  distinct ids ({profiles:,} profiles)")
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date as YYYY-MM-DD: {value!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hitcraft", description="HitCraft Analytics Engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    gen = sub.add_parser("generate-demo", help="write the demo product's export files and ground truth")
+    gen.add_argument("--days", type=int, default=90)
+    gen.add_argument("--users", type=int, default=None, help="size of the user base (default: the demo's)")
+    gen.add_argument("--events-per-day", type=int, default=None, help="scale each day to about N events")
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--out", default=None, help="folder (default: data/demo_export)")
+    gen.add_argument("--end-date", type=_day, default=None, help="last day (default: yesterday, UTC)")
+    gen.set_defaults(func=cmd_generate_demo)
+    run = sub.add_parser("run", help="materialize every asset for a range of days through Dagster")
+    run.add_argument("--from", dest="from_date", type=_day, default=None)
+    run.add_argument("--to", dest="to_date", type=_day, default=None)
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except settings.SettingsError as exc:
+        print(f"hitcraft: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

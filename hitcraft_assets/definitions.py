@@ -1,0 +1,79 @@
+"""The code location: every asset, check, job, schedule and resource of the engine, built once here."""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from hitcraft_assets import settings
+from hitcraft_assets.config import load_config
+from hitcraft_assets.ingestion.assets import raw_events, user_profiles
+from hitcraft_assets.ingestion.mixpanel import MixpanelResource
+from hitcraft_assets.ingestion.sources import ExportSourceResource
+from hitcraft_assets.schedules import build_daily_schedule
+
+
+def _env(name: str, default=None):
+    """dg.EnvVar when the variable is set (resolved at run time, shown by name in the UI), else the default."""
+    return dg.EnvVar(name) if os.environ.get(name) else default
+
+
+def build_resources() -> dict:
+    mixpanel = MixpanelResource(
+        project_id=_env("MIXPANEL_PROJECT_ID"),
+        service_account_username=_env("MIXPANEL_SERVICE_ACCOUNT_USERNAME"),
+        service_account_secret=_env("MIXPANEL_SERVICE_ACCOUNT_SECRET"),
+        api_secret=_env("MIXPANEL_API_SECRET"),
+        region=_env("MIXPANEL_REGION", "us"),
+        export_url=_env("MIXPANEL_EXPORT_URL"),
+        api_url=_env("MIXPANEL_API_URL"),
+        rate_limit_dir=str(settings.data_dir() / ".mixpanel_ratelimit"),
+    )
+    return {
+        "duckdb": DuckDBResource(database=str(settings.duckdb_path())),
+        "export_source": ExportSourceResource(
+            source=settings.source_mode(),
+            export_dir=str(settings.export_dir()),
+            staging_dir=str(settings.staging_dir()),
+            mixpanel=mixpanel,
+        ),
+    }
+
+
+ingestion_assets = [raw_events, user_profiles]
+
+daily_ingest_job = dg.define_asset_job(
+    "daily_ingest_job",
+    selection=dg.AssetSelection.assets(raw_events),
+    description="Load raw events for a range of UTC days (one run for the whole range).",
+)
+all_assets_job = dg.define_asset_job(
+    "all_assets_job",
+    selection=dg.AssetSelection.all(),
+    description="Every asset of the engine for a range of days, in one run (what `hitcraft run` launches).",
+)
+profiles_job = dg.define_asset_job(
+    "profiles_job",
+    selection=dg.AssetSelection.assets(user_profiles),
+    description="Refresh the Engage profiles snapshot.",
+)
+
+
+def build_defs() -> dg.Definitions:
+    config = load_config()
+    profiles_schedule = dg.ScheduleDefinition(
+        name="daily_profiles_schedule", job=profiles_job, cron_schedule="0 3 * * *",
+        execution_timezone=config.timezone, default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Every day at 03:00: refresh the Engage profiles snapshot.",
+    )
+    return dg.Definitions(
+        assets=ingestion_assets,
+        jobs=[daily_ingest_job, profiles_job, all_assets_job],
+        schedules=[build_daily_schedule(daily_ingest_job, config.timezone), profiles_schedule],
+        resources=build_resources(),
+    )
+
+
+defs = build_defs()

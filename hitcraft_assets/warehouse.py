@@ -1,0 +1,38 @@
+"""The DuckDB warehouse: where the SQL files live, how they are split into named statements, the schema."""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import duckdb
+
+_NAME = re.compile(r"(?m)^-- name: *([a-z_][a-z0-9_]*) *$")
+
+
+def sql_dir() -> Path:
+    """The repository's sql/ folder (next to the package in a checkout or an editable install)."""
+    override = os.environ.get("HITCRAFT_SQL_DIR")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "sql"
+
+
+@lru_cache(maxsize=None)
+def named_statements(relative_path: str) -> dict[str, str]:
+    """Split a .sql file into its `-- name: x` statements, in file order."""
+    text = (sql_dir() / relative_path).read_text()
+    parts = _NAME.split(text)
+    statements: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2]):
+        statements[name] = body.strip()
+    if not statements:
+        statements[Path(relative_path).stem] = text.strip()
+    return statements
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create every schema and table that does not exist yet (idempotent)."""
+    conn.execute((sql_dir() / "schema.sql").read_text())

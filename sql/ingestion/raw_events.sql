@@ -1,0 +1,105 @@
+-- raw_events: one export day's JSONL body -> typed, validated, deduplicated rows of raw.events (grain: one event).
+-- Named statements, run in order by hitcraft_assets/ingestion/loader.py. Parameters: $path, $day, $source,
+-- $tolerance_s. The whole day is replaced in one transaction opened by the loader.
+
+-- name: parse_macro
+-- One row per non-blank line of the body (a malformed line gives a row of NULLs, which the rule rejects);
+-- the properties are parsed once for every field we need.
+create or replace temp macro hc_export_rows(path) as table
+select
+    event,
+    properties,
+    f[1] as j_time,
+    f[2] ->> '$' as distinct_id,
+    f[3] ->> '$' as insert_id,
+    f[4] ->> '$' as device_id,
+    f[5] ->> '$' as user_id
+from (
+    select event, properties,
+           json_extract(properties, ['$.time', '$.distinct_id', '$."$insert_id"', '$."$device_id"', '$."$user_id"']) as f
+    from read_ndjson(path, ignore_errors = true, columns = {'event': 'VARCHAR', 'properties': 'JSON'})
+);
+
+-- name: epoch_macro
+-- Mixpanel exports `time` in seconds, or in milliseconds with time_in_ms=true: accept both.
+create or replace temp macro hc_epoch_s(j_time) as
+case when (j_time ->> '$')::double >= 1e11 then (j_time ->> '$')::double / 1000.0 else (j_time ->> '$')::double end;
+
+-- name: reason_macro
+-- The validation rule, in one place: null when the row is valid, else a stable reason code.
+create or replace temp macro hc_reject_reason(event, properties, j_time, distinct_id, day, tolerance_s) as
+case
+    when event is null or event = '' then 'missing_event'
+    when properties is null or json_type(properties) <> 'OBJECT' then 'missing_properties'
+    when j_time is null or json_type(j_time) not in ('UBIGINT', 'BIGINT', 'DOUBLE') then 'missing_or_non_numeric_time'
+    when distinct_id is null or distinct_id = '' then 'missing_distinct_id'
+    when hc_epoch_s(j_time) < epoch(day::date::timestamp) - tolerance_s
+      or hc_epoch_s(j_time) >= epoch(day::date::timestamp) + 86400 + tolerance_s then 'time_outside_day'
+    else null
+end;
+
+-- name: delete_partition
+delete from raw.events where event_date = $day::date;
+
+-- name: delete_rejected
+delete from raw.rejected_events where event_date = $day::date;
+
+-- name: insert_events
+insert into raw.events
+select $day::date, event, distinct_id, to_timestamp(hc_epoch_s(j_time)), insert_id, device_id, user_id,
+       properties, now()
+from hc_export_rows($path)
+where hc_reject_reason(event, properties, j_time, distinct_id, $day, $tolerance_s) is null;
+
+-- name: remove_duplicates
+-- Mixpanel's dedup key (event, distinct_id, time, $insert_id): keep the latest mp_processing_time_ms.
+-- Events without $insert_id never qualify for deduplication, as in Mixpanel.
+delete from raw.events
+where event_date = $day::date
+  and rowid in (
+    select rowid from (
+        select rowid,
+               row_number() over (
+                   partition by event, distinct_id, time, insert_id
+                   order by try_cast(properties ->> '$.mp_processing_time_ms' as bigint) desc nulls last, rowid desc
+               ) as rn
+        from raw.events
+        where event_date = $day::date
+          and (event, distinct_id, time, insert_id) in (
+              select (event, distinct_id, time, insert_id) from raw.events
+              where event_date = $day::date and insert_id is not null
+              group by all having count(*) > 1)
+    ) where rn > 1);
+
+-- name: count_lines
+-- The body's non-empty lines, counted by a reader independent of the JSON parser: when the count equals the
+-- rows inserted, no line was rejected and the quarantine pass is skipped.
+select count(line)
+from read_csv($path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
+              header = false, auto_detect = false, max_line_size = 100000000, strict_mode = false);
+
+-- name: insert_rejected
+-- Quarantine: re-read the body as plain lines (1-based physical line numbers), apply the same rule to each
+-- line's own parse, and keep the raw text of every non-empty line that fails it.
+insert into raw.rejected_events
+select $day::date, $source, line_no, line,
+       case when trim(line) = '' then 'blank_line'
+            when j is null then 'invalid_json'
+            when json_type(j) <> 'OBJECT' then 'not_a_json_object'
+            else hc_reject_reason(f[1] ->> '$', f[2], f[3], f[4] ->> '$', $day, $tolerance_s) end
+from (
+    select line_no, line, j,
+           json_extract(j, ['$.event', '$.properties', '$.properties.time', '$.properties.distinct_id']) as f
+    from (
+        select row_number() over () as line_no, line, try_cast(line as json) as j
+        from read_csv($path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
+                      header = false, auto_detect = false, max_line_size = 100000000, strict_mode = false)
+    )
+    where line is not null
+)
+where j is null or json_type(j) <> 'OBJECT'
+   or hc_reject_reason(f[1] ->> '$', f[2], f[3], f[4] ->> '$', $day, $tolerance_s) is not null;
+
+-- name: day_stats
+select count(*) as rows_loaded, count(distinct distinct_id) as distinct_users
+from raw.events where event_date = $day::date;

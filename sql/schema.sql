@@ -1,0 +1,46 @@
+-- The warehouse's schemas and tables (idempotent): one place that states every table's columns.
+create schema if not exists raw;
+create schema if not exists core;
+create schema if not exists analytics;
+create schema if not exists insights;
+create schema if not exists delivery;
+
+create table if not exists raw.events (
+    event_date   date not null,          -- the UTC export day (partition key)
+    event        varchar not null,
+    distinct_id  varchar not null,       -- canonical id as exported
+    time         timestamptz not null,   -- event time, UTC
+    insert_id    varchar,                -- $insert_id (null when the event had none)
+    device_id    varchar,                -- $device_id
+    user_id      varchar,                -- $user_id
+    properties   json not null,          -- every property, as exported
+    ingested_at  timestamptz not null
+);
+
+create table if not exists raw.rejected_events (
+    event_date   date not null,
+    source       varchar not null,       -- file path or export URL (no secrets)
+    line_no      bigint not null,        -- 1-based line number among the non-blank lines of the day's body
+    raw_line     varchar,
+    reason       varchar not null        -- stable code: invalid_json, not_an_object, missing_event, ...
+);
+
+create table if not exists raw.load_log (
+    event_date        date not null,
+    loaded_at         timestamptz not null,
+    source            varchar not null,
+    source_found      boolean not null,  -- false: no file / empty day
+    lines             bigint not null,
+    rows_loaded       bigint not null,
+    rejected          bigint not null,
+    duplicates_removed bigint not null,
+    distinct_users    bigint not null,
+    bytes_read        bigint not null
+);
+
+create table if not exists raw.user_profiles (
+    distinct_id  varchar not null,
+    properties   json,
+    last_seen    timestamptz,
+    loaded_at    timestamptz not null
+);
