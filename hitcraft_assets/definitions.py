@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
+
+from hitcraft_assets.warehouse import WarehouseResource
 
 from hitcraft_assets import settings
 from hitcraft_assets.config import load_config
@@ -32,7 +33,7 @@ def build_resources() -> dict:
         rate_limit_dir=str(settings.data_dir() / ".mixpanel_ratelimit"),
     )
     return {
-        "duckdb": DuckDBResource(database=str(settings.duckdb_path())),
+        "duckdb": WarehouseResource(database=str(settings.duckdb_path())),
         "export_source": ExportSourceResource(
             source=settings.source_mode(),
             export_dir=str(settings.export_dir()),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 import duckdb
+from dagster_duckdb import DuckDBResource
 
 _NAME = re.compile(r"(?m)^-- name: *([a-z_][a-z0-9_]*) *$")
 
@@ -36,3 +38,15 @@ def named_statements(relative_path: str) -> dict[str, str]:
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     """Create every schema and table that does not exist yet (idempotent)."""
     conn.execute((sql_dir() / "schema.sql").read_text())
+
+
+class WarehouseResource(DuckDBResource):
+    """The DuckDB warehouse file. Like DuckDBResource (which retries a locked file with backoff), and it
+    creates the file's folder first, so that a missing folder is not mistaken for a lock and retried."""
+
+    @contextmanager
+    def get_connection(self):
+        if self.database not in ("", ":memory:") and not self.database.startswith("md:"):
+            Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        with super().get_connection() as conn:
+            yield conn

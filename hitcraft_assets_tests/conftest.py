@@ -72,7 +72,7 @@ def export_dir(tmp_path) -> Path:
 @pytest.fixture
 def files_resources(tmp_path, warehouse, export_dir) -> dict:
     return {
-        "duckdb": DuckDBResource(database=str(warehouse)),
+        "duckdb": WarehouseResource(database=str(warehouse)),
         "export_source": ExportSourceResource(
             source="files", export_dir=str(export_dir), staging_dir=str(tmp_path / "staging"),
             mixpanel=MixpanelResource()),

@@ -5,7 +5,6 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from hitcraft_assets.config import load_config
 from hitcraft_assets.ingestion import checks
@@ -14,7 +13,7 @@ from hitcraft_assets.ingestion.mixpanel import MixpanelConfigError, MixpanelRequ
 from hitcraft_assets.ingestion.sources import ExportSourceResource
 from hitcraft_assets.partitions import RAW_DAILY
 from hitcraft_assets.progress import report_progress
-from hitcraft_assets.warehouse import ensure_schema, named_statements
+from hitcraft_assets.warehouse import WarehouseResource, ensure_schema, named_statements
 
 # Network assets retry with exponential backoff and jitter; the client already retried each request.
 NETWORK_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
@@ -46,7 +45,7 @@ def _stats_metadata(stats: LoadStats) -> dict:
     tags={"stage": "ingestion"},
 )
 def raw_events(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, export_source: ExportSourceResource
+    context: dg.AssetExecutionContext, duckdb: WarehouseResource, export_source: ExportSourceResource
 ):
     """Every product event of a UTC day as Mixpanel exported it: typed, validated and deduplicated.
 
@@ -102,7 +101,7 @@ def raw_events(
     tags={"stage": "ingestion"},
 )
 def user_profiles(
-    context: dg.AssetExecutionContext, duckdb: DuckDBResource, export_source: ExportSourceResource
+    context: dg.AssetExecutionContext, duckdb: WarehouseResource, export_source: ExportSourceResource
 ) -> dg.MaterializeResult:
     """The people behind the events: a snapshot of Mixpanel's Engage profiles (one row per profile).
 

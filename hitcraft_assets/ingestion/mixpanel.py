@@ -29,7 +29,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, timezone
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -93,7 +93,12 @@ class MixpanelRetryExhausted(MixpanelError):
 
 @dataclass(frozen=True)
 class ExportResult:
-    """One exported day. ``bytes_read`` counts bytes on the wire (compressed when ``gzip``)."""
+    """One exported day.
+
+    ``lines`` counts the body's lines (blank or malformed ones included: the file holds the body as
+    sent); ``bytes_read`` counts bytes on the wire (compressed when ``gzip``), ``bytes_written`` the
+    decompressed bytes in ``path``; ``attempts`` includes the successful one.
+    """
 
     day: date
     path: Path
@@ -357,8 +362,7 @@ class MixpanelClient:
             f"{api}-{host}-{project}",
             limits.to_windows(),
             limits.concurrency,
-            sleep=self._sleep,
-        )
+        )  # real time.sleep: the limiter's clock is wall time shared with other processes
 
     # -- the retry loop ----------------------------------------------------------------------
 
@@ -399,7 +403,7 @@ class MixpanelClient:
         """A redacted one-line description of a transport exception (the exception itself is dropped)."""
         return self._redact(f"{type(e).__name__}: {e}")[:300]
 
-    def _fail_for_status(self, status: int, body: bytes, what: str, day: date | None) -> NoReturn:
+    def _fail_for_status(self, status: int, body: bytes, what: str) -> NoReturn:
         """Raise the MixpanelRequestError for a non-retryable status, naming the likely cause."""
         text = self._redact(_short_text(body))
         quoted = f"HTTP {status}: {text!r}" if text else f"HTTP {status}"
@@ -415,10 +419,16 @@ class MixpanelClient:
                 status=status,
             )
         if status == 401 or (status == 400 and "unable to authenticate" in text.lower()):
+            if self.auth_mode == "api_secret":
+                check = "check the project's API secret (deprecated: prefer a service account)"
+            else:
+                check = (
+                    "check the service account username and secret, and that project_id "
+                    f"{project} is a project the service account belongs to"
+                )
             raise MixpanelRequestError(
                 f"{what}: Mixpanel could not authenticate the request ({quoted}). The credentials are "
-                f"wrong or expired: check the service account username and secret, and that project_id "
-                f"{project} is a project the service account belongs to (auth mode: {self.auth_mode}).",
+                f"wrong or expired: {check}.",
                 code="MIXPANEL_AUTH",
                 status=status,
             )
@@ -450,7 +460,7 @@ class MixpanelClient:
             status=status,
         )
 
-    def _classify_status(self, resp: requests.Response, what: str, day: date | None) -> NoReturn:
+    def _classify_status(self, resp: requests.Response, what: str) -> NoReturn:
         """Turn a non-200 response into ``_Retry`` or a ``MixpanelRequestError``."""
         status = resp.status_code
         body = _read_error_body(resp)
@@ -461,10 +471,27 @@ class MixpanelClient:
                 status=status,
                 retry_after_s=parse_retry_after(resp.headers.get("Retry-After")),
             )
-        self._fail_for_status(status, body, what, day)
+        self._fail_for_status(status, body, what)
 
-    def _config_problem(self, e: BaseException) -> NoReturn:
-        raise MixpanelConfigError(f"bad Mixpanel URL or request: {self._transport_problem(e)}")
+    def _request(self, what: str, send: Callable[[], requests.Response]) -> requests.Response:
+        """Send one request; transport failures become ``_Retry`` or a MixpanelError, never a
+        ``requests`` exception (whose ``.request`` carries the Authorization header)."""
+        retry = fatal = config = None
+        try:
+            return send()
+        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
+                requests.exceptions.ContentDecodingError) as e:
+            retry = self._transport_problem(e)
+        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+                requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader) as e:
+            config = self._transport_problem(e)
+        except requests.RequestException as e:
+            fatal = self._transport_problem(e)
+        if config is not None:
+            raise MixpanelConfigError(f"{what}: bad request setup: {config}")
+        if fatal is not None:
+            raise MixpanelError(f"{what}: request failed: {fatal}", code="MIXPANEL_HTTP")
+        raise _Retry(str(retry))
 
     # -- export ------------------------------------------------------------------------------
 
@@ -488,29 +515,21 @@ class MixpanelClient:
 
             def attempt(n: int) -> tuple[int, int, int, bool]:
                 log.info(f"mixpanel {what}: attempt {n}/{self.s.max_attempts} GET {self.export_url}")
-                problem: str | None = None
-                try:
-                    resp = session.get(
+                resp = self._request(
+                    what,
+                    lambda: session.get(
                         self.export_url,
                         params=params,
                         headers=headers,
                         auth=auth,
                         stream=True,
                         timeout=(self.s.connect_timeout_s, self.s.read_timeout_s),
-                    )
-                except (requests.ConnectionError, requests.Timeout) as e:
-                    problem = self._transport_problem(e)
-                except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                        requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader) as e:
-                    problem = "config: " + self._transport_problem(e)
-                if problem is not None:
-                    if problem.startswith("config: "):
-                        raise MixpanelConfigError(f"{what}: bad request setup: {problem[8:]}")
-                    raise _Retry(problem)
+                    ),
+                )
                 with resp:
                     if resp.status_code != 200:
-                        self._classify_status(resp, what, day)
-                    return self._stream_to_part(resp, part, what)
+                        self._classify_status(resp, what)
+                    return self._stream_to_part(resp, part)
 
             done = False
             try:
@@ -530,7 +549,7 @@ class MixpanelClient:
             attempts=attempts, gzip=gz,
         )
 
-    def _stream_to_part(self, resp: requests.Response, part: Path, what: str) -> tuple[int, int, int, bool]:
+    def _stream_to_part(self, resp: requests.Response, part: Path) -> tuple[int, int, int, bool]:
         """Stream a 200 body to ``part``; return (lines, wire bytes, bytes written, gzip).
 
         Raises ``_Retry`` (after deleting ``part``) when the body is cut or ends ``terminated early``.
@@ -641,29 +660,25 @@ class MixpanelClient:
         form: dict[str, str],
         what: str,
     ) -> dict[str, Any]:
-        problem: str | None = None
-        try:
-            resp = session.post(
+        resp = self._request(
+            what,
+            lambda: session.post(
                 self.engage_url,
                 params=params,
                 data=form,
                 auth=auth,
-                headers={"Accept": "application/json", "Accept-Encoding": "gzip"},
+                headers={
+                    "Accept": "application/json",
+                    "Accept-Encoding": "gzip",
+                    # also on the first page, whose form is empty
+                    "Content-Type": "application/x-www-form-urlencoded",
+                },
                 timeout=(self.s.connect_timeout_s, self.s.read_timeout_s),
-            )
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError,
-                requests.exceptions.ContentDecodingError) as e:
-            problem = self._transport_problem(e)
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader) as e:
-            problem = "config: " + self._transport_problem(e)
-        if problem is not None:
-            if problem.startswith("config: "):
-                raise MixpanelConfigError(f"{what}: bad request setup: {problem[8:]}")
-            raise _Retry(problem)
+            ),
+        )
         with resp:
             if resp.status_code != 200:
-                self._classify_status(resp, what, None)
+                self._classify_status(resp, what)
             try:
                 body = resp.json()
             except ValueError:

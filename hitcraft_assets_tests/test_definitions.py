@@ -1,0 +1,104 @@
+"""The code location loads, and the asset graph matches a reviewed snapshot: a change to keys, deps, groups,
+partitions, checks, jobs or schedules shows up here in review. Also the daily schedule's run requests."""
+
+from datetime import date, datetime, timezone
+
+import dagster as dg
+import pytest
+
+import hitcraft_assets
+from hitcraft_assets.definitions import defs
+from hitcraft_assets.schedules import RANGE_END, RANGE_START, daily_range
+
+SNAPSHOT = {
+    "raw_events": {
+        "deps": [], "group": "ingestion", "partitioned": "Daily, starting 2026-01-01 UTC.",
+        "kinds": ["duckdb", "python"], "owners": ["team:data-platform"], "pool": "duckdb",
+        "checks": ["keys_not_null", "no_duplicates", "rejected_share", "volume_vs_trailing_median"],
+        "retry": True, "single_run_backfill": True,
+    },
+    "user_profiles": {
+        "deps": [], "group": "ingestion", "partitioned": None,
+        "kinds": ["duckdb", "python"], "owners": ["team:data-platform"], "pool": "duckdb",
+        "checks": [], "retry": True, "single_run_backfill": False,
+    },
+}
+
+
+def graph_snapshot() -> dict:
+    graph = defs.resolve_asset_graph()
+    out = {}
+    for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+        node = graph.get(key)
+        assets_def = defs.resolve_assets_def(key)
+        out[key.to_user_string()] = {
+            "deps": sorted(p.to_user_string() for p in node.parent_keys),
+            "group": node.group_name,
+            "partitioned": str(node.partitions_def) if node.partitions_def else None,
+            "kinds": sorted(node.kinds),
+            "owners": list(node.owners),
+            "pool": next(iter(assets_def.node_def.pools), None) if assets_def.node_def.pools else None,
+            "checks": sorted(k.name for k in assets_def.check_keys),
+            "retry": assets_def.node_def.retry_policy is not None,
+            "single_run_backfill": assets_def.backfill_policy == dg.BackfillPolicy.single_run(),
+        }
+    return out
+
+
+def test_definitions_load_and_are_exported():
+    assert hitcraft_assets.defs is defs
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_asset_graph_snapshot():
+    assert graph_snapshot() == SNAPSHOT
+
+
+def test_every_asset_is_described():
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        assert len(graph.get(key).description or "") > 80, key
+
+
+def test_jobs_and_schedules():
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"daily_ingest_job", "profiles_job", "all_assets_job"}
+    schedules = {s.name: s for s in defs.schedules}
+    assert set(schedules) == {"daily_ingest_schedule", "daily_profiles_schedule"}
+    assert schedules["daily_ingest_schedule"].execution_timezone == "UTC"
+    assert schedules["daily_ingest_schedule"].cron_schedule == "30 2 * * *"
+
+
+@pytest.mark.parametrize(
+    ("tick", "expected"),
+    [
+        # 02:30 UTC on 2026-03-10: yesterday (03-09) and the 5 days before it
+        (datetime(2026, 3, 10, 2, 30, tzinfo=timezone.utc), ("2026-03-04", "2026-03-09")),
+        # near the first partition the lookback is clipped
+        (datetime(2026, 1, 3, 2, 30, tzinfo=timezone.utc), ("2026-01-01", "2026-01-02")),
+    ],
+)
+def test_daily_schedule_requests_yesterday_and_lookback(tick, expected):
+    schedule = defs.get_schedule_def("daily_ingest_schedule")
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+        data = schedule.evaluate_tick(ctx)
+    [request] = data.run_requests
+    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == expected
+    assert request.run_key == f"daily-{expected[1]}"
+
+
+def test_daily_schedule_skips_before_first_complete_day():
+    schedule = defs.get_schedule_def("daily_ingest_schedule")
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_schedule_context(instance=instance,
+                                        scheduled_execution_time=datetime(2026, 1, 1, 2, 30, tzinfo=timezone.utc))
+        data = schedule.evaluate_tick(ctx)
+    assert not data.run_requests and data.skip_message
+
+
+def test_daily_range_uses_the_utc_day_in_any_timezone():
+    from zoneinfo import ZoneInfo
+
+    # 02:30 in Tokyo is 17:30 UTC of the previous day: the last complete UTC day is two days before
+    tick = datetime(2026, 3, 10, 2, 30, tzinfo=ZoneInfo("Asia/Tokyo"))
+    assert daily_range(tick, date(2026, 1, 1)) == (date(2026, 3, 3), date(2026, 3, 8))
