@@ -20,7 +20,7 @@ for name in ("HITCRAFT_SOURCE", "HITCRAFT_DUCKDB_PATH", "HITCRAFT_CONFIG", "HITC
 
 import dagster as dg  # noqa: E402
 import pytest  # noqa: E402
-from dagster_duckdb import DuckDBResource  # noqa: E402
+from hitcraft_assets.warehouse import WarehouseResource  # noqa: E402
 
 from hitcraft_assets.ingestion.mixpanel import MixpanelResource  # noqa: E402
 from hitcraft_assets.ingestion.sources import ExportSourceResource  # noqa: E402
