@@ -723,7 +723,7 @@ class _Simulator:
         with open(path, "w", encoding="ascii", newline="\n") as fh:
             for u in range(self.n_users):
                 if not self.created[u] or self.created[u] >= end_ms:
-                    continue  # never signed up inside the window
+                    continue  # no Sign Up before the end (or one cut by the events_per_day cap)
                 draw = self.name_draw[u]
                 props: dict = {}
                 uid = self.user_id(u)
@@ -754,8 +754,9 @@ def _clear(out: Path) -> None:
 def generate_demo(out_dir: Path | str, *, days: int = 90, end_date: date | None = None,
                   users: int = DEFAULT_USERS, events_per_day: int | None = None, seed: int = 42) -> DemoSummary:
     """Write `days` UTC days of simulated HitCraft export ending on `end_date` (default: yesterday,
-    UTC) into `out_dir`, with `profiles.jsonl` and `ground_truth.json`. With `events_per_day`, each day
-    holds about that many events (the population grows if needed) instead of the organic volume."""
+    UTC) into `out_dir`, with `profiles.jsonl` and `ground_truth.json`, replacing a previous demo's
+    files there (other files are left alone). With `events_per_day`, each day holds about that many
+    events (the population grows if needed) instead of the organic volume."""
     if days < 1 or users < 1 or (events_per_day is not None and events_per_day < 1):
         raise ValueError("days, users and events_per_day must be positive")
     if end_date is None:
