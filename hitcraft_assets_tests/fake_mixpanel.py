@@ -54,6 +54,7 @@ import gzip
 import json
 import socket
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -192,7 +193,7 @@ class FakeMixpanel:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> "FakeMixpanel":
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        server = _Server(("127.0.0.1", 0), _Handler)
         server.daemon_threads = True
         server.fake = self  # type: ignore[attr-defined]
         self._server = server
@@ -294,7 +295,7 @@ class FakeMixpanel:
             rec.status = status
             self._in_flight -= 1
 
-    def _auth_problem(self, rec: RecordedRequest, engage: bool) -> tuple[int, str] | None:
+    def _auth_problem(self, rec: RecordedRequest) -> tuple[int, str] | None:
         """None if the credentials are acceptable, else (status, error text)."""
         if self.service_account is None and self.api_secret is None:
             return None
@@ -312,6 +313,14 @@ class FakeMixpanel:
         if self.api_secret is not None and rec.auth == (self.api_secret, ""):
             return None
         return bad
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that gave up (read timeout) or a deliberate cut: not an error of the fake
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 def _day(value: str | date) -> str:
@@ -456,7 +465,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _export(self, rec: RecordedRequest) -> int:
         fake = self.fake
-        problem = fake._auth_problem(rec, engage=False)
+        problem = fake._auth_problem(rec)
         if problem:
             return self._send_error_text(problem[0], problem[1], False)
         start, end = _valid_day(rec.params.get("from_date")), _valid_day(rec.params.get("to_date"))
@@ -485,7 +494,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _engage(self, rec: RecordedRequest) -> int:
         fake = self.fake
-        problem = fake._auth_problem(rec, engage=True)
+        problem = fake._auth_problem(rec)
         if problem:
             return self._send_error_text(problem[0], problem[1], True)
         form = {**rec.params, **rec.form}
