@@ -7,9 +7,11 @@ import re
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import duckdb
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 _NAME = re.compile(r"(?m)^-- name: *([a-z_][a-z0-9_]*) *$")
 
@@ -40,9 +42,18 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute((sql_dir() / "schema.sql").read_text())
 
 
+DEFAULT_CONNECTION_CONFIG = {"memory_limit": "512MB"}
+
+
 class WarehouseResource(DuckDBResource):
     """The DuckDB warehouse file. Like DuckDBResource (which retries a locked file with backoff), and it
-    creates the file's folder first, so that a missing folder is not mistaken for a lock and retried."""
+    creates the file's folder first, so that a missing folder is not mistaken for a lock and retried.
+
+    DuckDB's memory is capped (it spills to disk beyond the cap): an uncommitted day of events would
+    otherwise sit in memory until the commit, about 1 GB per million events.
+    """
+
+    connection_config: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_CONNECTION_CONFIG))
 
     @contextmanager
     def get_connection(self):

@@ -30,7 +30,7 @@ case when (j_time ->> '$')::double >= 1e11 then (j_time ->> '$')::double / 1000.
 create or replace temp macro hc_reject_reason(event, properties, j_time, distinct_id, day, tolerance_s) as
 case
     when event is null or event = '' then 'missing_event'
-    when properties is null or json_type(properties) <> 'OBJECT' then 'missing_properties'
+    when properties is null or ltrim(properties::varchar) not like '{%' then 'missing_properties'
     when j_time is null or json_type(j_time) not in ('UBIGINT', 'BIGINT', 'DOUBLE') then 'missing_or_non_numeric_time'
     when distinct_id is null or distinct_id = '' then 'missing_distinct_id'
     when hc_epoch_s(j_time) < epoch(day::date::timestamp) - tolerance_s
@@ -73,32 +73,51 @@ where event_date = $day::date
 
 -- name: count_lines
 -- The body's non-empty lines, counted by a reader independent of the JSON parser: when the count equals the
--- rows inserted, no line was rejected and the quarantine pass is skipped.
+-- rows inserted, no line was rejected and the quarantine passes are skipped. (Mixpanel caps an event at
+-- 1 MB, so DuckDB's default 2 MB line limit holds; a larger buffer only costs memory.)
 select count(line)
 from read_csv($path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
-              header = false, auto_detect = false, max_line_size = 100000000, strict_mode = false);
+              header = false, auto_detect = false, strict_mode = false);
 
--- name: insert_rejected
--- Quarantine: re-read the body as plain lines (1-based physical line numbers), apply the same rule to each
--- line's own parse, and keep the raw text of every non-empty line that fails it.
+-- name: insert_invalid_json
+-- Quarantine, first pass: lines that are not JSON at all (the common case: a record split or cut), with
+-- their 1-based physical line number. Only a flagged line's text reaches the numbering window.
 insert into raw.rejected_events
-select $day::date, $source, line_no, line,
-       case when trim(line) = '' then 'blank_line'
-            when j is null then 'invalid_json'
-            when json_type(j) <> 'OBJECT' then 'not_a_json_object'
-            else hc_reject_reason(f[1] ->> '$', f[2], f[3], f[4] ->> '$', $day, $tolerance_s) end
+select $day::date, $source, line_no, bad_line, case when trim(bad_line) = '' then 'blank_line' else 'invalid_json' end
 from (
-    select line_no, line, j,
-           json_extract(j, ['$.event', '$.properties', '$.properties.time', '$.properties.distinct_id']) as f
+    select row_number() over () as line_no, bad_line
     from (
-        select row_number() over () as line_no, line, try_cast(line as json) as j
+        select case when line is not null and not json_valid(line) then line end as bad_line
         from read_csv($path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
-                      header = false, auto_detect = false, max_line_size = 100000000, strict_mode = false)
+                      header = false, auto_detect = false, strict_mode = false)
     )
-    where line is not null
 )
-where j is null or json_type(j) <> 'OBJECT'
-   or hc_reject_reason(f[1] ->> '$', f[2], f[3], f[4] ->> '$', $day, $tolerance_s) is not null;
+where bad_line is not null;
+
+-- name: insert_rejected_records
+-- Quarantine, second pass (only when JSON lines were rejected too): valid JSON that breaks the record
+-- rule, judged by the same hc_reject_reason as the insert, on the line's own (single) parse.
+insert into raw.rejected_events
+select $day::date, $source, line_no, bad_line, reason
+from (
+    select row_number() over () as line_no,
+           case when reason is not null then line end as bad_line,
+           reason
+    from (
+        select line,
+               case when f is null then null        -- not JSON: the first pass quarantined it
+                    when ltrim(line) not like '{%' then 'not_a_json_object'
+                    else hc_reject_reason(f[1] ->> '$', f[2], f[3], f[4] ->> '$', $day, $tolerance_s) end as reason
+        from (
+            select line,
+                   try(json_extract(line, ['$.event', '$.properties', '$.properties.time',
+                                           '$.properties.distinct_id'])) as f
+            from read_csv($path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
+                          header = false, auto_detect = false, strict_mode = false)
+        )
+    )
+)
+where bad_line is not null;
 
 -- name: day_stats
 select count(*) as rows_loaded, count(distinct distinct_id) as distinct_users
