@@ -103,6 +103,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hitcraft_assets.schedules import RANGE_END, RANGE_START
 
     first = date.fromisoformat(RAW_DAILY.start.strftime("%Y-%m-%d"))
+    if settings.start_date() < first:
+        # the partitions were built when the package was imported, before a demo was generated here
+        raise SystemExit(f"hitcraft: the source starts on {settings.start_date()}, before the first partition "
+                         f"{first}; run the command again (or set HITCRAFT_START_DATE)")
     start, end = resolve_range(args, first)
     n_days = (end - start).days + 1
     print(f"hitcraft run: {start} .. {end} ({n_days} days), source={settings.source_mode()}, "
@@ -148,7 +152,7 @@ def print_summary(start: date, end: date, run_id: str, elapsed: float) -> None:
     print(f"  events          {events:>12,}")
     print(f"  rejected lines  {rejected:>12,}  (raw.rejected_events)")
     print(f"  duplicates      {dups:>12,}  (removed)")
-    print(f"  users           {users:>12,}  distinct ids ({profiles:,} profiles)")
+    print(f"  users           {users:>12,}  distinct ids, anonymous devices included ({profiles:,} profiles)")
 
 
 def _day(value: str) -> date:

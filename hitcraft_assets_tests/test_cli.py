@@ -43,3 +43,31 @@ def test_dagster_cli_backfills_a_partition_range_in_one_run(tmp_path):
     with duckdb.connect(env["HITCRAFT_DUCKDB_PATH"], read_only=True) as conn:
         assert conn.execute("select event_date, count(*) from raw.events group by 1 order by 1").fetchall() == [
             (d, 7) for d in days]
+
+
+def test_hitcraft_generate_demo_then_run_prints_the_ground_truth_numbers(tmp_path):
+    import json
+
+    export = tmp_path / "demo"
+    env = env_for(tmp_path, HITCRAFT_EXPORT_DIR=str(export))
+    gen = subprocess.run(["hitcraft", "generate-demo", "--days", "20", "--users", "400", "--end-date", "2026-03-20",
+                          "--out", str(export)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert gen.returncode == 0, gen.stderr[-3000:]
+    truth = json.loads((export / "ground_truth.json").read_text())
+    run = subprocess.run(["hitcraft", "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = run.stdout
+    assert "hitcraft run: 2026-03-01 .. 2026-03-20 (20 days)" in out
+    summary = {line.split()[0]: next(t for t in line.split() if t[0].isdigit())
+               for line in out.splitlines()[-5:] if line.startswith("  ")}
+    assert summary["days"] == "20"
+    assert int(summary["events"].replace(",", "")) == sum(truth["events"].values())
+    assert int(summary["rejected"].replace(",", "")) == len(truth["dirt"]["malformed"])
+    assert int(summary["duplicates"].replace(",", "")) == sum(truth["dirt"]["duplicates"].values())
+    assert out.count("raw_events") == 20 and "(no file: empty day)" in out
+    # the run is recorded in the Dagster instance, one materialization per day
+    import dagster as dg
+
+    instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+    assert len(instance.get_materialized_partitions(dg.AssetKey("raw_events"))) == 20
+    instance.dispose()
