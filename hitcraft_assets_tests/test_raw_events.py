@@ -67,13 +67,16 @@ DIRTY_DAY = [
                                                   "$insert_id": "s1"}}),
     # 30 minutes before midnight of the next day's... inside the tolerance after the day's end
     event_line("Logout", "u4", ms(date(2026, 3, 3), 0, 20), "tol"),
+    # a time that is a JSON string or boolean is not numeric, even if it looks like one (lines 16, 17)
+    json.dumps({"event": "Login", "properties": {"time": str(ms(DAY, 12)), "distinct_id": "u5"}}),
+    json.dumps({"event": "Login", "properties": {"time": True, "distinct_id": "u5"}}),
 ]
 
 
 def test_validation_quarantine_and_dedup(files_resources, instance, export_dir, warehouse):
     write_day(export_dir, DAY, DIRTY_DAY)
     result = run(files_resources, instance)
-    # 7 of 15 lines rejected is far above 5%: the blocking check fails the run, after the day was stored
+    # 9 of 17 lines rejected is far above 5%: the blocking check fails the run, after the day was stored
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
     assert "rejected_share" in failure.step_failure_data.error.message
@@ -89,10 +92,10 @@ def test_validation_quarantine_and_dedup(files_resources, instance, export_dir, 
     assert [(n, reason) for n, reason, _ in rejected(warehouse)] == [
         (7, "invalid_json"), (8, "missing_event"), (9, "missing_or_non_numeric_time"),
         (10, "missing_distinct_id"), (11, "time_outside_day"), (12, "not_a_json_object"),
-        (13, "missing_properties")]
+        (13, "missing_properties"), (16, "missing_or_non_numeric_time"), (17, "missing_or_non_numeric_time")]
     assert rejected(warehouse)[0][2] == "{not json"
     m = meta(result)
-    assert (m["rows"], m["lines"], m["rejected"], m["duplicates_removed"], m["distinct_users"]) == (6, 15, 7, 2, 3)
+    assert (m["rows"], m["lines"], m["rejected"], m["duplicates_removed"], m["distinct_users"]) == (6, 17, 9, 2, 3)
     assert m["bytes_read"] == (export_dir / f"{DAY}.jsonl").stat().st_size
     evals = {e.check_name: e for e in result.get_asset_check_evaluations()}
     assert evals[checks.KEYS_NOT_NULL].passed and evals[checks.NO_DUPLICATES].passed
@@ -115,7 +118,7 @@ def test_rerun_is_idempotent_and_gzip_reads_the_same(files_resources, instance, 
     write_day(export_dir, DAY, DIRTY_DAY)
     run(files_resources, instance)
     first, first_rejected = rows(warehouse), rejected(warehouse)
-    assert len(first) == 6 and len(first_rejected) == 7
+    assert len(first) == 6 and len(first_rejected) == 9
     run(files_resources, instance)
     assert rows(warehouse) == first and rejected(warehouse) == first_rejected
     (export_dir / f"{DAY}.jsonl").unlink()

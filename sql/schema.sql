@@ -8,14 +8,16 @@ create schema if not exists delivery;
 create table if not exists raw.events (
     event_date   date not null,          -- the UTC export day (partition key)
     event        varchar not null,
-    distinct_id  varchar not null,       -- canonical id as exported
-    time         timestamptz not null,   -- event time, UTC
-    insert_id    varchar,                -- $insert_id (null when the event had none)
-    device_id    varchar,                -- $device_id
-    user_id      varchar,                -- $user_id
-    properties   json not null,          -- every property, as exported
+    distinct_id  varchar not null using compression zstd,  -- canonical id as exported
+    time         timestamptz not null,                      -- event time, UTC
+    insert_id    varchar using compression uncompressed,    -- $insert_id (null when the event had none)
+    device_id    varchar using compression zstd,            -- $device_id
+    user_id      varchar using compression zstd,            -- $user_id
+    properties   json not null using compression zstd,      -- every property, as exported
     ingested_at  timestamptz not null
 );
+-- Compression is chosen per column: zstd on the JSON and the ids, none on the random $insert_id. DuckDB's
+-- default analysis (dictionary/FSST) cost a third of the load time and gave a file 2.5x larger.
 
 create table if not exists raw.rejected_events (
     event_date   date not null,

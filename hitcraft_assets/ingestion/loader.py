@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import duckdb
@@ -57,9 +57,10 @@ def load_day(
     On any error the transaction rolls back and the previous rows of the day stay as they were.
     """
     ensure_schema(conn)
+    day_start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
     params = {"day": day.isoformat(), "path": str(path) if path else None, "source": source,
-              "tolerance_s": tolerance_s}
-    for macro in ("parse_macro", "epoch_macro", "reason_macro"):
+              "min_s": day_start - tolerance_s, "max_s": day_start + 86400 + tolerance_s}
+    for macro in ("epoch_macro", "parse_macro", "reason_macro"):
         _run(conn, macro, params)
     conn.execute("begin transaction")
     try:

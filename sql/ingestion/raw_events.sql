@@ -1,40 +1,41 @@
 -- raw_events: one export day's JSONL body -> typed, validated, deduplicated rows of raw.events (grain: one event).
 -- Named statements, run in order by hitcraft_assets/ingestion/loader.py. Parameters: $path, $day, $source,
--- $tolerance_s. The whole day is replaced in one transaction opened by the loader.
+-- $min_s and $max_s (accepted event times in epoch seconds: the UTC day widened by the tolerance).
+-- The whole day is replaced in one transaction opened by the loader.
+
+-- name: epoch_macro
+-- Mixpanel exports `time` in seconds, or in milliseconds with time_in_ms=true: accept both. Null when the
+-- value is not a JSON number.
+create or replace temp macro hc_epoch_s(t) as case when t >= 1e11 then t / 1000.0 else t end;
 
 -- name: parse_macro
 -- One row per non-blank line of the body (a malformed line gives a row of NULLs, which the rule rejects);
--- the properties are parsed once for every field we need.
+-- the properties are parsed once for every field we need, the time converted once.
 create or replace temp macro hc_export_rows(path) as table
-select
-    event,
-    properties,
-    f[1] as j_time,
-    f[2] ->> '$' as distinct_id,
-    f[3] ->> '$' as insert_id,
-    f[4] ->> '$' as device_id,
-    f[5] ->> '$' as user_id
+select event, properties, hc_epoch_s(t) as t_s, distinct_id, insert_id, device_id, user_id
 from (
     select event, properties,
-           json_extract(properties, ['$.time', '$.distinct_id', '$."$insert_id"', '$."$device_id"', '$."$user_id"']) as f
-    from read_ndjson(path, ignore_errors = true, columns = {'event': 'VARCHAR', 'properties': 'JSON'})
+           case when json_type(f[1]) in ('UBIGINT', 'BIGINT', 'DOUBLE') then f[1]::double end as t,
+           f[2] ->> '$' as distinct_id,
+           f[3] ->> '$' as insert_id,
+           f[4] ->> '$' as device_id,
+           f[5] ->> '$' as user_id
+    from (
+        select event, properties,
+               json_extract(properties, ['$.time', '$.distinct_id', '$."$insert_id"', '$."$device_id"', '$."$user_id"']) as f
+        from read_ndjson(path, ignore_errors = true, columns = {'event': 'VARCHAR', 'properties': 'JSON'})
+    )
 );
-
--- name: epoch_macro
--- Mixpanel exports `time` in seconds, or in milliseconds with time_in_ms=true: accept both.
-create or replace temp macro hc_epoch_s(j_time) as
-case when (j_time ->> '$')::double >= 1e11 then (j_time ->> '$')::double / 1000.0 else (j_time ->> '$')::double end;
 
 -- name: reason_macro
 -- The validation rule, in one place: null when the row is valid, else a stable reason code.
-create or replace temp macro hc_reject_reason(event, properties, j_time, distinct_id, day, tolerance_s) as
+create or replace temp macro hc_reject_reason(event, properties, t_s, distinct_id, min_s, max_s) as
 case
     when event is null or event = '' then 'missing_event'
     when properties is null or ltrim(properties::varchar) not like '{%' then 'missing_properties'
-    when j_time is null or json_type(j_time) not in ('UBIGINT', 'BIGINT', 'DOUBLE') then 'missing_or_non_numeric_time'
+    when t_s is null then 'missing_or_non_numeric_time'
     when distinct_id is null or distinct_id = '' then 'missing_distinct_id'
-    when hc_epoch_s(j_time) < epoch(day::date::timestamp) - tolerance_s
-      or hc_epoch_s(j_time) >= epoch(day::date::timestamp) + 86400 + tolerance_s then 'time_outside_day'
+    when t_s < min_s or t_s >= max_s then 'time_outside_day'
     else null
 end;
 
@@ -46,10 +47,9 @@ delete from raw.rejected_events where event_date = $day::date;
 
 -- name: insert_events
 insert into raw.events
-select $day::date, event, distinct_id, to_timestamp(hc_epoch_s(j_time)), insert_id, device_id, user_id,
-       properties, now()
+select $day::date, event, distinct_id, to_timestamp(t_s), insert_id, device_id, user_id, properties, now()
 from hc_export_rows($path)
-where hc_reject_reason(event, properties, j_time, distinct_id, $day, $tolerance_s) is null;
+where hc_reject_reason(event, properties, t_s, distinct_id, $min_s, $max_s) is null;
 
 -- name: remove_duplicates
 -- Mixpanel's dedup key (event, distinct_id, time, $insert_id): keep the latest mp_processing_time_ms.
@@ -96,24 +96,31 @@ where bad_line is not null;
 
 -- name: insert_rejected_records
 -- Quarantine, second pass (only when JSON lines were rejected too): valid JSON that breaks the record
--- rule, judged by the same hc_reject_reason as the insert, on the line's own (single) parse.
+-- rule, judged by the same hc_reject_reason as the insert, on the line's own (single) parse. As in the
+-- first pass, only a flagged line's text reaches the numbering window.
 insert into raw.rejected_events
 select $day::date, $source, line_no, bad_line, reason
 from (
-    select row_number() over () as line_no,
-           case when reason is not null then line end as bad_line,
-           reason
+    select row_number() over () as line_no, bad_line, reason
     from (
-        select line,
-               case when f is null then null        -- not JSON: the first pass quarantined it
-                    when ltrim(line) not like '{%' then 'not_a_json_object'
-                    else hc_reject_reason(f[1] ->> '$', f[2], f[3], f[4] ->> '$', $day, $tolerance_s) end as reason
+        select case when reason is not null then line end as bad_line, reason
         from (
             select line,
-                   try(json_extract(line, ['$.event', '$.properties', '$.properties.time',
-                                           '$.properties.distinct_id'])) as f
-            from read_csv($path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
-                          header = false, auto_detect = false, strict_mode = false)
+                   case when f is null then null        -- not JSON: the first pass quarantined it
+                        when ltrim(line) not like '{%' then 'not_a_json_object'
+                        -- a time inside properties proves they are an object; only other lines parse them
+                        else hc_reject_reason(f[1] ->> '$',
+                                              case when f[2] is null then json_extract(line, '$.properties')
+                                                   else '{}' end,
+                                              hc_epoch_s(case when json_type(f[2]) in ('UBIGINT', 'BIGINT', 'DOUBLE')
+                                                              then f[2]::double end),
+                                              f[3] ->> '$', $min_s, $max_s) end as reason
+            from (
+                select line,
+                       try(json_extract(line, ['$.event', '$.properties.time', '$.properties.distinct_id'])) as f
+                from read_csv($path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
+                              header = false, auto_detect = false, strict_mode = false)
+            )
         )
     )
 )
