@@ -76,9 +76,7 @@ def load_day(
             duplicates = _run(conn, "remove_duplicates", params).fetchall()[0][0]
             lines = _run(conn, "count_lines", params).fetchall()[0][0]
             if lines != inserted:
-                rejected = _run(conn, "insert_invalid_json", params).fetchall()[0][0]
-            if lines != inserted + rejected:
-                rejected += _run(conn, "insert_rejected_records", params).fetchall()[0][0]
+                rejected = _run(conn, "insert_rejected", params).fetchall()[0][0]
             if inserted + rejected != lines:
                 raise RuntimeError(
                     f"LOAD_LINE_MISMATCH: {source} for {day} has {lines} non-blank lines, but {inserted} were "

@@ -32,7 +32,7 @@ from (
 create or replace temp macro hc_reject_reason(event, properties, t_s, distinct_id, min_s, max_s) as
 case
     when event is null or event = '' then 'missing_event'
-    when properties is null or ltrim(properties::varchar) not like '{%' then 'missing_properties'
+    when properties is null or not starts_with(properties::varchar, '{') then 'missing_properties'
     when t_s is null then 'missing_or_non_numeric_time'
     when distinct_id is null or distinct_id = '' then 'missing_distinct_id'
     when t_s < min_s or t_s >= max_s then 'time_outside_day'
@@ -79,25 +79,10 @@ select count(line)
 from read_csv($path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
               header = false, auto_detect = false, strict_mode = false);
 
--- name: insert_invalid_json
--- Quarantine, first pass: lines that are not JSON at all (the common case: a record split or cut), with
--- their 1-based physical line number. Only a flagged line's text reaches the numbering window.
-insert into raw.rejected_events
-select $day::date, $source, line_no, bad_line, case when trim(bad_line) = '' then 'blank_line' else 'invalid_json' end
-from (
-    select row_number() over () as line_no, bad_line
-    from (
-        select case when line is not null and not json_valid(line) then line end as bad_line
-        from read_csv($path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
-                      header = false, auto_detect = false, strict_mode = false)
-    )
-)
-where bad_line is not null;
-
--- name: insert_rejected_records
--- Quarantine, second pass (only when JSON lines were rejected too): valid JSON that breaks the record
--- rule, judged by the same hc_reject_reason as the insert, on the line's own (single) parse. As in the
--- first pass, only a flagged line's text reaches the numbering window.
+-- name: insert_rejected
+-- Quarantine (only when count_lines found more lines than rows inserted): every line is parsed once more
+-- on its own, judged by the same hc_reject_reason as the insert, and each failing line is kept with its
+-- 1-based physical line number and raw text. Only a failing line's text reaches the numbering window.
 insert into raw.rejected_events
 select $day::date, $source, line_no, bad_line, reason
 from (
@@ -106,8 +91,10 @@ from (
         select case when reason is not null then line end as bad_line, reason
         from (
             select line,
-                   case when f is null then null        -- not JSON: the first pass quarantined it
-                        when ltrim(line) not like '{%' then 'not_a_json_object'
+                   case when line is null then null
+                        when f is null then case when regexp_full_match(line, '\s*') then 'blank_line'
+                                                 else 'invalid_json' end
+                        when not regexp_matches(line, '^\s*\{') then 'not_a_json_object'
                         -- a time inside properties proves they are an object; only other lines parse them
                         else hc_reject_reason(f[1] ->> '$',
                                               case when f[2] is null then json_extract(line, '$.properties')
