@@ -1,0 +1,1 @@
+"""Analysis stage: identity, sessions, metrics, funnels, retention and segment comparisons, in SQL."""
