@@ -147,12 +147,32 @@ def print_summary(start: date, end: date, run_id: str, elapsed: float) -> None:
             "select count(*), count(distinct distinct_id) from raw.events where event_date between ? and ?",
             [start, end]).fetchall()[0]
         profiles = conn.execute("select count(*) from raw.user_profiles").fetchall()[0][0]
+        tables = {schema + "." + name for schema, name in conn.execute(
+            "select schema_name, table_name from duckdb_tables()").fetchall()}
+        analysis = []
+        for table, label, where in ANALYSIS_SUMMARY:
+            if table in tables:
+                sql = f"select count(*) from {table}" + (f" where {where}" if where else "")
+                params = [start, end] if where and "?" in where else []
+                analysis.append((label, conn.execute(sql, params).fetchall()[0][0]))
     print(f"\nrun {run_id} succeeded in {elapsed:.1f} s")
     print(f"  days            {days:>12,}  ({empty} without a file)")
     print(f"  events          {events:>12,}")
     print(f"  rejected lines  {rejected:>12,}  (raw.rejected_events)")
     print(f"  duplicates      {dups:>12,}  (removed)")
     print(f"  users           {users:>12,}  distinct ids, anonymous devices included ({profiles:,} profiles)")
+    for label, n in analysis:
+        print(f"  {label:<15} {n:>12,}")
+
+
+# (table, label, filter): what the summary counts once the analysis tables exist
+ANALYSIS_SUMMARY = [
+    ("core.sessions", "sessions", "session_date between ? and ?"),
+    ("analytics.daily_metrics", "metric points", "metric_date between ? and ?"),
+    ("analytics.funnel_steps", "funnel rows", "cohort_date between ? and ?"),
+    ("analytics.retention", "retention rows", None),
+    ("analytics.segment_comparisons", "significant", "metric_date between ? and ? and significant"),
+]
 
 
 def _day(value: str) -> date:

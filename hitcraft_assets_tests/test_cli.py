@@ -59,12 +59,12 @@ def test_hitcraft_generate_demo_then_run_prints_the_ground_truth_numbers(tmp_pat
     out = run.stdout
     assert "hitcraft run: 2026-03-01 .. 2026-03-20 (20 days)" in out
     summary = {line.split()[0]: next(t for t in line.split() if t[0].isdigit())
-               for line in out.splitlines()[-5:] if line.startswith("  ")}
+               for line in out.split(" succeeded in ")[1].splitlines() if line.startswith("  ")}
     assert summary["days"] == "20"
     assert int(summary["events"].replace(",", "")) == sum(truth["events"].values())
     assert int(summary["rejected"].replace(",", "")) == len(truth["dirt"]["malformed"])
     assert int(summary["duplicates"].replace(",", "")) == sum(truth["dirt"]["duplicates"].values())
-    assert out.count("raw_events") == 20 and "(no file: empty day)" in out
+    assert out.count("] raw_events ") == 20 and "(no file: empty day)" in out
     # the run is recorded in the Dagster instance, one materialization per day
     import dagster as dg
 
