@@ -1,0 +1,135 @@
+"""Cohort retention as Mixpanel reports it by default, and week-1 retention by segment.
+
+Why it exists: "do people who sign up come back?" is the question the product's goals turn on, and the
+answer must match what the team sees in Mixpanel's Retention report, so the semantics are Mixpanel's
+defaults (see the SQL file): first-time retention, rolling weeks from each user's birth, "on or after"
+(with "on" alongside), users counted after identity merge, cohorts by birth week in the reporting
+timezone, and buckets whose period is not over flagged incomplete, as Mixpanel marks them with `*`.
+The SQL is sql/analysis/retention.sql; this module picks the parameters and writes the table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+
+import duckdb
+
+from hitcraft_assets.analysis.days import local_day
+from hitcraft_assets.analysis.identity import ensure_identity
+from hitcraft_assets.config import ProductConfig
+from hitcraft_assets.warehouse import ensure_schema, named_statements
+
+SQL_FILE = "analysis/retention.sql"
+DEFAULT_WEEKS = 8
+# Week-1 retention of day D is measured on users born on D-20..D-14: the latest birth week whose rolling
+# week 1 is over by the end of D.
+WEEK1_LAST_BIRTH_DAYS_AGO = 14
+# The segment of a missing or empty property (as in analytics.funnel_steps, core.sessions, daily_metrics).
+NOT_SET = "(none)"
+_PARAM = re.compile(r"\$([a-z_]+)")
+
+
+def run_statement(conn: duckdb.DuckDBPyConnection, sql: str, params: dict) -> duckdb.DuckDBPyConnection:
+    """Execute `sql` with the subset of `params` it names as `$name`."""
+    names = set(_PARAM.findall(sql))
+    used = {k: v for k, v in params.items() if k in names}
+    return conn.execute(sql, used) if used else conn.execute(sql)
+
+
+def event_params(config: ProductConfig) -> dict:
+    """The birth and return events of the config (None: any event)."""
+    return {"birth_event": config.retention.get("birth_event"),
+            "return_event": config.retention.get("return_event")}
+
+
+def json_path(prop: str) -> str:
+    """The JSON path of a top-level event property (names like `$os` or `utm source` quoted)."""
+    return '$."' + prop.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def data_cutoff(conn: duckdb.DuckDBPyConnection, tz: str, as_of: date | None) -> datetime | None:
+    """The instant up to which events are counted: the end of local day `as_of`, but never past the end of
+    the last loaded UTC day (the data horizon); the horizon itself when `as_of` is None. None: no data."""
+    last_day = run_statement(conn, named_statements(SQL_FILE)["data_horizon"], {}).fetchall()[0][0]
+    if last_day is None:
+        return None
+    horizon = datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=timezone.utc)
+    if as_of is None:
+        return horizon
+    return min(local_day(as_of, tz).end, horizon)
+
+
+def compute_retention(conn: duckdb.DuckDBPyConnection, config: ProductConfig, as_of: date | None = None,
+                      weeks: int = DEFAULT_WEEKS) -> dict:
+    """Rebuild analytics.retention whole, in one transaction; returns numbers for the asset's metadata."""
+    if weeks < 1:
+        raise ValueError(f"RETENTION_WEEKS: weeks must be at least 1, got {weeks}")
+    ensure_schema(conn)
+    ensure_identity(conn)
+    statements = named_statements(SQL_FILE)
+    cutoff = data_cutoff(conn, config.timezone, as_of)
+    params = {**event_params(config), "tz": config.timezone, "cutoff": cutoff, "weeks": weeks}
+    conn.execute("begin transaction")
+    try:
+        conn.execute(statements["create_table"])
+        if cutoff is not None:
+            run_statement(conn, statements["insert"], params)
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    rows, cohorts, users, complete = conn.execute(
+        "select count(*), count(distinct cohort_week), "
+        "coalesce(sum(cohort_size) filter (where weeks_since = 0 and measure = 'on'), 0), count_if(complete) "
+        "from analytics.retention").fetchall()[0]
+    week1 = conn.execute(
+        "select sum(retained_users) / sum(cohort_size) from analytics.retention "
+        "where weeks_since = 1 and measure = 'on_or_after' and complete").fetchall()[0][0]
+    return {
+        "rows": rows,
+        "cohorts": cohorts,
+        "users": int(users),
+        "complete_rows": complete,
+        "cutoff": cutoff.isoformat() if cutoff else None,
+        "weeks": weeks,
+        "birth_event": params["birth_event"] or "(any event)",
+        "return_event": params["return_event"] or "(any event)",
+        # Mixpanel's unsegmented average: users-weighted over complete cohorts only
+        "week1_on_or_after_complete": float(week1) if week1 is not None else None,
+    }
+
+
+@dataclass(frozen=True)
+class SegmentRetention:
+    """Week-1 retention of one segment of one dimension: `retained` of `users` came back in days 7-13."""
+
+    dimension: str
+    segment: str
+    users: int
+    retained: int
+
+
+def week1_retention_by_segment(conn: duckdb.DuckDBPyConnection, day: date,
+                               config: ProductConfig) -> list[SegmentRetention]:
+    """Users born on the 7 local days day-20..day-14, by the value of each configured dimension on their
+    birth event, and how many of them returned in their rolling week 1 ([birth + 7 days, birth + 14 days)).
+
+    The window is the latest week whose users' week 1 is entirely over by the end of `day`: a user born on
+    day-14 at 23:59 has week 1 until day at 23:59. (Births on day-13..day-7 would still be inside week 1.)
+    """
+    if not config.dimensions:
+        return []
+    ensure_identity(conn)
+    params = {
+        **event_params(config), "tz": config.timezone,
+        "first_birth_day": (day - timedelta(days=WEEK1_LAST_BIRTH_DAYS_AGO + 6)).isoformat(),
+        "last_birth_day": (day - timedelta(days=WEEK1_LAST_BIRTH_DAYS_AGO)).isoformat(),
+        "end_ts": local_day(day, config.timezone).end,
+        "dim_names": [d.name for d in config.dimensions],
+        "dim_paths": [json_path(d.property) for d in config.dimensions],
+        "not_set": NOT_SET,
+    }
+    rows = run_statement(conn, named_statements(SQL_FILE)["week1_by_segment"], params).fetchall()
+    return [SegmentRetention(dim, seg, int(n), int(r)) for dim, seg, n, r in rows]
