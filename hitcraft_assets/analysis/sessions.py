@@ -1,0 +1,101 @@
+"""Sessions: Mixpanel's timeout-based sessions of one local reporting day into core.sessions.
+
+Semantics (Mixpanel, docs/features/sessions.mdx), per user_key (identity merge applied):
+- an event at most `session_timeout_minutes` after the user's previous event continues the session (a gap
+  of exactly the timeout continues it; one microsecond more starts a new one);
+- the session ends at its last event (duration = end - start; a one-event session lasts 0 s);
+- sessions reset at midnight of the reporting timezone, so a session never spans two local days.
+The last rule is what makes the day a clean partition: compute_sessions(day) reads only the events of
+[local midnight, next local midnight), and an activity that runs across midnight is cut there, exactly
+where Mixpanel cuts it; the part before midnight belongs to day D's partition, the part after it to D+1's,
+and neither partition needs, nor can count, the other's events.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+import duckdb
+
+from hitcraft_assets.analysis.days import local_day, sql_params
+from hitcraft_assets.analysis.identity import ensure_identity
+from hitcraft_assets.config import ConfigError, ProductConfig
+from hitcraft_assets.warehouse import ensure_schema, named_statements
+
+SQL_FILE = "analysis/sessions.sql"
+NONE_SEGMENT = "(none)"
+# A property name that can sit inside a quoted JSON path ('$."$os"') without escaping.
+_SAFE_PROPERTY = re.compile(r"^\$?[A-Za-z0-9_][A-Za-z0-9_ .:\-]{0,127}$")
+_PARAM = re.compile(r"\$([a-z_]+)")
+
+
+def run_named(conn: duckdb.DuckDBPyConnection, sql_file: str, name: str, params: dict):
+    """Run statement `name` of `sql_file` with the parameters it uses (DuckDB rejects unused ones)."""
+    sql = named_statements(sql_file)[name]
+    used = {k: v for k, v in params.items() if k in set(_PARAM.findall(sql))}
+    return conn.execute(sql, used) if used else conn.execute(sql)
+
+
+def dimension_params(config: ProductConfig) -> dict:
+    """The configured dimensions as two parallel lists: names and JSON paths of their properties.
+
+    The names become map keys and segment labels, the paths go in as parameters: no property name is ever
+    interpolated into SQL. A property is still vetted, so that its quoted path means what it says."""
+    names, paths = [], []
+    for dim in config.dimensions:
+        if dim.name == "all" or dim.name in names:
+            raise ConfigError(f"CONFIG_DIMENSION: dimension name {dim.name!r} is reserved or repeated")
+        if not _SAFE_PROPERTY.match(dim.property):
+            raise ConfigError(
+                f"CONFIG_DIMENSION: property {dim.property!r} of dimension {dim.name!r} must match "
+                f"{_SAFE_PROPERTY.pattern}")
+        names.append(dim.name)
+        paths.append(f'$."{dim.property}"')
+    return {"dim_names": names, "dim_paths": paths}
+
+
+def day_params(day: date, config: ProductConfig) -> dict:
+    """Everything a statement of local day `day` may take: the local day's UTC bounds, the UTC export days
+    to scan (widened by the load's time tolerance: a file may hold events up to that far outside its UTC
+    day), the session timeout, the dimensions."""
+    ld = local_day(day, config.timezone)
+    margin = timedelta(minutes=max(config.time_tolerance_minutes, 0))
+    params = sql_params(ld)
+    params.update(dimension_params(config))
+    params.update({
+        "scan_from": (ld.start - margin).date().isoformat(),
+        "scan_to": (ld.end - timedelta(microseconds=1) + margin).date().isoformat(),
+        "timeout_s": config.session_timeout_minutes * 60,
+    })
+    return params
+
+
+def ensure_sessions(conn: duckdb.DuckDBPyConnection) -> None:
+    ensure_schema(conn)
+    ensure_identity(conn)
+    conn.execute(named_statements(SQL_FILE)["schema"])
+
+
+def compute_sessions(conn: duckdb.DuckDBPyConnection, day: date, config: ProductConfig) -> dict:
+    """Replace core.sessions for local day `day` in one transaction; returns figures for metadata."""
+    ensure_sessions(conn)
+    params = day_params(day, config)
+    conn.execute("begin transaction")
+    try:
+        run_named(conn, SQL_FILE, "delete_day", params)
+        run_named(conn, SQL_FILE, "insert_day", params)
+        sessions, users, events, median = run_named(conn, SQL_FILE, "day_summary", params).fetchall()[0]
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    return {
+        "day": day.isoformat(),
+        "timezone": config.timezone,
+        "session_timeout_minutes": config.session_timeout_minutes,
+        "sessions": int(sessions),
+        "users": int(users),
+        "events": int(events),
+        "median_duration_s": float(median) if median is not None else None,
+    }

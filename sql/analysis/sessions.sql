@@ -1,0 +1,84 @@
+-- sessions: Mixpanel's timeout-based sessions of one local reporting day (grain: one session of one user_key).
+-- Named statements, run by hitcraft_assets/analysis/sessions.py in one transaction per day. Parameters:
+-- $day (the local day), $start_ts / $end_ts (its half-open UTC interval), $scan_from / $scan_to (the UTC
+-- export days that can hold its events, widened by the load's time tolerance), $timeout_s, $dim_names and
+-- $dim_paths (the configured dimensions and their JSON paths, as lists: nothing is interpolated).
+-- Only events of the local day are read, so every session starts and ends inside it: Mixpanel resets
+-- sessions at midnight of the project timezone, and here that is exactly the partition boundary.
+
+-- name: schema
+create table if not exists core.sessions (
+    session_date   date not null,          -- local day of the reporting timezone (partition key)
+    session_id     varchar not null,       -- user_key || ':' || epoch ms of session_start
+    user_key       varchar not null,       -- identity after the ID merge (core.identified_events)
+    session_start  timestamptz not null,   -- first event's time
+    session_end    timestamptz not null,   -- last event's time before the inactivity gap
+    duration_s     double not null,        -- session_end - session_start (0 for a one-event session)
+    event_count    bigint not null,
+    first_event    varchar not null,
+    platform       varchar,                -- first event's $os
+    country        varchar,                -- first event's mp_country_code
+    utm_source     varchar,                -- first event's utm_source
+    segments       map(varchar, varchar)   -- dimension name -> first event's value ('(none)' if missing)
+);
+
+-- name: delete_day
+delete from core.sessions where session_date = $day::date;
+
+-- name: insert_day
+-- Events of a user in time order (ties broken by event name, then $insert_id, so first_event is
+-- deterministic); an event more than the timeout after the previous one starts a new session, an event
+-- exactly the timeout after it continues the session.
+insert into core.sessions
+with day_events as (
+    select user_key, time, event,
+           json_extract_string(properties, ['$."$os"', '$.mp_country_code', '$.utm_source']) as defaults,
+           json_extract_string(properties, $dim_paths::varchar[]) as dims,
+           row_number() over (partition by user_key order by time, event, insert_id nulls last) as seq
+    from core.identified_events
+    where event_date between $scan_from::date and $scan_to::date
+      and time >= $start_ts and time < $end_ts
+),
+marked as (
+    select *,
+           case when lag(time) over (partition by user_key order by seq) is null
+                  or epoch(time - lag(time) over (partition by user_key order by seq)) > $timeout_s
+                then 1 else 0 end as starts_session
+    from day_events
+),
+numbered as (
+    select *, sum(starts_session) over (partition by user_key order by seq rows unbounded preceding) as session_no
+    from marked
+),
+sessions as (
+    select user_key, session_no,
+           min(time) as session_start,
+           max(time) as session_end,
+           count(*) as event_count,
+           arg_min(event, seq) as first_event,
+           arg_min(defaults, seq) as defaults,
+           arg_min(dims, seq) as dims
+    from numbered
+    group by user_key, session_no
+)
+select $day::date,
+       user_key || ':' || epoch_ms(session_start),
+       user_key,
+       session_start,
+       session_end,
+       epoch(session_end - session_start)::double,
+       event_count,
+       first_event,
+       defaults[1],
+       defaults[2],
+       defaults[3],
+       map($dim_names::varchar[], list_transform(dims, lambda v: coalesce(nullif(v, ''), '(none)')))
+from sessions;
+
+-- name: day_summary
+select count(*) as sessions,
+       count(distinct user_key) as users,
+       coalesce(sum(event_count), 0) as events,
+       median(duration_s) as median_duration_s
+from core.sessions
+where session_date = $day::date;
