@@ -10,10 +10,11 @@ from hitcraft_assets.warehouse import WarehouseResource
 
 from hitcraft_assets import settings
 from hitcraft_assets.config import load_config
+from hitcraft_assets.analysis.assets import analysis_assets
 from hitcraft_assets.ingestion.assets import raw_events, user_profiles
 from hitcraft_assets.ingestion.mixpanel import MixpanelResource
 from hitcraft_assets.ingestion.sources import ExportSourceResource
-from hitcraft_assets.schedules import build_daily_schedule
+from hitcraft_assets.schedules import build_analysis_sensor, build_daily_schedule
 
 
 def _env(name: str, default=None):
@@ -45,6 +46,11 @@ def build_resources() -> dict:
 
 ingestion_assets = [raw_events, user_profiles]
 
+daily_analysis_job = dg.define_asset_job(
+    "daily_analysis_job",
+    selection=dg.AssetSelection.assets(*analysis_assets),
+    description="Identity, sessions, metrics, funnels, retention and segments for a range of local days.",
+)
 daily_ingest_job = dg.define_asset_job(
     "daily_ingest_job",
     selection=dg.AssetSelection.assets(raw_events),
@@ -69,10 +75,12 @@ def build_defs() -> dg.Definitions:
         execution_timezone=config.timezone, default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Every day at 03:00: refresh the Engage profiles snapshot.",
     )
+    window_days = max((f.window_days for f in config.funnels), default=7)
     return dg.Definitions(
-        assets=ingestion_assets,
-        jobs=[daily_ingest_job, profiles_job, all_assets_job],
+        assets=ingestion_assets + analysis_assets,
+        jobs=[daily_ingest_job, daily_analysis_job, profiles_job, all_assets_job],
         schedules=[build_daily_schedule(daily_ingest_job, config.timezone), profiles_schedule],
+        sensors=[build_analysis_sensor(daily_ingest_job, daily_analysis_job, config.timezone, window_days)],
         resources=build_resources(),
     )
 

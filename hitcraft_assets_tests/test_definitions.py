@@ -10,19 +10,97 @@ import hitcraft_assets
 from hitcraft_assets.definitions import defs
 from hitcraft_assets.schedules import RANGE_END, RANGE_START, daily_range
 
-SNAPSHOT = {
-    "raw_events": {
-        "deps": [], "group": "ingestion", "partitioned": "Daily, starting 2026-01-01 UTC.",
-        "kinds": ["duckdb", "python"], "owners": ["team:data-platform"], "pool": "duckdb",
-        "checks": ["keys_not_null", "no_duplicates", "rejected_share", "volume_vs_trailing_median"],
-        "retry": True, "single_run_backfill": True,
-    },
-    "user_profiles": {
-        "deps": [], "group": "ingestion", "partitioned": None,
-        "kinds": ["duckdb", "python"], "owners": ["team:data-platform"], "pool": "duckdb",
-        "checks": [], "retry": True, "single_run_backfill": False,
-    },
-}
+# Reviewed snapshot of the asset graph. raw_window: the (start, end) offsets of the UTC raw days a local
+# analysis day reads (funnels: + the 7-day conversion window).
+SNAPSHOT = {'daily_metrics': {'checks': [],
+                   'deps': ['raw_events', 'sessions'],
+                   'group': 'analysis',
+                   'kinds': ['duckdb', 'sql'],
+                   'owners': ['team:product-analytics'],
+                   'partitioned': 'Daily, starting 2026-01-01 UTC.',
+                   'pool': 'duckdb',
+                   'raw_window': (-1, 1),
+                   'retry': False,
+                   'single_run_backfill': True},
+ 'funnels': {'checks': [],
+             'deps': ['identity_map', 'raw_events'],
+             'group': 'analysis',
+             'kinds': ['duckdb', 'sql'],
+             'owners': ['team:product-analytics'],
+             'partitioned': 'Daily, starting 2026-01-01 UTC.',
+             'pool': 'duckdb',
+             'raw_window': (-1, 8),
+             'retry': False,
+             'single_run_backfill': True},
+ 'identity_map': {'checks': [],
+                  'deps': ['raw_events'],
+                  'group': 'analysis',
+                  'kinds': ['duckdb', 'sql'],
+                  'owners': ['team:product-analytics'],
+                  'partitioned': None,
+                  'pool': 'duckdb',
+                  'raw_window': None,
+                  'retry': False,
+                  'single_run_backfill': False},
+ 'raw_events': {'checks': ['keys_not_null', 'no_duplicates', 'rejected_share', 'volume_vs_trailing_median'],
+                'deps': [],
+                'group': 'ingestion',
+                'kinds': ['duckdb', 'python'],
+                'owners': ['team:data-platform'],
+                'partitioned': 'Daily, starting 2026-01-01 UTC.',
+                'pool': 'duckdb',
+                'raw_window': None,
+                'retry': True,
+                'single_run_backfill': True},
+ 'retention': {'checks': [],
+               'deps': ['identity_map', 'raw_events'],
+               'group': 'analysis',
+               'kinds': ['duckdb', 'sql'],
+               'owners': ['team:product-analytics'],
+               'partitioned': None,
+               'pool': 'duckdb',
+               'raw_window': None,
+               'retry': False,
+               'single_run_backfill': False},
+ 'segments': {'checks': [],
+              'deps': ['daily_metrics', 'funnels', 'retention', 'sessions'],
+              'group': 'analysis',
+              'kinds': ['duckdb', 'sql'],
+              'owners': ['team:product-analytics'],
+              'partitioned': 'Daily, starting 2026-01-01 UTC.',
+              'pool': 'duckdb',
+              'raw_window': None,
+              'retry': False,
+              'single_run_backfill': True},
+ 'sessions': {'checks': [],
+              'deps': ['identity_map', 'raw_events'],
+              'group': 'analysis',
+              'kinds': ['duckdb', 'sql'],
+              'owners': ['team:product-analytics'],
+              'partitioned': 'Daily, starting 2026-01-01 UTC.',
+              'pool': 'duckdb',
+              'raw_window': (-1, 1),
+              'retry': False,
+              'single_run_backfill': True},
+ 'user_profiles': {'checks': [],
+                   'deps': [],
+                   'group': 'ingestion',
+                   'kinds': ['duckdb', 'python'],
+                   'owners': ['team:data-platform'],
+                   'partitioned': None,
+                   'pool': 'duckdb',
+                   'raw_window': None,
+                   'retry': True,
+                   'single_run_backfill': False}}
+
+
+def _raw_window(graph, key):
+    if key == dg.AssetKey("raw_events") or dg.AssetKey("raw_events") not in graph.get(key).parent_keys:
+        return None
+    if not graph.get(key).partitions_def:
+        return None
+    mapping = graph.get_partition_mapping(key, dg.AssetKey("raw_events"))
+    return (mapping.start_offset, mapping.end_offset)
 
 
 def graph_snapshot() -> dict:
@@ -41,6 +119,7 @@ def graph_snapshot() -> dict:
             "checks": sorted(k.name for k in assets_def.check_keys),
             "retry": assets_def.node_def.retry_policy is not None,
             "single_run_backfill": assets_def.backfill_policy == dg.BackfillPolicy.single_run(),
+            "raw_window": _raw_window(graph, key),
         }
     return out
 
@@ -61,7 +140,9 @@ def test_every_asset_is_described():
 
 
 def test_jobs_and_schedules():
-    assert {j.name for j in defs.resolve_all_job_defs()} >= {"daily_ingest_job", "profiles_job", "all_assets_job"}
+    assert {j.name for j in defs.resolve_all_job_defs()} >= {"daily_ingest_job", "daily_analysis_job", "profiles_job",
+                                                              "all_assets_job"}
+    assert {s.name for s in defs.sensors} == {"analysis_after_ingest_sensor"}
     schedules = {s.name: s for s in defs.schedules}
     assert set(schedules) == {"daily_ingest_schedule", "daily_profiles_schedule"}
     assert schedules["daily_ingest_schedule"].execution_timezone == "UTC"

@@ -1,0 +1,132 @@
+"""Analysis assets: thin wrappers that read the config, call the SQL-backed functions of this package for
+each partition, and report metadata. The logic lives in identity.py, sessions.py, metrics.py, funnels.py,
+retention.py and segments.py (SQL in sql/analysis/)."""
+
+from datetime import date
+
+import dagster as dg
+
+from hitcraft_assets.analysis.funnels import compute_funnels
+from hitcraft_assets.analysis.identity import rebuild_identity
+from hitcraft_assets.analysis.metrics import compute_daily_metrics
+from hitcraft_assets.analysis.retention import compute_retention
+from hitcraft_assets.analysis.segments import compute_segments
+from hitcraft_assets.analysis.sessions import compute_sessions
+from hitcraft_assets.config import load_config
+from hitcraft_assets.partitions import ANALYSIS_DAILY, raw_days_of_local_day
+from hitcraft_assets.progress import report_progress
+from hitcraft_assets.warehouse import WarehouseResource
+
+GROUP = "analysis"
+OWNERS = ["team:product-analytics"]
+KINDS = {"duckdb", "sql"}
+DAILY_KW = dict(
+    partitions_def=ANALYSIS_DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="duckdb",
+    group_name=GROUP,
+    kinds=KINDS,
+    owners=OWNERS,
+    tags={"stage": "analysis"},
+)
+
+
+def _max_funnel_window_days() -> int:
+    return max((f.window_days for f in load_config().funnels), default=7)
+
+
+def _per_day(context: dg.AssetExecutionContext, duckdb: WarehouseResource, name: str, compute) -> dg.MaterializeResult:
+    """Run `compute(conn, day, config)` for every partition of the step, one transaction each."""
+    config = load_config()
+    days = [date.fromisoformat(k) for k in context.partition_keys]
+    totals: dict[str, float] = {}
+    for i, day in enumerate(days, start=1):
+        with duckdb.get_connection() as conn:
+            stats = compute(conn, day, config)
+        numeric = {k: v for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for k, v in numeric.items():
+            totals[k] = totals.get(k, 0) + v
+        context.add_asset_metadata(dict(stats) | {"timezone": config.timezone}, partition_key=day.isoformat())
+        report_progress(name, i, len(days), day.isoformat(), numeric)
+    return dg.MaterializeResult(metadata={"days": len(days), **{f"{k}_total": v for k, v in totals.items()}})
+
+
+@dg.asset(deps=["raw_events"], pool="duckdb", group_name=GROUP, kinds=KINDS, owners=OWNERS,
+          tags={"stage": "analysis"})
+def identity_map(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    """Mixpanel's simplified ID merge replayed locally: which $device_id belongs to which $user_id.
+
+    Grain: one row per device (`core.identity_map`), from every stored event that carries both ids; the
+    view `core.identified_events` gives each event its `user_key` (the exported distinct_id when it is not
+    a device id, else the device's user, else the device). Rebuilt whole as days arrive, so a merge seen
+    today re-attributes earlier anonymous events, as Mixpanel's retroactive merge does.
+    """
+    with duckdb.get_connection() as conn:
+        stats = rebuild_identity(conn)
+    return dg.MaterializeResult(metadata=stats)
+
+
+@dg.asset(deps=[dg.AssetDep("raw_events", partition_mapping=raw_days_of_local_day()), identity_map], **DAILY_KW)
+def sessions(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    """Sessions as Mixpanel counts them: a user's events with gaps under the inactivity timeout (config,
+    default 30 minutes), reset at midnight of the reporting timezone.
+
+    Grain: one row per session (`core.sessions`), partitioned by the local day it lies in; start, end,
+    duration, event count, first event and the first event's platform, country, channel and segments.
+    """
+    return _per_day(context, duckdb, "sessions", compute_sessions)
+
+
+@dg.asset(deps=[dg.AssetDep("raw_events", partition_mapping=raw_days_of_local_day()), sessions], **DAILY_KW)
+def daily_metrics(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    """Daily product metrics in long format, every one for all users and for every segment of every
+    configured dimension, so that each metric x segment is a time series for detection.
+
+    Grain: one row per (day, metric, dimension, segment) in `analytics.daily_metrics`: DAU, WAU, MAU,
+    stickiness, new users, sessions, session duration (median, mean), events per session, and the count and
+    unique users of every event name. Also keeps `core.user_days` (one row per user per active day).
+    """
+    return _per_day(context, duckdb, "daily_metrics", compute_daily_metrics)
+
+
+@dg.asset(deps=[dg.AssetDep("raw_events", partition_mapping=raw_days_of_local_day(extra_days_after=_max_funnel_window_days())),
+                identity_map], **DAILY_KW)
+def funnels(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    """Every configured funnel with Mixpanel's rules, by entry date: ordered steps, unique users, a window
+    from step 1 (default 7 days), a 2-second grace period, exclusion steps and hold-property-constant.
+
+    Grain: one row per (funnel, entry day, dimension, segment, step) in `analytics.funnel_steps`, with users,
+    conversion from the previous step and from the start, and median and mean time to convert. An entry
+    day keeps converting until its window closes, so the daily run re-materializes those days.
+    """
+    return _per_day(context, duckdb, "funnels", compute_funnels)
+
+
+@dg.asset(deps=["raw_events", identity_map], pool="duckdb", group_name=GROUP, kinds=KINDS, owners=OWNERS,
+          tags={"stage": "analysis"})
+def retention(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    """Weekly cohort retention of first-seen users: users born (config `retention.birth_event`) in a week,
+    and the share who came back (`return_event`) N weeks later, both "on or after" (Mixpanel's default) and
+    "on" week N.
+
+    Grain: one row per (cohort week, weeks since, measure) in `analytics.retention`; buckets whose period
+    is not over yet are flagged incomplete.
+    """
+    with duckdb.get_connection() as conn:
+        stats = compute_retention(conn, load_config())
+    report_progress("retention", 1, 1, "all cohorts", {k: v for k, v in stats.items() if isinstance(v, (int, float))})
+    return dg.MaterializeResult(metadata=stats)
+
+
+@dg.asset(deps=[funnels, sessions, daily_metrics, retention], **DAILY_KW)
+def segments(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    """Each segment against the rest on every rate and mean metric of the day (funnel step conversion,
+    session duration, week-1 retention, events per user), with a fitting test, an effect size, a p-value
+    and a Benjamini-Hochberg q-value across all comparisons of the day. Tiny segments produce no rows.
+
+    Grain: one row per (day, metric, dimension, segment) in `analytics.segment_comparisons`.
+    """
+    return _per_day(context, duckdb, "segments", compute_segments)
+
+
+analysis_assets = [identity_map, sessions, daily_metrics, funnels, retention, segments]
