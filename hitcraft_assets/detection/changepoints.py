@@ -1,0 +1,354 @@
+"""Change points: where a daily series moves to a new level and stays there.
+
+Method (analytics-methods.md §2g):
+
+1. **Weekly deseasonalization** (``period=7``, on by default; ``None`` turns it off). A weekday pattern
+   (weekends 30% lower) is not a change of level, but a least-squares segmentation cuts it into
+   pieces. :func:`weekly_profile` is a classical decomposition with medians: a centred 7-day moving
+   average is the level, and the effect of a phase (position % 7) is the median of value / level
+   (multiplicative, for non-negative series) or value - level (additive). Because the level moves
+   with the data, a level shift or a trend does not leak into the weekday effects (plain per-weekday
+   medians do: with a step in the middle of the series some weekdays' medians fall before it and
+   some after, and the "profile" becomes a copy of the step).
+2. **PELT with an L2 (mean-shift) cost** from ``ruptures`` (``min_size=5`` days, ``jump=1`` because the
+   default ``jump=5`` only allows change points on multiples of 5). The cost is ruptures' ``CostL2``
+   (sum of squared deviations from the segment mean) computed from cumulative sums: the same numbers,
+   O(1) per segment instead of O(segment length), about 10x faster on 90-365 days.
+3. **Penalty** ``pen = k * sigma^2 * log(n)``: the BIC of a Gaussian mean-shift model with known
+   variance, the model for which ruptures' maintainer vouches for a BIC (§2g). ``sigma`` is robust:
+   the MAD of first differences / sqrt(2) * 1.4826 (:func:`robust_sigma`), so neither the level shift
+   itself nor a trend inflates it. ``k`` (``penalty_k``) defaults to 3. k = 1 is common in public code,
+   but on 90 days of pure Gaussian noise PELT then reports at least one change point in 56% of series
+   (simulated, 300 series); k = 2 (location and new mean) 8%; k = 3 1%, while a 2-sigma step is found
+   about as often as with k = 1.
+4. **Trend-aware confirmation** (``trend_aware=True``). On a smooth linear trend PELT with a
+   mean-shift cost returns a staircase (a trend is a sequence of small mean shifts), and a large
+   one-day spike gets a short segment of its own. Every candidate is therefore re-tested as a *jump*
+   at its boundary: within the adjacent segments (at most ``jump_window`` = 28 points each side) a
+   common slope is estimated (Theil-Sen over pairs on the same side, so the jump does not bias it) and
+   the jump is the difference of the two sides' median residuals from that slope. ``jump_z`` divides
+   it by its approximate standard error (on pure noise its standard deviation is 1.01-1.05,
+   simulated). The weakest candidate with ``|jump_z| < min_jump_z`` (3.5) is dropped and its
+   neighbours re-tested, until all remain. A bend (flat, then growing) is a change of slope, not of
+   level, and is mostly not reported: the trends module (Mann-Kendall) is the place for it.
+
+What the defaults do on 90 days of unit Gaussian noise (200 simulated series each, seeded; "found" = a
+change point within 1 day of the step): pure noise 1% with any change point; a linear trend of 0.1 or
+0.3 sigma/day 3-4%; flat-then-growing 10%; weekends 3 sigma lower 1%; a 12-sigma one-day spike 3%;
+steps of 1.5 / 2 / 3 sigma at day 60 found 25% / 44% / 91%; a 3-sigma step on a trend 90%; a
+3-sigma step at day 45 under a weekly pattern 88%. Without the confirmation a trend or a bend is cut
+in 100% of series and a spike in 83%; the price is recall on small steps (a 2-sigma step is found 80%
+of the time without it). A wider ``jump_window`` buys recall back but lets curvature through (42
+points: 2 / 3-sigma steps found 67% / 95%, but flat-then-growing cut in 26%). Small shifts are better
+caught by the anomaly detector or the trend test; this detector is tuned not to invent level shifts.
+
+Missing values (NaN) are skipped; indices always refer to positions in the input.
+
+Public: :func:`detect_change_points` (indices where a new segment starts), :func:`find_change_points`
+(the same with the size of each shift, :class:`ChangePoint`), :func:`robust_sigma`, :func:`mad_scale`,
+:func:`weekly_profile` (:class:`WeeklyProfile`), :func:`deseasonalize`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import ruptures as rpt
+from ruptures.base import BaseCost
+
+MAD_TO_SIGMA = 1.4826  # 1 / Phi^-1(3/4): MAD * 1.4826 estimates a Gaussian standard deviation
+
+DEFAULT_MIN_SIZE = 5
+DEFAULT_PENALTY_K = 3.0
+DEFAULT_PERIOD = 7
+DEFAULT_MIN_JUMP_Z = 3.5
+DEFAULT_JUMP_WINDOW = 28
+
+
+def _finite(values: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions of the finite values, those values) of a 1-D series."""
+    x = np.asarray(values, dtype=float)
+    if x.ndim != 1:
+        raise ValueError(f"DETECTION_SHAPE: expected a 1-D series, got shape {x.shape}")
+    pos = np.flatnonzero(np.isfinite(x))
+    return pos, x[pos]
+
+
+def mad_scale(values: Sequence[float] | np.ndarray) -> float:
+    """1.4826 * median(|x - median(x)|) over the finite values: a Gaussian sigma that ignores outliers.
+    0.0 for fewer than two values."""
+    _, x = _finite(values)
+    if x.size < 2:
+        return 0.0
+    return float(MAD_TO_SIGMA * np.median(np.abs(x - np.median(x))))
+
+
+def robust_sigma(values: Sequence[float] | np.ndarray) -> float:
+    """Noise sigma of a series from its first differences: 1.4826 * MAD(diff) / sqrt(2).
+
+    Differencing removes the level, so a level shift or a slow trend does not inflate the estimate (a
+    shift only adds one large difference, which the MAD ignores). NaNs are skipped (differences are
+    taken between consecutive finite values). 0.0 for fewer than three values.
+    """
+    _, x = _finite(values)
+    if x.size < 3:
+        return 0.0
+    return mad_scale(np.diff(x)) / math.sqrt(2.0)
+
+
+def _phase_medians(x: np.ndarray, ph: np.ndarray, period: int) -> tuple[np.ndarray, np.ndarray]:
+    """(median, count) of the values of each phase 0..period-1 (median NaN for an empty phase)."""
+    order = np.argsort(ph, kind="stable")
+    x, ph = x[order], ph[order]
+    bounds = np.searchsorted(ph, np.arange(period + 1))
+    medians = np.full(period, np.nan)
+    for p in range(period):
+        if bounds[p + 1] > bounds[p]:
+            medians[p] = np.median(x[bounds[p]:bounds[p + 1]])
+    return medians, np.diff(bounds)
+
+
+@dataclass(frozen=True)
+class WeeklyProfile:
+    """A seasonal profile with one effect per phase ``day % period``.
+
+    ``mode='multiplicative'``: ``effects`` are factors (mean 1), so the weekend dip scales with the
+    level; ``'additive'``: offsets (mean 0). ``counts`` is the number of values each effect was
+    estimated from (0: the neutral effect, 1 or 0, for a phase without data).
+    """
+
+    mode: str
+    effects: np.ndarray
+    counts: np.ndarray
+    period: int
+
+    def remove(self, values: np.ndarray, days: np.ndarray) -> np.ndarray:
+        """Deseasonalized values of the given days."""
+        e = self.effects[np.asarray(days, dtype=np.int64) % self.period]
+        return values / e if self.mode == "multiplicative" else values - e
+
+    def apply(self, level: float, day: int) -> float:
+        """The seasonal value of deseasonalized ``level`` on ``day``."""
+        e = float(self.effects[int(day) % self.period])
+        return level * e if self.mode == "multiplicative" else level + e
+
+
+def weekly_profile(values: Sequence[float] | np.ndarray, days: Sequence[int] | np.ndarray | None = None,
+                   period: int = DEFAULT_PERIOD, mode: str = "auto") -> WeeklyProfile:
+    """Estimate a :class:`WeeklyProfile` by classical decomposition with medians.
+
+    ``days``: integer day numbers of the values (default 0..n-1); the phase of a value is
+    ``day % period``, and gaps (NaN, absent days) keep their place. The level is a centred moving
+    average over ``period`` consecutive days (only where all of them are present), so neither a trend
+    nor a level shift leaks into the profile: the effect of a phase is the median of value / level
+    (multiplicative) or value - level (additive) over its days, normalised to mean 1 or 0. With fewer
+    than ``period`` full windows the effects are the phase medians of the raw values instead.
+    ``mode='auto'`` picks multiplicative when all values are >= 0, all levels > 0 and every effect
+    would be > 0 (counts, users, durations, rates), else additive.
+    """
+    if mode not in ("auto", "additive", "multiplicative"):
+        raise ValueError(f"DETECTION_SEASONALITY: unknown mode {mode!r}")
+    if period < 3 or period % 2 == 0:
+        raise ValueError(f"DETECTION_PERIOD: period must be an odd number >= 3, got {period}")
+    x = np.asarray(values, dtype=float)
+    d = np.arange(x.size) if days is None else np.asarray(days, dtype=np.int64)
+    keep = np.isfinite(x)
+    x, d = x[keep], d[keep]
+    if x.size == 0:
+        return WeeklyProfile("additive", np.zeros(period), np.zeros(period, dtype=int), period)
+    grid = np.full(int(d.max() - d.min()) + 1, np.nan)
+    grid[d - d.min()] = x
+    centre = np.array([], dtype=np.int64)
+    if grid.size >= period:
+        moving = np.lib.stride_tricks.sliding_window_view(grid, period).mean(axis=1)  # NaN if a day is absent
+        centre = np.arange(moving.size) + period // 2
+        full = np.isfinite(moving) & np.isfinite(grid[centre])
+        centre, moving = centre[full], moving[full]
+    if centre.size >= period:
+        obs, level, phases = grid[centre], moving, (centre + d.min()) % period
+    else:  # too little data for a moving level: the raw values against their mean
+        obs, level, phases = x, np.full(x.size, x.mean()), d % period
+    if mode != "additive" and (x >= 0).all() and (level > 0).all():
+        ratios, counts = _phase_medians(obs / level, phases, period)
+        present = counts > 0
+        if (ratios[present] > 0).all():
+            effects = np.where(present, ratios / ratios[present].mean(), 1.0)
+            return WeeklyProfile("multiplicative", effects, counts, period)
+    if mode == "multiplicative":
+        raise ValueError("DETECTION_SEASONALITY: a multiplicative profile needs positive values")
+    diffs, counts = _phase_medians(obs - level, phases, period)
+    present = counts > 0
+    return WeeklyProfile("additive", np.where(present, diffs - diffs[present].mean(), 0.0), counts, period)
+
+
+def deseasonalize(values: Sequence[float] | np.ndarray, period: int = DEFAULT_PERIOD,
+                  mode: str = "auto") -> np.ndarray:
+    """The series with its :func:`weekly_profile` removed (positions as days; NaNs stay NaN)."""
+    x = np.asarray(values, dtype=float)
+    days = np.arange(x.size)
+    return weekly_profile(x, days, period, mode).remove(x, days)
+
+
+class _CumsumL2Cost(BaseCost):
+    """ruptures' L2 cost (sum of squared deviations from the segment mean) from cumulative sums."""
+
+    model = "l2_cumsum"
+    min_size = 1
+
+    def fit(self, signal: np.ndarray) -> "_CumsumL2Cost":
+        s = np.asarray(signal, dtype=float).reshape(-1)
+        s = s - np.median(s)  # centring keeps the cumulative sums of squares well conditioned
+        self.signal = s.reshape(-1, 1)
+        self._c1 = np.concatenate([[0.0], np.cumsum(s)])
+        self._c2 = np.concatenate([[0.0], np.cumsum(s * s)])
+        return self
+
+    def error(self, start: int, end: int) -> float:
+        n = end - start
+        s1 = self._c1[end] - self._c1[start]
+        return max(float(self._c2[end] - self._c2[start] - s1 * s1 / n), 0.0)
+
+
+def _pelt(y: np.ndarray, min_size: int, penalty: float) -> list[int]:
+    """PELT segment starts (excluding 0) of a NaN-free series."""
+    if y.size < 2 * min_size or penalty <= 0:
+        return []
+    algo = rpt.Pelt(custom_cost=_CumsumL2Cost(), min_size=min_size, jump=1).fit(y)
+    return [int(b) for b in algo.predict(pen=penalty)[:-1]]
+
+
+def _theil_sen_common_slope(left_t: np.ndarray, left_y: np.ndarray,
+                            right_t: np.ndarray, right_y: np.ndarray) -> float:
+    """Median slope over pairs that lie on the same side of a boundary (a jump does not bias it)."""
+    slopes = []
+    for t, y in ((left_t, left_y), (right_t, right_y)):
+        if t.size >= 2:
+            i, j = np.triu_indices(t.size, k=1)
+            slopes.append((y[j] - y[i]) / (t[j] - t[i]))
+    if not slopes:
+        return 0.0
+    return float(np.median(np.concatenate(slopes)))
+
+
+def _jump(t: np.ndarray, y: np.ndarray, start: int, cut: int, end: int, window: int,
+          sigma: float) -> tuple[float, float]:
+    """(jump, jump_z) at ``cut`` between segments [start, cut) and [cut, end) of a compressed series."""
+    lo, hi = max(start, cut - window), min(end, cut + window)
+    lt, ly, rt, ry = t[lo:cut], y[lo:cut], t[cut:hi], y[cut:hi]
+    slope = _theil_sen_common_slope(lt, ly, rt, ry)
+    jump = float(np.median(ry - slope * rt) - np.median(ly - slope * lt))
+    # Standard error: each side's median residual (efficiency 2/pi of a mean), plus the slope's error
+    # times the distance between the two sides' centres (slope variance ~ sigma^2 / Sxx within sides).
+    sxx = float(((lt - lt.mean()) ** 2).sum() + ((rt - rt.mean()) ** 2).sum())
+    var = (math.pi / 2) * (1 / lt.size + 1 / rt.size)
+    if sxx > 0:
+        var += (rt.mean() - lt.mean()) ** 2 / sxx
+    se = sigma * math.sqrt(var)
+    if se <= 0:
+        return jump, (math.inf if jump else 0.0)
+    return jump, jump / se
+
+
+def _confirm_jumps(t: np.ndarray, y: np.ndarray, cuts: list[int], window: int, sigma: float,
+                   min_jump_z: float) -> tuple[list[int], list[tuple[float, float]]]:
+    """Drop, weakest first, candidates whose trend-adjusted jump is below min_jump_z."""
+    cuts = list(cuts)
+    while True:
+        bounds = [0, *cuts, y.size]
+        jumps = [_jump(t, y, bounds[k], bounds[k + 1], bounds[k + 2], window, sigma)
+                 for k in range(len(cuts))]
+        weak = [k for k, (_, z) in enumerate(jumps) if abs(z) < min_jump_z]
+        if not weak:
+            return cuts, jumps
+        del cuts[min(weak, key=lambda k: abs(jumps[k][1]))]
+
+
+@dataclass(frozen=True)
+class ChangePoint:
+    """A change of level starting at ``index`` (the first day of the new segment).
+
+    ``mean_before`` / ``mean_after`` are means of the raw values over the adjacent segments (from the
+    previous change point, to the next one); ``shift = mean_after - mean_before``; ``relative_shift =
+    shift / |mean_before|`` (None when mean_before is 0). ``jump`` is the trend-adjusted step at the
+    boundary on deseasonalized values and ``jump_z`` its size in standard errors (both None when
+    ``trend_aware`` is off).
+    """
+
+    index: int
+    date: Any
+    mean_before: float
+    mean_after: float
+    shift: float
+    relative_shift: float | None
+    jump: float | None
+    jump_z: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def detect_change_points(values: Sequence[float] | np.ndarray, *, min_size: int = DEFAULT_MIN_SIZE,
+                         penalty: float | None = None, penalty_k: float = DEFAULT_PENALTY_K,
+                         period: int | None = DEFAULT_PERIOD, trend_aware: bool = True,
+                         min_jump_z: float = DEFAULT_MIN_JUMP_Z,
+                         jump_window: int = DEFAULT_JUMP_WINDOW) -> list[int]:
+    """Indices (positions in ``values``) where a new segment starts, in increasing order.
+
+    ``values`` are consecutive days (NaN for a missing day). Defaults: PELT, L2 cost, ``min_size=5``,
+    ``penalty = penalty_k * sigma^2 * log(n)`` with ``penalty_k=3`` and sigma from
+    :func:`robust_sigma` (an explicit ``penalty`` overrides it), weekly deseasonalization
+    (``period=7``; None turns it off), trend-aware confirmation with ``min_jump_z=3.5`` over
+    ``jump_window=28`` points each side. Fewer than ``2 * min_size`` finite values: no change point.
+    """
+    return [cp.index for cp in find_change_points(
+        values, min_size=min_size, penalty=penalty, penalty_k=penalty_k, period=period,
+        trend_aware=trend_aware, min_jump_z=min_jump_z, jump_window=jump_window)]
+
+
+def find_change_points(values: Sequence[float] | np.ndarray, dates: Sequence[Any] | None = None, *,
+                       min_size: int = DEFAULT_MIN_SIZE, penalty: float | None = None,
+                       penalty_k: float = DEFAULT_PENALTY_K, period: int | None = DEFAULT_PERIOD,
+                       trend_aware: bool = True, min_jump_z: float = DEFAULT_MIN_JUMP_Z,
+                       jump_window: int = DEFAULT_JUMP_WINDOW) -> list[ChangePoint]:
+    """:func:`detect_change_points` with, for each change point, its date (``dates[index]`` when dates
+    are given) and the size of the level shift (see :class:`ChangePoint`)."""
+    if dates is not None and len(dates) != len(values):
+        raise ValueError(f"DETECTION_LENGTH: {len(dates)} dates for {len(values)} values")
+    if min_size < 2:
+        raise ValueError(f"DETECTION_MIN_SIZE: min_size must be at least 2, got {min_size}")
+    pos, raw = _finite(values)
+    if raw.size < 2 * min_size:
+        return []
+    y = weekly_profile(raw, pos, period).remove(raw, pos) if period else raw
+    sigma = robust_sigma(y)
+    if penalty is None:
+        if sigma == 0.0:
+            # noise-free data has no scale; a tiny share of the level, so that exact repeats never cut
+            sigma = 1e-6 * max(1.0, float(np.median(np.abs(y))))
+        penalty = penalty_k * sigma**2 * math.log(y.size)
+    cuts = _pelt(y, min_size, penalty)
+    jumps = None
+    if trend_aware:
+        cuts, jumps = _confirm_jumps(pos.astype(float), y, cuts, jump_window, max(sigma, 1e-12), min_jump_z)
+    bounds = [0, *cuts, raw.size]
+    out = []
+    for k, cut in enumerate(cuts):
+        before = float(raw[bounds[k]:cut].mean())
+        after = float(raw[cut:bounds[k + 2]].mean())
+        shift = after - before
+        index = int(pos[cut])
+        out.append(ChangePoint(
+            index=index,
+            date=dates[index] if dates is not None else None,
+            mean_before=before,
+            mean_after=after,
+            shift=shift,
+            relative_shift=shift / abs(before) if before != 0 else None,
+            jump=jumps[k][0] if jumps is not None else None,
+            jump_z=jumps[k][1] if jumps is not None else None,
+        ))
+    return out

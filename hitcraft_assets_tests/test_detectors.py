@@ -1,0 +1,360 @@
+"""The detectors on series whose answers are known by construction.
+
+Why this module exists: the detection stage decides what people get alerted about, and its failure
+modes are the ones users complain about most (analytics-methods.md §3): thirty alerts for one level
+shift, alerts on weekends, on 3-a-day noise, on good news nobody wants paged about, and "insights"
+that were decided with tomorrow's data. Each test plants one situation (a step, a spike, a trend,
+weekly seasonality, Poisson noise, a drop explained by one segment) with a seeded RNG and asserts the
+answer a person would give, so a change to a default or an estimator that breaks one shows up here.
+Everything is plain numpy: no Dagster, no DuckDB.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import date, timedelta
+
+import numpy as np
+import pytest
+
+from hitcraft_assets.detection import (
+    AnomalyOptions,
+    assess_latest,
+    assess_series,
+    detect_anomalies,
+    detect_change_points,
+    fdr_decision,
+    find_change_points,
+    mann_kendall,
+    rank_contributors,
+    segment_contributions,
+    sens_slope,
+    trend_summary,
+    window_change,
+    z_to_p_value,
+)
+
+N_DAYS = 90
+START = date(2026, 1, 5)  # a Monday
+DATES = [START + timedelta(days=i) for i in range(N_DAYS)]
+WEEKEND = np.array([d.weekday() >= 5 for d in DATES])
+
+
+def daily(seed: int, level: float = 1000.0, noise: float = 0.03, weekend_factor: float = 1.0) -> np.ndarray:
+    """N_DAYS of a metric around ``level`` with multiplicative Gaussian noise and weekends scaled by
+    ``weekend_factor``."""
+    rng = np.random.default_rng(seed)
+    season = np.where(WEEKEND, weekend_factor, 1.0)
+    return level * season * (1.0 + noise * rng.normal(size=N_DAYS))
+
+
+def flagged_days(values, **options) -> list[int]:
+    return [DATES.index(a["date"]) for a in detect_anomalies(DATES, values, **options)]
+
+
+# --- a step: one change point, one alert -------------------------------------------------------------
+
+STEP_DAY = 60
+
+
+@pytest.mark.parametrize("factor", [0.6, 1.5], ids=["drop", "rise"])
+@pytest.mark.parametrize("weekend_factor", [1.0, 0.7], ids=["flat_week", "weekly"])
+def test_step_gives_one_change_point_and_one_alert(factor, weekend_factor):
+    x = daily(seed=11, weekend_factor=weekend_factor)
+    x[STEP_DAY:] *= factor
+
+    cps = detect_change_points(x)
+    assert len(cps) == 1 and abs(cps[0] - STEP_DAY) <= 1
+
+    (cp,) = find_change_points(x, DATES)
+    assert cp.date == DATES[cp.index]
+    assert cp.relative_shift == pytest.approx(factor - 1.0, abs=0.05)
+    assert cp.shift == pytest.approx(cp.mean_after - cp.mean_before)
+
+    flags = flagged_days(x)
+    assert STEP_DAY in flags
+    # "one alert, not thirty": the stable new level raises nothing in the following 20 days (or ever)
+    assert [d for d in flags if STEP_DAY < d <= STEP_DAY + 20] == []
+    assert flags == [STEP_DAY]
+    (alert,) = detect_anomalies(DATES, x)
+    assert alert["direction"] == ("down" if factor < 1 else "up")
+    assert alert["lower"] <= alert["expected"] <= alert["upper"]
+    assert not alert["lower"] <= alert["observed"] <= alert["upper"]
+
+
+def test_after_a_level_shift_the_baseline_moves_to_the_new_level():
+    x = daily(seed=12)
+    x[STEP_DAY:] *= 0.6
+    points = assess_series(DATES, x)
+    statuses = [p.status for p in points[STEP_DAY + 1:STEP_DAY + 7]]
+    assert statuses == ["continuation"] * 6  # the episode, judged against the old level
+    late = points[STEP_DAY + 20]
+    assert late.status == "normal"
+    assert late.expected == pytest.approx(600, rel=0.05)  # post-change data only
+
+
+def test_a_drop_that_gets_worse_is_alerted_again():
+    x = daily(seed=13)
+    x[STEP_DAY:] *= 0.6
+    x[STEP_DAY + 3:] = 0.0  # tracking broke completely three days later
+    assert flagged_days(x) == [STEP_DAY, STEP_DAY + 3]
+
+
+@pytest.mark.parametrize("length", [1, 3, 5])
+def test_a_transient_spike_is_one_alert_and_its_end_is_not_a_drop(length):
+    x = daily(seed=14, weekend_factor=0.7)
+    x[50:50 + length] *= 3.0  # a campaign: sign-ups tripled for a few days
+    assert flagged_days(x) == [50]
+
+
+# --- a spike -----------------------------------------------------------------------------------------
+
+def test_spike_is_flagged_on_its_day_up_and_nothing_else():
+    x = daily(seed=21)
+    x[45] *= 1.5
+    alerts = detect_anomalies(DATES, x)
+    assert [(DATES.index(a["date"]), a["direction"]) for a in alerts] == [(45, "up")]
+    assert alerts[0]["observed"] == pytest.approx(x[45])
+    assert alerts[0]["score"] > 3.5
+    assert detect_change_points(x) == []  # a one-day spike is not a level shift
+
+
+# --- a slow trend ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("slope", [2.0, -2.0])
+def test_slow_trend_is_significant_with_the_right_sign_and_slope(slope):
+    rng = np.random.default_rng(31)
+    x = 500.0 + slope * np.arange(N_DAYS) + rng.normal(0, 15, N_DAYS)
+    mk = mann_kendall(x)
+    assert mk.p_value < 0.001
+    assert np.sign(mk.z) == np.sign(mk.tau) == np.sign(slope)
+    assert mk.trend == ("increasing" if slope > 0 else "decreasing")
+    assert mk.slope == pytest.approx(slope, rel=0.1)
+    # PELT with a mean-shift cost cuts a trend into a staircase; the trend-aware confirmation removes it
+    assert detect_change_points(x, trend_aware=False) != []
+    assert detect_change_points(x) == []
+    # the baseline follows the drift, so a steady trend is not a string of anomalies
+    assert flagged_days(x) == []
+
+
+def test_mann_kendall_known_answer():
+    # strictly increasing, no ties: S = n(n-1)/2 = 45, Var(S) = 10*9*25/18 = 125, Z = (S-1)/sqrt(Var)
+    mk = mann_kendall(np.arange(10.0) * 3 + 7, correction="none")
+    assert (mk.n, mk.s, mk.var_s, mk.tau) == (10, 45.0, 125.0, 1.0)
+    assert mk.z == pytest.approx(44 / math.sqrt(125))
+    assert mk.slope == pytest.approx(3.0) and mk.intercept == pytest.approx(7.0)
+    assert sens_slope([1.0, np.nan, 5.0, 7.0]) == pytest.approx((2.0, 1.0))  # positions kept across a gap
+    # ties shrink the variance: [1, 1, 2, 3] has one pair of ties: (4*3*13 - 2*1*9) / 18 = 7.667
+    assert mann_kendall([1.0, 1.0, 2.0, 3.0], correction="none").var_s == pytest.approx(138 / 18)
+    assert mann_kendall([1.0, 2.0, 3.0]) is None
+
+
+def test_hamed_rao_discounts_autocorrelation():
+    # AR(1) noise with phi = 0.8 and no trend: persistence looks like a trend to the original test
+    rng = np.random.default_rng(32)
+    e = rng.normal(size=N_DAYS)
+    x = np.zeros(N_DAYS)
+    for t in range(1, N_DAYS):
+        x[t] = 0.8 * x[t - 1] + e[t]
+    plain = mann_kendall(x, correction="none")
+    corrected = mann_kendall(x)
+    assert plain.p_value < 0.05 <= corrected.p_value
+    assert corrected.variance_ratio > 2 and corrected.s == plain.s
+
+
+@pytest.mark.parametrize(
+    ("values", "window", "expected"),
+    [
+        (np.arange(1.0, 15.0), 7, (11.0, 4.0, 7.0, 1.75)),
+        (np.r_[np.zeros(7), np.ones(7)], 7, (1.0, 0.0, 1.0, None)),  # from zero: no percentage
+        (np.arange(1.0, 14.0), 7, None),  # 13 days cannot give two 7-day windows
+    ],
+)
+def test_window_change(values, window, expected):
+    wc = window_change(values, window)
+    if expected is None:
+        assert wc is None
+    else:
+        assert (wc.current, wc.previous, wc.abs_change, wc.pct_change) == pytest.approx(expected)
+
+
+def test_trend_summary_row():
+    row = trend_summary(np.arange(56.0))
+    assert row["trend"] == "increasing" and row["slope"] == pytest.approx(1.0)
+    assert row["abs_change_7d"] == pytest.approx(7.0) and row["abs_change_28d"] == pytest.approx(28.0)
+    assert row["pct_change_28d"] == pytest.approx(28.0 / 13.5)
+
+
+# --- weekly seasonality, no anomaly ------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [41, 42, 43])
+def test_weekly_seasonality_alone_is_quiet(seed):
+    x = daily(seed=seed, weekend_factor=0.7)
+    assert flagged_days(x) == []
+    assert detect_change_points(x) == []
+    # and the expected value knows it is a weekend
+    points = assess_series(DATES, x)
+    saturday = next(i for i in range(60, N_DAYS) if DATES[i].weekday() == 5)
+    assert points[saturday].expected == pytest.approx(700, rel=0.05)
+
+
+# --- low-volume counts -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [51, 52, 53, 54, 55])
+def test_low_volume_poisson_counts_are_quiet(seed):
+    x = np.random.default_rng(seed).poisson(3.0, N_DAYS).astype(float)
+    assert flagged_days(x, counts=True) == []
+    assert flagged_days(x, min_volume=10) == []  # expected ~3 < 10: never flagged
+    assert detect_change_points(x) == []
+
+
+def test_counts_mode_is_what_keeps_poisson_noise_quiet():
+    # the same Poisson(3) series as counts: quiet; as plain numbers a 3-a-day series alerts on noise
+    series = [np.random.default_rng(seed).poisson(3.0, N_DAYS).astype(float) for seed in range(51, 61)]
+    assert sum(len(flagged_days(x, counts=True)) for x in series) == 0
+    assert sum(len(flagged_days(x)) for x in series) > 0
+
+
+def test_counts_mode_still_sees_a_real_jump():
+    x = np.random.default_rng(56).poisson(3.0, N_DAYS).astype(float)
+    x[70] = 25
+    (alert,) = detect_anomalies(DATES, x, counts=True)
+    assert DATES.index(alert["date"]) == 70 and alert["direction"] == "up"
+    assert alert["lower"] >= 0  # bands of counts never go negative
+
+
+# --- one-sided alerting ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("direction", "expected"),
+    [("both", [30, 60]), ("up", [30]), ("down", [60])],
+)
+def test_direction_option(direction, expected):
+    x = daily(seed=61)
+    x[30] *= 1.5  # good news
+    x[60] *= 0.5  # bad news
+    assert flagged_days(x, direction=direction) == expected
+
+
+def test_filtered_direction_still_counts_as_seen():
+    x = daily(seed=62)
+    x[STEP_DAY:] *= 0.6
+    points = assess_series(DATES, x, direction="up")
+    assert points[STEP_DAY].status == "direction_filtered" and not points[STEP_DAY].flagged
+    assert not any(p.flagged for p in points)
+
+
+# --- too little history ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("min_history", [14, 21])
+def test_no_alerts_before_min_history(min_history):
+    x = daily(seed=71)
+    for day in (3, 10, 17, 30):
+        x[day] *= 2.0
+    points = assess_series(DATES, x, min_history=min_history)
+    assert all(p.status == "warming_up" and p.expected is None for p in points[:min_history])
+    flags = flagged_days(x, min_history=min_history)
+    assert flags and min(flags) >= min_history
+    assert 30 in flags
+
+
+# --- no look-ahead -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cut", [20, 45, 61, 75])
+def test_detect_anomalies_never_looks_ahead(cut):
+    x = daily(seed=81, weekend_factor=0.7)
+    x[STEP_DAY:] *= 0.6
+    x[40] *= 1.6
+    rewritten = x.copy()
+    rewritten[cut + 1:] = np.random.default_rng(82).uniform(0, 5000, N_DAYS - cut - 1)
+    before = assess_series(DATES, x)[:cut + 1]
+    after = assess_series(DATES, rewritten)[:cut + 1]
+    assert before == after
+    assert [a for a in detect_anomalies(DATES, x) if a["date"] <= DATES[cut]] == \
+        [a for a in detect_anomalies(DATES, rewritten) if a["date"] <= DATES[cut]]
+    # and "as of" the cut day, the last judgement is the same one
+    assert assess_latest(DATES[:cut + 1], x[:cut + 1]) == before[-1]
+
+
+# --- root cause --------------------------------------------------------------------------------------
+
+PLATFORM = {"iOS": (500.0, 400.4), "Android": (300.0, 282.0), "Web": (200.0, 197.6)}
+COUNTRY = {"US": (600.0, 540.0), "DE": (400.0, 340.0)}
+
+
+def test_root_cause_names_ios_for_83_percent_of_the_drop():
+    ranked = rank_contributors(1000.0, 880.0, {"platform": PLATFORM, "country": COUNTRY})
+    top = ranked[0]
+    assert (top.dimension, top.segment) == ("platform", "iOS")
+    assert top.contribution == pytest.approx(0.83)
+    assert top.describe() == "platform = iOS: 83% of the drop"
+    assert (top.share_before, top.share_after) == pytest.approx((0.5, 400.4 / 880))
+    # Web moved 2.4 of 120 (2%): below ThirdEye's 3% cut
+    assert ("platform", "Web") not in [(c.dimension, c.segment) for c in ranked]
+    assert [c.segment for c in ranked] == ["iOS", "US", "DE", "Android"]
+    # within a dimension that partitions the total, contributions add up to the whole change
+    assert sum(c.contribution for c in segment_contributions(1000.0, 880.0, PLATFORM)) == pytest.approx(1.0)
+
+
+def test_root_cause_with_no_total_change_is_safe():
+    ranked = rank_contributors(1000.0, 1000.0, {"platform": {"iOS": (500.0, 550.0), "Android": (500.0, 450.0),
+                                                             "Web": (0.0, 0.0)}})
+    assert [c.segment for c in ranked] == ["iOS", "Android"]
+    assert all(c.contribution is None for c in ranked)
+    assert ranked[0].describe() == "platform = iOS: +50 while the total did not change"
+    (new,) = segment_contributions(100.0, 120.0, {"Linux": (0.0, 20.0)})
+    assert new.pct_change is None and new.contribution == pytest.approx(1.0)
+
+
+# --- false discovery control -------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("p_values", "expected"),
+    [
+        # step-up: every p_(k) <= k * 0.05 / 4, although none is below Bonferroni's 0.0125
+        ([0.02, 0.021, 0.022, 0.023], [True, True, True, True]),
+        # thresholds 0.01, 0.02, 0.03, 0.04, 0.05: the largest k with p_(k) <= k alpha / m is 3
+        ([0.3, 0.012, 0.5, 0.001, 0.026], [False, True, False, True, True]),
+        ([0.2, 0.5, 0.04], [False, False, False]),
+    ],
+)
+def test_benjamini_hochberg_on_known_vectors(p_values, expected):
+    decision = fdr_decision(p_values=p_values, alpha=0.05)
+    assert list(decision.flagged) == expected
+    assert decision.tested == len(p_values) and decision.flagged_count == sum(expected)
+
+
+@pytest.mark.parametrize(
+    ("direction", "expected"),
+    [("both", [True, False, True, False]), ("up", [True, False, False, False]),
+     ("down", [False, False, True, False])],
+)
+def test_fdr_over_robust_z_scores(direction, expected):
+    decision = fdr_decision(scores=[5.0, 0.1, -4.5, np.nan], direction=direction)
+    assert list(decision.flagged) == expected
+    assert decision.tested == 3  # a series without a score was not tested
+    assert decision.q_values[3] is None
+    assert z_to_p_value(5.0, "up") == pytest.approx(2.866515718791939e-07)
+
+
+# --- interface ---------------------------------------------------------------------------------------
+
+def test_options_are_validated_with_stable_codes():
+    with pytest.raises(ValueError, match="DETECTION_DIRECTION"):
+        detect_anomalies(DATES, daily(seed=91), direction="sideways")
+    with pytest.raises(TypeError):
+        detect_anomalies(DATES, daily(seed=91), treshold=3.0)
+    with pytest.raises(ValueError, match="DETECTION_DATES"):
+        detect_anomalies(DATES[::-1], daily(seed=91))
+    with pytest.raises(ValueError, match="DETECTION_FDR_INPUT"):
+        fdr_decision(scores=[1.0], p_values=[0.5])
+    assert AnomalyOptions().threshold == 3.5
+
+
+def test_missing_days_are_skipped_not_judged():
+    x = daily(seed=92, weekend_factor=0.7)
+    x[[20, 33, 34]] = np.nan
+    points = assess_series(DATES, x)
+    assert [p.status for p in (points[20], points[33])] == ["missing", "missing"]
+    assert flagged_days(x) == []
+    assert detect_change_points(x) == []
