@@ -2,6 +2,7 @@
 
     hitcraft generate-demo [--days N --users N --events-per-day N --seed S --out DIR --end-date D]
     hitcraft run [--from YYYY-MM-DD] [--to YYYY-MM-DD]
+    hitcraft evaluate [--out DIR] [--days N] [--seed S]
 """
 
 from __future__ import annotations
@@ -135,6 +136,69 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Run the whole pipeline on a demo in its own folder and score detection against its ground truth."""
+    out = Path(args.out).resolve()
+    os.environ["HITCRAFT_SOURCE"] = "files"
+    os.environ["HITCRAFT_EXPORT_DIR"] = str(out / "export")
+    os.environ["HITCRAFT_DUCKDB_PATH"] = str(out / "warehouse.duckdb")
+    home = ensure_dagster_home()
+    from hitcraft_assets.demo.simulator import demo_exists
+
+    if not demo_exists(out / "export"):
+        cmd_generate_demo(argparse.Namespace(days=args.days, users=None, events_per_day=None, seed=args.seed,
+                                             out=str(out / "export"), end_date=None))
+    import json
+
+    import dagster as dg
+    import duckdb
+
+    from hitcraft_assets import progress
+    from hitcraft_assets.config import load_config
+    from hitcraft_assets.definitions import build_resources, defs
+    from hitcraft_assets.detection.evaluate import format_report, score
+    from hitcraft_assets.partitions import DAILY
+    from hitcraft_assets.schedules import RANGE_END, RANGE_START
+
+    truth = json.loads((out / "export" / "ground_truth.json").read_text())
+    start, end = date.fromisoformat(truth["start_date"]), date.fromisoformat(truth["end_date"])
+    first = date.fromisoformat(DAILY.start.strftime("%Y-%m-%d"))
+    if start < first:
+        raise SystemExit(f"hitcraft: the demo starts on {start}, before the first partition {first}: "
+                         f"set HITCRAFT_START_DATE={start}")
+    for stale in out.glob("warehouse.duckdb*"):
+        stale.unlink()
+    print(f"hitcraft evaluate: {start} .. {end}, warehouse={out / 'warehouse.duckdb'}, DAGSTER_HOME={home}")
+    assets = list(defs.resolve_asset_graph().assets_defs)
+    progress.add_listener(_progress_printer)
+    t0 = time.monotonic()
+    try:
+        result = dg.materialize(assets, resources=build_resources(), instance=dg.DagsterInstance.get(),
+                                tags={RANGE_START: start.isoformat(), RANGE_END: end.isoformat(),
+                                      "hitcraft/command": "evaluate"}, raise_on_error=False)
+    finally:
+        progress.remove_listener(_progress_printer)
+    if not result.success:
+        print(f"hitcraft evaluate: the pipeline FAILED (run {result.run_id})", file=sys.stderr)
+        return 1
+    print(f"pipeline: {time.monotonic() - t0:.1f} s")
+    with duckdb.connect(str(out / "warehouse.duckdb"), read_only=True) as conn:
+        anomalies = [dict(zip(("metric_date", "metric", "dimension", "segment", "direction"), r)) for r in
+                     conn.execute("select metric_date, metric, dimension, segment, direction "
+                                  "from analytics.anomalies").fetchall()]
+        trends = [dict(zip(("as_of_date", "metric", "dimension", "segment", "trend", "q_value", "change_points"),
+                           r[:6] + (json.loads(r[6]),)))
+                  for r in conn.execute("select as_of_date, metric, dimension, segment, trend, q_value, "
+                                        "change_points from analytics.trends").fetchall()]
+    funnel_steps = {f.name: f.steps for f in load_config().funnels}
+    evaluation = score(truth, anomalies, trends, funnel_steps, first_scored_day=start + timedelta(days=14),
+                       last_day=end)
+    report = format_report(evaluation)
+    print("\n" + report)
+    (out / "evaluation.txt").write_text(report + "\n")
+    return 0
+
+
 def print_summary(start: date, end: date, run_id: str, elapsed: float) -> None:
     import duckdb
 
@@ -197,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--from", dest="from_date", type=_day, default=None)
     run.add_argument("--to", dest="to_date", type=_day, default=None)
     run.set_defaults(func=cmd_run)
+    ev = sub.add_parser("evaluate", help="run the pipeline on the demo and score detection against its ground truth")
+    ev.add_argument("--out", default=str(settings.data_dir() / "evaluate"))
+    ev.add_argument("--days", type=int, default=90)
+    ev.add_argument("--seed", type=int, default=42)
+    ev.set_defaults(func=cmd_evaluate)
     return parser
 
 

@@ -11,6 +11,7 @@ from hitcraft_assets.warehouse import WarehouseResource
 from hitcraft_assets import settings
 from hitcraft_assets.config import load_config
 from hitcraft_assets.analysis.assets import analysis_assets
+from hitcraft_assets.detection.assets import detection_assets
 from hitcraft_assets.ingestion.assets import raw_events, user_profiles
 from hitcraft_assets.ingestion.mixpanel import MixpanelResource
 from hitcraft_assets.ingestion.sources import ExportSourceResource
@@ -48,8 +49,9 @@ ingestion_assets = [raw_events, user_profiles]
 
 daily_analysis_job = dg.define_asset_job(
     "daily_analysis_job",
-    selection=dg.AssetSelection.assets(*analysis_assets),
-    description="Identity, sessions, metrics, funnels, retention and segments for a range of local days.",
+    selection=dg.AssetSelection.assets(*analysis_assets, *detection_assets),
+    description="Identity, sessions, metrics, funnels, retention, segments, anomalies and trends for a range "
+                "of local days.",
 )
 daily_ingest_job = dg.define_asset_job(
     "daily_ingest_job",
@@ -77,7 +79,7 @@ def build_defs() -> dg.Definitions:
     )
     window_days = max((f.window_days for f in config.funnels), default=7)
     return dg.Definitions(
-        assets=ingestion_assets + analysis_assets,
+        assets=ingestion_assets + analysis_assets + detection_assets,
         jobs=[daily_ingest_job, daily_analysis_job, profiles_job, all_assets_job],
         schedules=[build_daily_schedule(daily_ingest_job, config.timezone), profiles_schedule],
         sensors=[build_analysis_sensor(daily_ingest_job, daily_analysis_job, config.timezone, window_days)],

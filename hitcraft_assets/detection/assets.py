@@ -1,0 +1,138 @@
+"""Detection assets: anomalies and trends of every metric x segment series, each "as of" its day."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+import polars as pl
+import pyarrow as pa
+
+from hitcraft_assets.analysis.assets import daily_metrics, funnels
+from hitcraft_assets.detection import scan
+from hitcraft_assets.partitions import DAILY
+from hitcraft_assets.progress import report_progress
+from hitcraft_assets.warehouse import WarehouseResource, ensure_schema, named_statements
+
+FUNNEL_LAG_DAYS = 1   # an entry day is judged once it has had a full day to convert
+KW = dict(
+    partitions_def=DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    pool="duckdb",
+    group_name="detection",
+    kinds={"duckdb", "python"},
+    owners=["team:product-analytics"],
+    tags={"stage": "detection"},
+    deps=[daily_metrics, funnels],
+)
+ANOMALY_COLUMNS = ["metric_date", "metric", "dimension", "segment", "observed", "expected", "lower", "upper",
+                   "score", "direction", "p_value", "q_value", "root_cause"]
+TREND_COLUMNS = ["as_of_date", "metric", "dimension", "segment", "n", "slope", "tau", "p_value", "q_value",
+                 "trend", "current_7d", "pct_change_7d", "current_28d", "pct_change_28d", "change_points",
+                 "last_change_date", "last_change_shift", "last_change_relative"]
+
+
+def load_series(conn, first_day: date, last_day: date) -> tuple[list[scan.Series], list[date]]:
+    """Every series from HISTORY_DAYS before `first_day` to `last_day`, on one calendar."""
+    statements = named_statements("detection/series.sql")
+    span = (last_day - first_day).days + scan.HISTORY_DAYS
+    params = {"from_day": (last_day - timedelta(days=span - 1)).isoformat(), "to_day": last_day.isoformat()}
+    frames = [pl.from_arrow(conn.execute(statements["metric_series"], params).to_arrow_table())]
+    tables = {r[0] for r in conn.execute("select schema_name || '.' || table_name from duckdb_tables()").fetchall()}
+    if "analytics.funnel_steps" in tables:
+        frames.append(pl.from_arrow(conn.execute(statements["funnel_series"],
+                                                 params | {"funnel_lag_days": FUNNEL_LAG_DAYS}).to_arrow_table()))
+    frames = [f.with_columns(pl.col("value").cast(pl.Float64), pl.col("volume").cast(pl.Float64)) for f in frames
+              if f.height]
+    frame = pl.concat(frames) if frames else pl.DataFrame(
+        schema={"metric": pl.String, "dimension": pl.String, "segment": pl.String, "metric_date": pl.Date,
+                "value": pl.Float64, "volume": pl.Float64})
+    series = scan.to_series(frame, last_day, days=span)
+    calendar = [last_day - timedelta(days=span - 1 - i) for i in range(span)]
+    return series, calendar
+
+
+def _write(conn, sql_file: str, table: str, columns: list[str], day: date, rows: list[dict], kind: str,
+           tested: int, flagged: int) -> None:
+    statements = named_statements(sql_file)
+    conn.execute("begin transaction")
+    try:
+        conn.execute(statements["delete_day"], {"day": day.isoformat()})
+        if rows:
+            batch = pa.Table.from_pylist([{c: r[c] for c in columns} for r in rows])  # noqa: F841 (read by SQL)
+            conn.execute(f"insert into {table} ({', '.join(columns)}) select {', '.join(columns)} from batch")
+        log = named_statements("detection/anomalies.sql")
+        conn.execute(log["delete_log"], {"day": day.isoformat(), "kind": kind})
+        conn.execute(log["insert_log"], {"day": day.isoformat(), "kind": kind, "tested": tested, "flagged": flagged})
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
+
+
+def _prepare(conn) -> None:
+    ensure_schema(conn)
+    conn.execute(named_statements("detection/anomalies.sql")["schema"])
+    conn.execute(named_statements("detection/trends.sql")["schema"])
+
+
+@dg.asset(**KW)
+def anomalies(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    """Anomalies of every metric x segment series and every funnel step's conversion, as of each day.
+
+    Grain: one row per series flagged on a day (`analytics.anomalies`): observed, expected, band, robust
+    score and direction against a weekly baseline with a robust scale; q-value across every series tested
+    that day (Benjamini-Hochberg); for totals, the segments that explain the change (root cause). Days whose
+    export file was missing are left out of every series.
+    """
+    days = sorted(date.fromisoformat(k) for k in context.partition_keys)
+    with duckdb.get_connection() as conn:
+        _prepare(conn)
+        series, calendar = load_series(conn, days[0], days[-1])
+    assessed = scan.assess_all(series)
+    tested_total = flagged_total = 0
+    for i, day in enumerate(days, start=1):
+        rows, tested = scan.anomalies_for_day(day, calendar, assessed)
+        with duckdb.get_connection() as conn:
+            _write(conn, "detection/anomalies.sql", "analytics.anomalies", ANOMALY_COLUMNS, day, rows,
+                   "anomalies", tested, len(rows))
+        tested_total += tested
+        flagged_total += len(rows)
+        top = sorted(rows, key=lambda r: -abs(r["score"] or 0))[:5]
+        meta = {"series_tested": tested, "series_flagged": len(rows),
+                "top": dg.MetadataValue.md("\n".join(
+                    f"- {r['metric']} [{r['dimension']}={r['segment']}] {r['direction']} "
+                    f"{r['observed']:.4g} vs {r['expected']:.4g} (z {r['score']:.1f})" for r in top) or "none")}
+        context.add_asset_metadata(meta, partition_key=day.isoformat())
+        report_progress("anomalies", i, len(days), day.isoformat(),
+                        {"tested": tested, "flagged": len(rows)})
+    return dg.MaterializeResult(metadata={"days": len(days), "series_tested_total": tested_total,
+                                          "series_flagged_total": flagged_total})
+
+
+@dg.asset(**KW)
+def trends(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
+    """Trends of every metric x segment series, as of each day: Mann-Kendall with Sen's slope over the
+    trailing 28 days (Hamed-Rao correction for autocorrelation), change over 7 and 28 days against the
+    prior window, and change points (PELT, penalty k·sigma²·log n with a robust sigma) of the trailing
+    90 days with the date and size of each level shift.
+
+    Grain: one row per series and day (`analytics.trends`); q-values across the day's series.
+    """
+    days = sorted(date.fromisoformat(k) for k in context.partition_keys)
+    with duckdb.get_connection() as conn:
+        _prepare(conn)
+        series, _ = load_series(conn, days[0], days[-1])
+    for i, day in enumerate(days, start=1):
+        rows = scan.trends_for_day(day, series)
+        significant = sum(1 for r in rows if r["q_value"] is not None and r["q_value"] <= scan.FDR_ALPHA)
+        with duckdb.get_connection() as conn:
+            _write(conn, "detection/trends.sql", "analytics.trends", TREND_COLUMNS, day, rows, "trends",
+                   len(rows), significant)
+        with_cps = sum(1 for r in rows if r["last_change_date"] is not None)
+        context.add_asset_metadata({"series_tested": len(rows), "significant_trends": significant,
+                                    "series_with_change_points": with_cps}, partition_key=day.isoformat())
+        report_progress("trends", i, len(days), day.isoformat(),
+                        {"tested": len(rows), "significant": significant, "change_points": with_cps})
+    return dg.MaterializeResult(metadata={"days": len(days)})
+
+
+detection_assets = [anomalies, trends]

@@ -1,0 +1,150 @@
+"""Scoring detection against the demo product's ground truth (`hitcraft evaluate`).
+
+A story is **detected** on the first day D in [start, start + MAX_DELAY_DAYS] when, on the story's own
+series (its metric, dimension and segment; a funnel story's series is `funnel:<funnel>:step<k>`):
+- `analytics.anomalies` has a row on D in the story's direction, or
+- `analytics.trends` as of D has a change point dated within MAX_DELAY_DAYS of the start with a shift in
+  the story's direction, or a significant Mann-Kendall trend (q <= 0.05) in the story's direction that
+  was not already significant the day before the story started.
+The delay is D - start. A detection after the allowed delay is reported as late, with its delay.
+
+**False alerts** are anomalies on total series (dimension `all`) that no story explains, per 30 evaluated
+days. A story explains an alert from its start to 3 days after its end when the alert's metric is the
+story's own, involves one of the story's events (the event of an `event_*` metric, or the funnel's
+steps), or, for a story that moves how many users come (a sign-up, DAU or new-user story), is one of the
+volume metrics (DAU, new users, sessions, and the counts of Page View, Sign Up and Login).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+MAX_DELAY_DAYS = 3
+EXPLAIN_AFTER_END_DAYS = 3
+Q_ALPHA = 0.05
+VOLUME_METRICS = {"dau", "new_users", "sessions", "event_count:Page View", "event_users:Page View",
+                  "event_count:Sign Up", "event_users:Sign Up", "event_count:Login", "event_users:Login"}
+
+
+@dataclass(frozen=True)
+class StoryScore:
+    story_id: str
+    series: tuple[str, str, str]
+    start: date
+    direction: str
+    detected: bool            # within MAX_DELAY_DAYS
+    delay_days: int | None    # first detection, even if late
+    how: str                  # anomaly | change_point | trend | -
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    stories: list[StoryScore]
+    false_alerts: int
+    evaluated_days: int
+    false_alerts_per_30_days: float
+    unexplained: list[dict[str, Any]]
+
+    @property
+    def detected(self) -> int:
+        return sum(s.detected for s in self.stories)
+
+
+def story_series(story: Mapping[str, Any]) -> tuple[str, str, str]:
+    metric = story["metric"]
+    if metric == "funnel_conversion":
+        metric = f"funnel:{story['funnel']}:step{story['step']}"
+    return metric, story.get("dimension") or "all", story.get("segment") or "all"
+
+
+def story_events(story: Mapping[str, Any], funnel_steps: Mapping[str, Sequence[str]]) -> set[str]:
+    metric = story["metric"]
+    if metric == "funnel_conversion":
+        return set(funnel_steps.get(story["funnel"], ()))
+    if ":" in metric:
+        return {metric.split(":", 1)[1]}
+    return set()
+
+
+def _explains(story: Mapping[str, Any], metric: str, day: date, funnel_steps) -> bool:
+    start = date.fromisoformat(story["start_date"])
+    end = date.fromisoformat(story["end_date"]) + timedelta(days=EXPLAIN_AFTER_END_DAYS)
+    if not start <= day <= end:
+        return False
+    own = story_series(story)[0]
+    if metric == own:
+        return True
+    events = story_events(story, funnel_steps)
+    if any(metric.endswith(":" + e) or (metric.startswith("funnel:") and e in metric) for e in events):
+        return True
+    moves_volume = story["metric"] in ("dau", "new_users") or story["metric"].endswith(":Sign Up")
+    return moves_volume and metric in VOLUME_METRICS
+
+
+def _direction_of(value: float | None) -> str | None:
+    if value is None or value == 0:
+        return None
+    return "up" if value > 0 else "down"
+
+
+def score(truth: Mapping[str, Any], anomalies: Iterable[Mapping[str, Any]], trends: Iterable[Mapping[str, Any]],
+          funnel_steps: Mapping[str, Sequence[str]], first_scored_day: date, last_day: date) -> Evaluation:
+    """Score the anomaly rows (metric_date, metric, dimension, segment, direction) and trend rows
+    (as_of_date, metric, dimension, segment, trend, q_value, change_points as a list of dicts with date
+    and shift) against `truth` (ground_truth.json)."""
+    anomalies = list(anomalies)
+    trend_rows: dict[tuple[str, str, str], dict[date, Mapping[str, Any]]] = {}
+    for r in trends:
+        trend_rows.setdefault((r["metric"], r["dimension"], r["segment"]), {})[r["as_of_date"]] = r
+    scores = []
+    for story in truth["stories"]:
+        key = story_series(story)
+        start = date.fromisoformat(story["start_date"])
+        direction = story["direction"]
+        found: list[tuple[int, str]] = []
+        for a in anomalies:
+            if (a["metric"], a["dimension"], a["segment"]) == key and a["direction"] == direction \
+                    and a["metric_date"] >= start:
+                found.append(((a["metric_date"] - start).days, "anomaly"))
+        by_day = trend_rows.get(key, {})
+        before = by_day.get(start - timedelta(days=1))
+        already = bool(before and before["q_value"] is not None and before["q_value"] <= Q_ALPHA
+                       and before["trend"] == ("increasing" if direction == "up" else "decreasing"))
+        for day, r in sorted(by_day.items()):
+            if day < start:
+                continue
+            for cp in r["change_points"]:
+                cp_day = cp["date"] if isinstance(cp["date"], date) else date.fromisoformat(str(cp["date"])[:10])
+                if abs((cp_day - start).days) <= MAX_DELAY_DAYS and _direction_of(cp["shift"]) == direction:
+                    found.append(((day - start).days, "change_point"))
+                    break
+            if not already and r["q_value"] is not None and r["q_value"] <= Q_ALPHA and \
+                    r["trend"] == ("increasing" if direction == "up" else "decreasing"):
+                found.append(((day - start).days, "trend"))
+        first = min(found) if found else None
+        scores.append(StoryScore(story["id"], key, start, direction,
+                                 detected=bool(first and first[0] <= MAX_DELAY_DAYS),
+                                 delay_days=first[0] if first else None, how=first[1] if first else "-"))
+    unexplained = [a for a in anomalies if a["dimension"] == "all" and first_scored_day <= a["metric_date"] <= last_day
+                   and not any(_explains(s, a["metric"], a["metric_date"], funnel_steps) for s in truth["stories"])]
+    days = (last_day - first_scored_day).days + 1
+    return Evaluation(scores, len(unexplained), days, round(len(unexplained) / days * 30, 2) if days else 0.0,
+                      unexplained)
+
+
+def format_report(ev: Evaluation) -> str:
+    lines = [f"{'story':<30} {'series':<58} {'start':<10} {'dir':<4} {'detected':<9} {'delay':>5}  how"]
+    for s in ev.stories:
+        series = f"{s.series[0]} [{s.series[1]}={s.series[2]}]"
+        delay = "-" if s.delay_days is None else str(s.delay_days)
+        lines.append(f"{s.story_id:<30} {series:<58} {s.start.isoformat():<10} {s.direction:<4} "
+                     f"{'yes' if s.detected else 'no':<9} {delay:>5}  {s.how}")
+    lines.append(f"\nstories detected within {MAX_DELAY_DAYS} days: {ev.detected}/{len(ev.stories)}")
+    lines.append(f"false alerts on total series: {ev.false_alerts} in {ev.evaluated_days} days = "
+                 f"{ev.false_alerts_per_30_days} per 30 days")
+    for a in ev.unexplained:
+        lines.append(f"  {a['metric_date']} {a['metric']} {a['direction']}")
+    return "\n".join(lines)

@@ -1,0 +1,242 @@
+"""A day's scan of every metric x segment series: which series are tested, with which options, and what
+is flagged after false-discovery control. Plain functions on polars frames; the assets read the series
+from DuckDB and write what these return.
+
+Which series: every metric x dimension x segment of `analytics.daily_metrics` and every funnel step's
+conversion (`funnel:<funnel>:step<k>`), except the trailing-window metrics (`wau`, `mau`, `stickiness`):
+they are smoothed sums of the daily ones, so an anomaly there only repeats one in `dau`, late, for weeks.
+They do get trends.
+
+How: counts (events, users, sessions) use the detectors' Poisson-aware mode and a minimum expected
+volume; rates (funnel conversions) need enough trials behind them; durations and ratios use the plain
+robust scale. A series is flagged on a day when the detector calls it an anomaly (not a continuation
+of an alert already raised) and its Benjamini-Hochberg q-value across every series tested that day is
+at most `FDR_ALPHA`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from hitcraft_assets.detection.anomalies import AnomalyOptions, PointAssessment, assess_series, fdr_decision
+from hitcraft_assets.detection.changepoints import find_change_points
+from hitcraft_assets.detection.rootcause import rank_contributors
+from hitcraft_assets.detection.trends import trend_summary
+
+FDR_ALPHA = 0.05
+HISTORY_DAYS = 120            # how far back a day's scan reads its series
+TREND_DAYS = 28               # Mann-Kendall window
+CHANGE_POINT_DAYS = 90        # change points searched in the trailing 90 days
+MIN_COUNT_VOLUME = 5          # a count series must expect at least this many a day to be flagged
+MIN_TRIALS = 30               # a conversion rate needs this many entrants at the previous step
+MIN_SEGMENT_USERS = 30        # a segment needs this many daily users (median, 28 days) to be scanned
+MIN_TREND_COUNT = 20          # a count series needs this median volume to get a trend row
+SMOOTHED = ("wau", "mau", "stickiness")
+COUNT_PREFIXES = ("event_count:", "event_users:")
+COUNT_METRICS = ("dau", "new_users", "sessions")
+TOP_CONTRIBUTORS = 3
+
+SeriesKey = tuple[str, str, str]   # (metric, dimension, segment)
+
+
+def is_count(metric: str) -> bool:
+    return metric in COUNT_METRICS or metric.startswith(COUNT_PREFIXES)
+
+
+def is_rate(metric: str) -> bool:
+    return metric.startswith("funnel:")
+
+
+def anomaly_options(metric: str) -> AnomalyOptions:
+    if is_count(metric):
+        return AnomalyOptions(counts=True, min_volume=MIN_COUNT_VOLUME)
+    return AnomalyOptions()
+
+
+@dataclass(frozen=True)
+class Series:
+    key: SeriesKey
+    dates: list[date]
+    values: np.ndarray       # NaN on days without a value
+    volume: np.ndarray       # trials behind a rate, or the value of a count
+
+    @property
+    def metric(self) -> str:
+        return self.key[0]
+
+
+def to_series(frame: pl.DataFrame, until: date, days: int = HISTORY_DAYS) -> list[Series]:
+    """One Series per (metric, dimension, segment) of `frame` (columns metric, dimension, segment,
+    metric_date, value, volume), on a continuous calendar ending on `until` (missing days are NaN)."""
+    start = until - timedelta(days=days - 1)
+    calendar = [start + timedelta(days=i) for i in range(days)]
+    index = {d: i for i, d in enumerate(calendar)}
+    out = []
+    frame = frame.filter((pl.col("metric_date") >= start) & (pl.col("metric_date") <= until))
+    for (metric, dimension, segment), part in frame.group_by(["metric", "dimension", "segment"],
+                                                             maintain_order=True):
+        values = np.full(days, np.nan)
+        volume = np.full(days, np.nan)
+        for d, v, w in zip(part["metric_date"], part["value"], part["volume"]):
+            values[index[d]] = v
+            volume[index[d]] = w if w is not None else np.nan
+        out.append(Series((metric, dimension, segment), calendar, values, volume))
+    out.sort(key=lambda s: s.key)
+    return out
+
+
+def segment_sizes(series: Iterable[Series]) -> dict[tuple[str, str], float]:
+    """(dimension, segment) -> median daily users over the last 28 days, from the `dau` series."""
+    out = {}
+    for s in series:
+        if s.metric == "dau":
+            recent = s.values[-28:]
+            out[(s.key[1], s.key[2])] = float(np.nanmedian(recent)) if np.isfinite(recent).any() else 0.0
+    return out
+
+
+def _big_enough(series: Series, sizes: dict[tuple[str, str], float]) -> bool:
+    """Totals always; a segment only with MIN_SEGMENT_USERS daily users: tiny segments stay quiet."""
+    if series.key[1] == "all":
+        return True
+    return sizes.get((series.key[1], series.key[2]), 0.0) >= MIN_SEGMENT_USERS
+
+
+def _scannable(series: Series) -> bool:
+    if series.metric in SMOOTHED:
+        return False
+    if is_rate(series.metric):
+        recent = series.volume[-28:]
+        return bool(np.isfinite(recent).any() and np.nanmedian(recent) >= MIN_TRIALS)
+    return True
+
+
+def assess_all(series: Sequence[Series]) -> dict[SeriesKey, list[PointAssessment]]:
+    """Every day of every scannable series judged from its own past only (no look-ahead), so one pass
+    over a range serves every day of a backfill."""
+    out = {}
+    sizes = segment_sizes(series)
+    for s in series:
+        if _scannable(s) and _big_enough(s, sizes):
+            values = s.values.copy()
+            if is_rate(s.metric):
+                values[~(s.volume >= MIN_TRIALS)] = np.nan     # too few trials that day: not a data point
+            out[s.key] = assess_series(s.dates, values, anomaly_options(s.metric))
+    return out
+
+
+def _root_cause(metric: str, day_index: int, assessed: dict[SeriesKey, list[PointAssessment]],
+                total: PointAssessment) -> list[dict[str, Any]]:
+    """For an anomaly in a total count: which segments of which dimension explain the change from the
+    expected value (ThirdEye-style contribution)."""
+    if not is_count(metric) or total.expected is None or total.observed is None:
+        return []
+    dimensions: dict[str, dict[str, tuple[float, float]]] = {}
+    for (m, dimension, segment), points in assessed.items():
+        if m != metric or dimension == "all":
+            continue
+        p = points[day_index]
+        if p.observed is not None and p.expected is not None:
+            dimensions.setdefault(dimension, {})[segment] = (p.expected, p.observed)
+    ranked = rank_contributors(total.expected, total.observed, dimensions)
+    out = []
+    for c in ranked[:TOP_CONTRIBUTORS]:
+        out.append({"dimension": c.dimension, "segment": c.segment, "expected": round(c.baseline, 3),
+                    "observed": c.current, "contribution": None if c.contribution is None
+                    else round(c.contribution, 4), "summary": c.describe()})
+    return out
+
+
+def anomalies_for_day(day: date, calendar: Sequence[date], assessed: dict[SeriesKey, list[PointAssessment]]
+                      ) -> tuple[list[dict[str, Any]], int]:
+    """The flagged rows of `day` (after Benjamini-Hochberg across the day's tested series) and the
+    number of series tested."""
+    i = list(calendar).index(day)
+    keys = [k for k, points in assessed.items() if points[i].p_value is not None]
+    if not keys:
+        return [], 0
+    decision = fdr_decision(p_values=[assessed[k][i].p_value for k in keys], alpha=FDR_ALPHA)
+    rows = []
+    for k, fdr_ok, q in zip(keys, decision.flagged, decision.q_values):
+        p = assessed[k][i]
+        if not (p.flagged and fdr_ok):
+            continue
+        metric, dimension, segment = k
+        cause = _root_cause(metric, i, assessed, p) if dimension == "all" else []
+        rows.append({"metric_date": day, "metric": metric, "dimension": dimension, "segment": segment,
+                     "observed": p.observed, "expected": p.expected, "lower": p.lower, "upper": p.upper,
+                     "score": p.score, "direction": p.direction, "p_value": p.p_value, "q_value": q,
+                     "root_cause": json.dumps(cause)})
+    return rows, decision.tested
+
+
+def _finite_or_none(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+CHANGE_SEARCH_PCT = 0.15      # a segment series is searched for change points when its 7-day change
+CHANGE_SEARCH_P = 0.01        # or 28-day trend is at least this clear (totals are always searched)
+
+
+def _worth_a_change_point_search(key: SeriesKey, mk: dict, summary: dict) -> bool:
+    """PELT costs ~4 ms a series; segments whose last weeks show no movement are not searched."""
+    if key[1] == "all":
+        return True
+    pct = summary.get("pct_change_7d")
+    return (pct is not None and abs(pct) >= CHANGE_SEARCH_PCT) or (
+        mk.get("p_value") is not None and mk["p_value"] < CHANGE_SEARCH_P)
+
+
+def trends_for_day(day: date, series: Sequence[Series]) -> list[dict[str, Any]]:
+    """One row per series with enough data: Mann-Kendall / Sen over the trailing 28 days, 7- and 28-day
+    changes, change points of the trailing 90 days; q-values across the day's series."""
+    rows = []
+    sizes = segment_sizes(series)
+    for s in series:
+        i = s.dates.index(day) if day in s.dates else None
+        if i is None or not _big_enough(s, sizes):
+            continue
+        values = s.values[: i + 1]
+        if is_count(s.metric) and not (np.nanmedian(values[-TREND_DAYS:]) >= MIN_TREND_COUNT):
+            continue
+        if is_rate(s.metric) and not (np.nanmedian(s.volume[: i + 1][-TREND_DAYS:]) >= MIN_TRIALS):
+            continue
+        recent = values[-TREND_DAYS:]
+        if np.isfinite(recent).sum() < 10:
+            continue
+        summary = trend_summary(values[-2 * TREND_DAYS:], windows=(7, 28))
+        mk = trend_summary(recent, windows=())
+        cps = []
+        if _worth_a_change_point_search(s.key, mk, summary):
+            window = values[-CHANGE_POINT_DAYS:]
+            cps = find_change_points(window, s.dates[: i + 1][-CHANGE_POINT_DAYS:])
+        points = [{"date": cp.date.isoformat(), "mean_before": cp.mean_before, "mean_after": cp.mean_after,
+                   "shift": cp.shift, "relative_shift": cp.relative_shift} for cp in cps]
+        last = cps[-1] if cps else None
+        metric, dimension, segment = s.key
+        rows.append({
+            "as_of_date": day, "metric": metric, "dimension": dimension, "segment": segment,
+            "n": mk["n"], "slope": mk["slope"], "tau": mk["tau"], "p_value": mk["p_value"], "q_value": None,
+            "trend": mk["trend"], "current_7d": summary["current_7d"], "pct_change_7d": summary["pct_change_7d"],
+            "current_28d": summary["current_28d"], "pct_change_28d": summary["pct_change_28d"],
+            "change_points": json.dumps(points, default=str),
+            "last_change_date": last.date if last else None,
+            "last_change_shift": last.shift if last else None,
+            "last_change_relative": last.relative_shift if last else None,
+        })
+    tested = [r for r in rows if r["p_value"] is not None and math.isfinite(r["p_value"])]
+    if tested:
+        decision = fdr_decision(p_values=[r["p_value"] for r in tested], alpha=FDR_ALPHA)
+        for r, q in zip(tested, decision.q_values):
+            r["q_value"] = q
+    return [{k: _finite_or_none(v) for k, v in r.items()} for r in rows]

@@ -1,0 +1,35 @@
+-- anomalies: the points of every scanned series judged anomalous "as of" their day (grain: one flagged
+-- series on one day). Parameters: $day.
+
+-- name: schema
+create table if not exists analytics.anomalies (
+    metric_date  date not null,
+    metric       varchar not null,
+    dimension    varchar not null,
+    segment      varchar not null,
+    observed     double,
+    expected     double,
+    lower        double,
+    upper        double,
+    score        double,         -- signed robust z against the weekly baseline
+    direction    varchar,        -- up | down
+    p_value      double,
+    q_value      double,         -- Benjamini-Hochberg across every series tested that day
+    root_cause   json            -- for totals: the segments that explain the change, best first
+);
+create table if not exists analytics.detection_log (
+    as_of_date     date not null,
+    kind           varchar not null,   -- anomalies | trends
+    series_tested  bigint not null,
+    series_flagged bigint not null,
+    built_at       timestamptz not null
+);
+
+-- name: delete_day
+delete from analytics.anomalies where metric_date = $day::date;
+
+-- name: delete_log
+delete from analytics.detection_log where as_of_date = $day::date and kind = $kind;
+
+-- name: insert_log
+insert into analytics.detection_log values ($day::date, $kind, $tested, $flagged, now());
