@@ -155,7 +155,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from hitcraft_assets import progress
     from hitcraft_assets.config import load_config
-    from hitcraft_assets.definitions import build_resources, defs
+    from hitcraft_assets.definitions import all_assets, build_resources
     from hitcraft_assets.detection.evaluate import format_report, score
     from hitcraft_assets.partitions import DAILY
     from hitcraft_assets.schedules import RANGE_END, RANGE_START
@@ -169,7 +169,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for stale in out.glob("warehouse.duckdb*"):
         stale.unlink()
     print(f"hitcraft evaluate: {start} .. {end}, warehouse={out / 'warehouse.duckdb'}, DAGSTER_HOME={home}")
-    assets = list(defs.resolve_asset_graph().assets_defs)
+    assets = all_assets
     progress.add_listener(_progress_printer)
     t0 = time.monotonic()
     try:

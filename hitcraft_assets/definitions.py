@@ -46,6 +46,7 @@ def build_resources() -> dict:
 
 
 ingestion_assets = [raw_events, user_profiles]
+all_assets = ingestion_assets + analysis_assets + detection_assets
 
 daily_analysis_job = dg.define_asset_job(
     "daily_analysis_job",
@@ -79,7 +80,7 @@ def build_defs() -> dg.Definitions:
     )
     window_days = max((f.window_days for f in config.funnels), default=7)
     return dg.Definitions(
-        assets=ingestion_assets + analysis_assets + detection_assets,
+        assets=all_assets,
         jobs=[daily_ingest_job, daily_analysis_job, profiles_job, all_assets_job],
         schedules=[build_daily_schedule(daily_ingest_job, config.timezone), profiles_schedule],
         sensors=[build_analysis_sensor(daily_ingest_job, daily_analysis_job, config.timezone, window_days)],
