@@ -175,7 +175,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         result = dg.materialize(assets, resources=build_resources(), instance=dg.DagsterInstance.get(),
                                 tags={RANGE_START: start.isoformat(), RANGE_END: end.isoformat(),
-                                      "hitcraft/command": "evaluate"}, raise_on_error=False)
+                                      "hitcraft/command": "evaluate"}, raise_on_error=False,
+                                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
     finally:
         progress.remove_listener(_progress_printer)
     if not result.success:

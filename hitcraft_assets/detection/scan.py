@@ -184,17 +184,17 @@ def _finite_or_none(x: Any) -> Any:
     return x
 
 
-CHANGE_SEARCH_PCT = 0.15      # a segment series is searched for change points when its 7-day change
-CHANGE_SEARCH_P = 0.01        # or 28-day trend is at least this clear (totals are always searched)
+CHANGE_SEARCH_PCT = 0.15      # a segment series is searched for change points when its 7- or 28-day
+CHANGE_SEARCH_P = 0.01        # change or its 28-day trend is at least this clear (totals always are)
 
 
 def _worth_a_change_point_search(key: SeriesKey, mk: dict, summary: dict) -> bool:
     """PELT costs ~4 ms a series; segments whose last weeks show no movement are not searched."""
     if key[1] == "all":
         return True
-    pct = summary.get("pct_change_7d")
-    return (pct is not None and abs(pct) >= CHANGE_SEARCH_PCT) or (
-        mk.get("p_value") is not None and mk["p_value"] < CHANGE_SEARCH_P)
+    moved = any(summary.get(k) is not None and abs(summary[k]) >= CHANGE_SEARCH_PCT
+                for k in ("pct_change_7d", "pct_change_28d"))
+    return moved or (mk.get("p_value") is not None and mk["p_value"] < CHANGE_SEARCH_P)
 
 
 def trends_for_day(day: date, series: Sequence[Series]) -> list[dict[str, Any]]:

@@ -1,0 +1,87 @@
+"""anomalies and trends as Dagster materializes them over a real DuckDB warehouse: a planted level drop
+in one segment is flagged once (not every day after), with the segment as its root cause; trends find the
+change point; a day without an export file is never an anomaly; the scan's counts are recorded."""
+
+import json
+from datetime import date, timedelta
+
+import dagster as dg
+import duckdb
+import numpy as np
+
+from hitcraft_assets.detection.assets import anomalies, trends
+from hitcraft_assets.warehouse import WarehouseResource, ensure_schema
+
+START = date(2026, 2, 1)
+DAYS = 70
+DROP = 50           # day index where Android loses 60% of its users
+MISSING = 30        # day index whose export file was missing
+
+
+def build_warehouse(path) -> None:
+    rng = np.random.default_rng(7)
+    conn = duckdb.connect(str(path))
+    ensure_schema(conn)
+    conn.execute("create table analytics.daily_metrics (metric_date date, metric varchar, dimension varchar, "
+                 "segment varchar, value double)")
+    rows, log = [], []
+    for i in range(DAYS):
+        day = START + timedelta(days=i)
+        weekly = 0.8 if day.weekday() >= 5 else 1.0
+        ios = rng.poisson(600 * weekly)
+        android = rng.poisson(400 * weekly * (0.4 if i >= DROP else 1.0))
+        if i == MISSING:
+            ios = android = 0
+        rows += [(day, "dau", "all", "all", ios + android), (day, "dau", "platform", "iOS", ios),
+                 (day, "dau", "platform", "Android", android)]
+        log.append((day, i != MISSING))
+    conn.executemany("insert into analytics.daily_metrics values (?, ?, ?, ?, ?)", rows)
+    conn.executemany("insert into raw.load_log values (?, now(), 'test', ?, 0, 0, 0, 0, 0, 0)", log)
+    conn.close()
+
+
+def test_a_level_drop_is_flagged_once_with_its_root_cause(tmp_path):
+    db = tmp_path / "w.duckdb"
+    build_warehouse(db)
+    last = START + timedelta(days=DAYS - 1)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([anomalies, trends], resources={"duckdb": WarehouseResource(database=str(db))},
+                                instance=instance, selection=[anomalies, trends],
+                                tags={"dagster/asset_partition_range_start": (START + timedelta(days=20)).isoformat(),
+                                      "dagster/asset_partition_range_end": last.isoformat()})
+    assert result.success
+    conn = duckdb.connect(str(db), read_only=True)
+    flagged = conn.execute("select metric_date, dimension, segment, direction, root_cause from analytics.anomalies "
+                           "order by metric_date, dimension, segment").fetchall()
+    drop_day = START + timedelta(days=DROP)
+    total = [r for r in flagged if r[1] == "all"]
+    # the total and Android are flagged on the day of the drop, and not again on the 19 days after it
+    assert [r[0] for r in total] == [drop_day] and total[0][3] == "down"
+    assert [(r[0], r[2]) for r in flagged if r[2] == "Android"] == [(drop_day, "Android")]
+    cause = json.loads(total[0][4])
+    assert cause[0]["segment"] == "Android" and cause[0]["contribution"] > 0.8
+    assert "platform = Android" in cause[0]["summary"]
+    # the missing export day is a data outage, never an anomaly
+    assert START + timedelta(days=MISSING) not in {r[0] for r in flagged}
+    (tested, n_flagged), = conn.execute("select series_tested, series_flagged from analytics.detection_log "
+                                        "where kind = 'anomalies' and as_of_date = ?", [drop_day]).fetchall()
+    assert tested == 3 and n_flagged == 2
+    change = conn.execute("select last_change_date, last_change_relative from analytics.trends "
+                          "where as_of_date = ? and dimension = 'platform' and segment = 'Android' and metric = 'dau'",
+                          [last]).fetchall()
+    assert abs((change[0][0] - drop_day).days) <= 1 and change[0][1] < -0.5
+    meta = {m.partition: m.metadata for m in result.asset_materializations_for_node("anomalies")}
+    assert meta[drop_day.isoformat()]["series_flagged"].value == 2
+
+
+def test_rerun_replaces_the_days_rows(tmp_path):
+    db = tmp_path / "w.duckdb"
+    build_warehouse(db)
+    day = (START + timedelta(days=DROP)).isoformat()
+    res = {"duckdb": WarehouseResource(database=str(db))}
+    with dg.instance_for_test() as instance:
+        for _ in range(2):
+            assert dg.materialize([anomalies], partition_key=day, resources=res, instance=instance).success
+    conn = duckdb.connect(str(db), read_only=True)
+    assert conn.execute("select count(*) from analytics.anomalies").fetchall()[0][0] == 2
+    assert conn.execute("select count(*) from analytics.detection_log").fetchall()[0][0] == 1

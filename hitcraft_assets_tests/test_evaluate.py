@@ -1,0 +1,73 @@
+"""How `hitcraft evaluate` scores detection against ground truth: which detections count for a story
+(its own series, its direction, within 3 days), how delays are measured, and which alerts on total
+series count as false."""
+
+from datetime import date
+
+from hitcraft_assets.detection.evaluate import score, story_series
+
+FUNNELS = {"Music Production": ["Production Started", "Sketch Uploaded", "Production Completed"]}
+TRUTH = {"stories": [
+    {"id": "android", "metric": "funnel_conversion", "funnel": "Music Production", "step": 2,
+     "dimension": "platform", "segment": "Android", "start_date": "2026-03-10", "end_date": "2026-03-30",
+     "direction": "down"},
+    {"id": "spike", "metric": "event_count:Sign Up", "dimension": "channel", "segment": "tiktok",
+     "start_date": "2026-03-05", "end_date": "2026-03-07", "direction": "up"},
+    {"id": "slow", "metric": "dau", "dimension": "channel", "segment": "youtube",
+     "start_date": "2026-03-01", "end_date": "2026-03-30", "direction": "down"},
+]}
+
+
+def anomaly(day, metric, dimension="all", segment="all", direction="up"):
+    return {"metric_date": date.fromisoformat(day), "metric": metric, "dimension": dimension, "segment": segment,
+            "direction": direction}
+
+
+def trend(day, metric, dimension, segment, trend="no trend", q=0.5, change_points=()):
+    return {"as_of_date": date.fromisoformat(day), "metric": metric, "dimension": dimension, "segment": segment,
+            "trend": trend, "q_value": q, "change_points": list(change_points)}
+
+
+def run(anomalies=(), trends=()):
+    return score(TRUTH, anomalies, trends, FUNNELS, first_scored_day=date(2026, 3, 1), last_day=date(2026, 3, 30))
+
+
+def test_a_funnel_story_is_scored_on_its_step_series():
+    assert story_series(TRUTH["stories"][0]) == ("funnel:Music Production:step2", "platform", "Android")
+    ev = run([anomaly("2026-03-11", "funnel:Music Production:step2", "platform", "Android", "down")])
+    android = ev.stories[0]
+    assert (android.detected, android.delay_days, android.how) == (True, 1, "anomaly")
+
+
+def test_wrong_direction_wrong_segment_or_too_late_do_not_count():
+    ev = run([anomaly("2026-03-10", "funnel:Music Production:step2", "platform", "Android", "up"),
+              anomaly("2026-03-10", "funnel:Music Production:step2", "platform", "iOS", "down"),
+              anomaly("2026-03-05", "event_count:Sign Up", "channel", "tiktok", "up")])
+    assert not ev.stories[0].detected and ev.stories[0].delay_days is None
+    ev = run([anomaly("2026-03-15", "funnel:Music Production:step2", "platform", "Android", "down")])
+    assert not ev.stories[0].detected and ev.stories[0].delay_days == 5       # late, but reported
+
+
+def test_change_points_and_new_trends_count_pre_existing_trends_do_not():
+    cp = {"date": "2026-03-02", "shift": -40.0}
+    ev = run(trends=[trend("2026-03-03", "dau", "channel", "youtube", change_points=[cp])])
+    assert (ev.stories[2].detected, ev.stories[2].how, ev.stories[2].delay_days) == (True, "change_point", 2)
+    fresh = [trend("2026-02-28", "dau", "channel", "youtube"),
+             trend("2026-03-20", "dau", "channel", "youtube", "decreasing", 0.01)]
+    assert run(trends=fresh).stories[2].delay_days == 19
+    stale = [trend("2026-02-28", "dau", "channel", "youtube", "decreasing", 0.01),
+             trend("2026-03-02", "dau", "channel", "youtube", "decreasing", 0.01)]
+    assert run(trends=stale).stories[2].delay_days is None
+
+
+def test_false_alerts_are_unexplained_alerts_on_totals_per_30_days():
+    ev = run([
+        anomaly("2026-03-06", "dau"),                                   # the sign-up spike moves volume: explained
+        anomaly("2026-03-12", "event_count:Sketch Uploaded", direction="down"),  # a step event of the funnel story
+        anomaly("2026-03-12", "event_count:Message Liked", "platform", "iOS"),   # a segment: not a total
+        anomaly("2026-03-20", "event_count:Feedback Submitted"),        # nothing explains it
+        anomaly("2026-03-03", "sessions"),                              # the DAU decline story moves volume
+        anomaly("2026-03-03", "event_users:Lyrics Completed"),          # no story involves lyrics
+    ])
+    assert ev.false_alerts == 2 and ev.evaluated_days == 30 and ev.false_alerts_per_30_days == 2.0
+    assert {a["metric"] for a in ev.unexplained} == {"event_count:Feedback Submitted", "event_users:Lyrics Completed"}
