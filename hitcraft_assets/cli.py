@@ -237,6 +237,8 @@ ANALYSIS_SUMMARY = [
     ("analytics.funnel_steps", "funnel rows", "cohort_date between ? and ?"),
     ("analytics.retention", "retention rows", None),
     ("analytics.segment_comparisons", "significant", "metric_date between ? and ? and significant"),
+    ("analytics.anomalies", "anomalies", "metric_date between ? and ?"),
+    ("analytics.trends", "trend rows", "as_of_date between ? and ?"),
 ]
 
 
