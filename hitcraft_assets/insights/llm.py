@@ -222,7 +222,8 @@ def is_grounded(text: str, evidence: Any) -> bool:
 
 # -- sanitizing what goes to the model ---------------------------------------------------------------
 
-_PERSON_WORDS = frozenset(
+# "<word>_id" / "<word>_key" with one of these words names a person-level identifier
+_ID_OWNER_WORDS = frozenset(
     "user users distinct device person people profile customer account member anon anonymous visitor "
     "session insert install installation advertising idfa idfv gaid client cookie external".split()
 )
@@ -232,6 +233,7 @@ _PII_KEYS = frozenset(
     "username user_name idfa gaid properties profile profiles profile_properties "
     "user_properties person_properties".split()
 )
+# a key with one of these words is about people: kept only when it holds numbers (counts)
 _PEOPLE_WORDS = frozenset(
     "user users person persons people member members visitor visitors customer customers device devices "
     "account accounts".split()
@@ -261,7 +263,7 @@ def is_identifier_key(key: str, value: Any = None) -> bool:
     parts = [re.sub(r"[0-9]+", "", part) for part in name.split("_")]
     if name in _PII_KEYS:
         return True
-    if parts[-1] in _ID_SUFFIXES and _PERSON_WORDS.intersection(parts[:-1]):
+    if parts[-1] in _ID_SUFFIXES and _ID_OWNER_WORDS.intersection(parts[:-1]):
         return True
     return bool(_PEOPLE_WORDS.intersection(parts)) and not _numbers_only(value)
 
