@@ -1,0 +1,702 @@
+"""Insight generators: the day's analysis and detection tables, read "as of" the day, turned into a short
+list of findings a person can act on, each with its evidence, context and a stable id.
+
+**Sources** (a missing table is skipped): `analytics.funnel_steps`, `analytics.segment_comparisons`,
+`analytics.anomalies`, `analytics.trends`, `analytics.daily_metrics` (segment sizes). Each source yields
+*facets*, one piece of evidence about one series (metric x dimension x segment), with the kind it
+suggests:
+
+- `dropoff` (risk): per funnel, the step of the day's entry cohort (totals) where most users are lost;
+- `comparison`: a significant segment-vs-rest comparison (q <= 0.05): a risk if a conversion (funnel
+  step, first-week retention) is lower, an opportunity if a conversion or engagement (events per user,
+  session length) is higher;
+- `anomaly`: a row of `analytics.anomalies` of the day: a risk if a funnel step fell, else an anomaly;
+- `trend`: a significant Mann-Kendall trend (q <= 0.05) of the day that moved the 28-day mean by 5% or
+  more: a risk / success for a funnel step falling / rising, an opportunity for a rising `event_users:` /
+  `event_count:`, else a trend;
+- `change_point` (success if up, risk if down): a lasting level shift of 10% or more in the last 28 days,
+  on a funnel step, or on a total whose metric has a configured importance;
+- `persisted` (success): an upward anomaly of the last 28 days (3+ days old) whose 7-day mean is still
+  above its band.
+
+Trend, change-point and persisted facets of a segment are kept only for big segments (at least 5% of the
+day's active users) and never for the smoothed `wau`/`mau`/`stickiness` of a segment. A segment that
+beats the rest only because another segment of its dimension drags the rest down (a significantly worse
+segment with a larger effect size on the same metric) is not an opportunity.
+
+**One finding per series and direction, little noise.** The facets of one series that point the same way
+(up or down; a drop-off is down) are one insight, of the kind of its leading facet, the first present of
+comparison, anomaly, persisted, change point, drop-off, trend; the others are evidence inside it ("if the
+same series yields an anomaly and a risk, keep one and put the other's evidence in it"): a segment
+converting worse and its anomaly are one risk, an anomaly and the rising trend under it one anomaly.
+Opposite moves of one series stay apart (a funnel step's standing drop-off and a jump in its conversion).
+Then `event_count:X` joins `event_users:X` of the same segment, kind and direction; a segment's finding
+built only from time series joins the total's finding of the same metric, kind and direction (listed under
+`segments`); a segment's several trend, opportunity or anomaly findings in one direction become one, led by
+its DAU (anomalies: by the most important metric, then the largest |z|), the others listed under
+`related_metrics`; so do totals' anomalies whose first root cause is the same segment. A rising generic
+event (Login, Page View ...; the config's `product.generic_events`) is a trend, not an opportunity. The day
+keeps at most `MAX_INSIGHTS`, the highest by the ranking formula.
+
+**Identity.** `insight_id` hashes the kind and the series (metric, dimension, segment; a funnel's name and
+step are in the metric), never dates or numbers: the same finding keeps its id from day to day, and
+:func:`with_status` marks it new, ongoing or resolved.
+
+Public: :class:`Insight`, :func:`generate_insights`, :func:`with_status`, :func:`write_insights`,
+:func:`previous_state`, :func:`insight_context`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from hitcraft_assets.config import ProductConfig
+from hitcraft_assets.insights.ranking import (
+    impact_score,
+    importance,
+    metric_event,
+    metric_events,
+    parse_funnel_metric,
+)
+from hitcraft_assets.insights.rules import insight_summary, insight_title
+from hitcraft_assets.warehouse import named_statements
+
+SQL = "insights/insights.sql"
+KINDS = ("risk", "opportunity", "success", "trend", "anomaly")
+OPEN_STATUSES = ("new", "ongoing")
+ALPHA = 0.05                  # q-value at or below which a comparison or trend is significant
+MAX_INSIGHTS = 50
+BIG_SEGMENT_SHARE = 0.05      # share of the day's active users a segment needs for trend findings
+CHANGE_DAYS = 28              # a change point this recent is news
+MIN_CHANGE_RELATIVE = 0.10    # ... if it moved the level by at least this much
+TRANSIENT_DAYS = 14           # a change point this soon after one the other way ends an episode
+MIN_TREND_CHANGE = 0.05       # a significant trend is a finding if the 28-day change is at least this much
+PERSIST_LOOKBACK_DAYS = 28
+PERSIST_MIN_AGE_DAYS = 3
+MIN_DROPOFF_USERS = 30        # a funnel drop-off needs this many users at the previous step
+DROPOFF_PRIOR_N = 50          # confidence of a drop-off: n / (n + 50)
+CHANGE_POINT_CONFIDENCE = 0.9
+HISTORY_DAYS = 90             # how far back "significant since" looks
+UNDERUSED_SHARE = 0.2         # a better-converting segment below this share is a path few users take
+TREND_WINDOWS = [7, 28]
+SMOOTHED = ("wau", "mau", "stickiness")
+GENERIC_EVENTS = ("Login", "Logout", "Page View", "Session Start", "App Open")
+PROPORTIONS = ("week1_retention",)
+ENGAGEMENT = ("events_per_user", "session_duration_s")
+COUNTS = ("dau", "wau", "mau", "new_users", "sessions")
+# which facet leads (and sets the kind of) a series' finding in one direction; the others join it
+FACET_PRIORITY = ("comparison", "anomaly", "persisted", "change_point", "dropoff", "trend")
+TIME_SERIES_FACETS = {"anomaly", "trend", "change_point", "persisted"}
+LEAD_PREFERENCE = ("dau", "new_users", "sessions", "wau", "mau")   # who leads a segment's group
+AREA_HINTS = {   # fallback words per area name, for areas named in the config's owners
+    "billing": ("subscription", "payment", "purchase", "checkout", "invoice", "billing", "plan"),
+    "onboarding": ("sign up", "signup", "register", "profile", "onboarding", "welcome"),
+}
+_LABELS = {
+    "dau": "Daily active users", "wau": "Weekly active users", "mau": "Monthly active users",
+    "stickiness": "Stickiness (DAU/MAU)", "new_users": "New users", "sessions": "Sessions",
+    "session_duration_median_s": "Median session length (s)", "session_duration_mean_s": "Mean session length (s)",
+    "events_per_session": "Events per session", "events_per_user": "Events per user",
+    "session_duration_s": "Session length (s)", "week1_retention": "First-week retention",
+}
+
+Key = tuple[str, str, str]   # (metric, dimension, segment)
+
+
+@dataclass(frozen=True)
+class Insight:
+    """One finding as of a day: a row of `insights.insights`. `evidence` holds every number the texts quote
+    (identity: metric, dimension, segment, label, funnel/step/events; `lead` and `facets`; one block per
+    facet with its table's numbers; `source`: the tables; `users_affected` and `relative_change` for the
+    ranking); `context` the product, goals, area, owner and glossary entries."""
+
+    insight_id: str
+    as_of_date: date
+    kind: str
+    title: str
+    summary: str
+    evidence: dict
+    impact_score: float = 0.0
+    confidence: float = 0.0
+    priority_rank: int = 0
+    recommendation: str = ""
+    generated_by: str = "rules"
+    status: str = "new"
+    context: dict = field(default_factory=dict)
+
+
+def insight_id(kind: str, metric: str, dimension: str, segment: str) -> str:
+    """Stable id of a finding: its kind and series, never its dates or numbers."""
+    identity = json.dumps([kind, metric, dimension, segment], ensure_ascii=False)
+    return hashlib.sha1(identity.encode()).hexdigest()[:16]
+
+
+# ------------------------------------------------------------------------------------------ context
+
+
+def _matches(pattern: str, name: str) -> bool:
+    pattern, name = pattern.lower(), name.lower()
+    return name.startswith(pattern[:-1]) if pattern.endswith("*") else name == pattern
+
+
+def area_of(names: list[str], config: ProductConfig) -> str | None:
+    """The product area of a finding from its funnel and event names (most specific first).
+
+    1. the config's optional `product.areas` ({area: [event or funnel names, `Prefix*` allowed]});
+    2. an area of `product.owners` whose name is in a name ("Music Production" -> production);
+    3. for an event, the area of the first configured funnel with it among its steps (by rule 1 or 2);
+    4. built-in hints for common area names (billing: subscription, payment ...; onboarding: sign up,
+       profile ...), for areas the owners name.
+    """
+    product = config.product or {}
+    explicit = product.get("areas") or {}
+    owners = product.get("owners") or {}
+    for name in names:
+        for area, patterns in explicit.items():
+            if any(_matches(p, name) for p in patterns or ()):
+                return str(area)
+
+    def by_name(name: str) -> str | None:
+        for area, patterns in explicit.items():
+            if any(_matches(p, name) for p in patterns or ()):
+                return str(area)
+        for area in owners:
+            stem = str(area).lower().rstrip("s")
+            if stem and stem in name.lower():
+                return str(area)
+        return None
+
+    for name in names:
+        if found := by_name(name):
+            return found
+    for name in names:
+        for f in config.funnels:
+            if name in f.steps and (found := by_name(f.name)):
+                return found
+    for name in names:
+        for area in owners:
+            if any(h in name.lower() for h in AREA_HINTS.get(str(area).lower(), ())):
+                return str(area)
+    return None
+
+
+def insight_context(metric: str, segment: str, config: ProductConfig) -> dict:
+    """Product name, goals, the area and owner of the metric, and the glossary entries of its events."""
+    product = config.product or {}
+    events = metric_events(metric, config)
+    parsed = parse_funnel_metric(metric)
+    names = ([parsed[0]] if parsed else []) + events
+    area = area_of(names, config) if names else None
+    owners = product.get("owners") or {}
+    glossary = product.get("feature_glossary") or {}
+    return {
+        "product": config.product_name,
+        "goals": list(product.get("goals") or []),
+        "area": area,
+        "owner": owners.get(area) if area else owners.get("default"),
+        "events": events,
+        "glossary": {k: glossary[k] for k in [*events, segment] if k in glossary},
+    }
+
+
+def metric_label(metric: str, config: ProductConfig) -> str:
+    parsed = parse_funnel_metric(metric)
+    if parsed:
+        events = metric_events(metric, config)
+        if events:
+            return f"{parsed[0]} conversion {events[0]} -> {events[1]}"
+        return f"{parsed[0]} step conversion"
+    event = metric_event(metric)
+    if event:
+        return f"{event} users" if metric.startswith("event_users:") else f"{event} events"
+    return _LABELS.get(metric, metric)
+
+
+# ------------------------------------------------------------------------------------------ reading
+
+
+def _rows(conn, name: str, **params) -> list[dict]:
+    cur = conn.execute(named_statements(SQL)[name], {k: v.isoformat() if isinstance(v, date) else v
+                                                     for k, v in params.items()})
+    cols = [d[0] for d in cur.description]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def _tables(conn) -> set[str]:
+    return {r[0] for r in conn.execute(named_statements(SQL)["existing_tables"]).fetchall()}
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready: dates as ISO strings, non-finite floats as None."""
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()[:10]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+@dataclass
+class _Facet:
+    key: Key
+    name: str
+    kind: str
+    block: dict
+    confidence: float
+    users: float | None
+    relative: float | None
+
+    @property
+    def direction(self) -> str:
+        if self.name == "dropoff":
+            return "down"
+        return "down" if (self.relative or 0) < 0 else "up"
+
+
+@dataclass
+class _Group:
+    key: Key
+    kind: str
+    facets: dict[str, _Facet]
+    segments: list[dict] = field(default_factory=list)
+    related: list[dict] = field(default_factory=list)
+
+    @property
+    def lead(self) -> _Facet:
+        return next(self.facets[n] for n in FACET_PRIORITY if n in self.facets)
+
+    @property
+    def ordered(self) -> list[_Facet]:
+        return [self.facets[n] for n in FACET_PRIORITY if n in self.facets]
+
+
+def _q_conf(q: float | None) -> float:
+    return 0.0 if q is None else min(max(1.0 - float(q), 0.0), 1.0)
+
+
+class _Sizes:
+    """Users behind a series: segment DAU of the day, funnel volumes at the previous step."""
+
+    def __init__(self, dau_rows: list[dict], volume_rows: list[dict], day: date):
+        self.dau = {(r["dimension"], r["segment"]): float(r["value"]) for r in dau_rows}
+        self.total = self.dau.get(("all", "all"))
+        self.volumes: dict[Key, dict[date, float]] = {}
+        for r in volume_rows:
+            self.volumes.setdefault((r["metric"], r["dimension"], r["segment"]), {})[r["cohort_date"]] = \
+                float(r["users_prev"])
+        self.day = day
+
+    def big(self, key: Key) -> bool:
+        if key[1] == "all" or not self.total:
+            return True
+        return self.dau.get((key[1], key[2]), 0.0) >= BIG_SEGMENT_SHARE * self.total
+
+    def funnel_users(self, key: Key, on: date | None = None) -> float | None:
+        by_day = self.volumes.get(key) or {}
+        if on is not None:
+            return by_day.get(on)
+        return sum(by_day.values()) / len(by_day) if by_day else None
+
+    def users(self, key: Key, value: float | None = None) -> float | None:
+        metric = key[0]
+        if parse_funnel_metric(metric):
+            return self.funnel_users(key)
+        if value is not None and (metric in COUNTS or metric_event(metric)):
+            return value
+        return self.dau.get((key[1], key[2]))
+
+
+def _funnel_fields(metric: str, config: ProductConfig) -> dict:
+    parsed = parse_funnel_metric(metric)
+    if not parsed:
+        event = metric_event(metric)
+        return {"event": event} if event else {}
+    events = metric_events(metric, config)
+    out = {"funnel": parsed[0], "step": parsed[1]}
+    if events:
+        out |= {"prev_event": events[0], "step_event": events[1]}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ facets
+
+
+def _dropoffs(conn, day: date) -> list[_Facet]:
+    out = []
+    for r in _rows(conn, "funnel_dropoffs", day=day, min_users=MIN_DROPOFF_USERS):
+        prev = float(r["users_prev"])
+        block = {"source": "analytics.funnel_steps", "cohort_date": r["cohort_date"], "funnel": r["funnel"],
+                 "step": r["step"], "prev_event": r["prev_event"], "step_event": r["step_event"],
+                 "entrants": r["entrants"], "users_prev": r["users_prev"], "users": r["users"],
+                 "users_lost": r["users_lost"], "conversion_from_prev": r["conversion_from_prev"],
+                 "conversion_from_start": r["conversion_from_start"], "drop_rate": r["users_lost"] / prev}
+        out.append(_Facet((f"funnel:{r['funnel']}:step{r['step']}", "all", "all"), "dropoff", "risk", block,
+                          prev / (prev + DROPOFF_PRIOR_N), float(r["users_lost"]), -block["drop_rate"]))
+    return out
+
+
+def _comparisons(conn, day: date) -> list[_Facet]:
+    rows = _rows(conn, "segment_comparisons", day=day, alpha=ALPHA)
+    worst: dict[tuple[str, str], float] = {}
+    for r in rows:
+        if r["effect"] < 0:
+            k = (r["metric"], r["dimension"])
+            worst[k] = max(worst.get(k, 0.0), abs(r["effect_size"] or 0.0))
+    history: dict[Key, list[dict]] = {}
+    for h in _rows(conn, "comparison_history", day=day, alpha=ALPHA, history_days=HISTORY_DAYS):
+        history.setdefault((h["metric"], h["dimension"], h["segment"]), []).append(h)
+    out = []
+    for r in rows:
+        metric = r["metric"]
+        proportion = metric.startswith("funnel:") or metric in PROPORTIONS
+        if r["effect"] < 0:
+            if not proportion:
+                continue
+            kind = "risk"
+        elif r["effect"] > 0 and (proportion or metric in ENGAGEMENT):
+            if worst.get((metric, r["dimension"]), 0.0) >= abs(r["effect_size"] or 0.0):
+                continue   # better only because a worse segment drags the rest down
+            kind = "opportunity"
+        else:
+            continue
+        block = {k: r[k] for k in ("metric_date", "segment_n", "rest_n", "share_of_users", "segment_value",
+                                   "rest_value", "effect", "effect_size", "test", "statistic", "p_value",
+                                   "q_value")}
+        block["source"] = "analytics.segment_comparisons"
+        block["significant_since"], block["days_significant"] = _run(history.get((metric, r["dimension"],
+                                                                                  r["segment"]), []), day, r["effect"])
+        block["relative_gap"] = r["effect"] / r["rest_value"] if r["rest_value"] else None
+        block["underused"] = kind == "opportunity" and r["share_of_users"] < UNDERUSED_SHARE
+        rel = block["relative_gap"] if block["relative_gap"] is not None else r["effect_size"]
+        out.append(_Facet((metric, r["dimension"], r["segment"]), "comparison", kind, block,
+                          _q_conf(r["q_value"]), float(r["segment_n"]), rel))
+    return out
+
+
+def _run(history: list[dict], day: date, effect: float) -> tuple[date, int]:
+    """The first day of the run of days, ending on `day`, on which the comparison was significant with the
+    same sign, and the number of such days. A day without a row (no data) does not break the run."""
+    since, n = day, 0
+    for h in history:   # newest first
+        if h["metric_date"] > day:
+            continue
+        if not h["significant"] or (h["effect"] > 0) != (effect > 0):
+            break
+        since, n = h["metric_date"], n + 1
+    return since, max(n, 1)
+
+
+def _anomalies(conn, day: date, sizes: _Sizes) -> list[_Facet]:
+    out = []
+    for r in _rows(conn, "anomalies", day=day):
+        key = (r["metric"], r["dimension"], r["segment"])
+        cause = r["root_cause"]
+        cause = json.loads(cause) if isinstance(cause, str) else (cause or [])
+        funnel = parse_funnel_metric(r["metric"]) is not None
+        block = {k: r[k] for k in ("metric_date", "observed", "expected", "lower", "upper", "score", "direction",
+                                   "p_value", "q_value")}
+        block |= {"source": "analytics.anomalies", "root_cause": cause}
+        exp, obs = r["expected"], r["observed"]
+        block["relative_change"] = (obs - exp) / abs(exp) if exp and obs is not None else None
+        if funnel:
+            users = sizes.funnel_users(key, r["metric_date"])
+            block["users_prev"] = users
+        else:
+            users = sizes.users(key, max(obs or 0.0, exp or 0.0))
+        kind = "risk" if funnel and r["direction"] == "down" else "anomaly"
+        rel = block["relative_change"] if block["relative_change"] is not None else (r["score"] or 0) / 10
+        out.append(_Facet(key, "anomaly", kind, block, _q_conf(r["q_value"]), users, rel))
+    return out
+
+
+def _trends(conn, day: date, config: ProductConfig, sizes: _Sizes) -> list[_Facet]:
+    out = []
+    for r in _rows(conn, "trends", day=day, alpha=ALPHA, change_days=CHANGE_DAYS):
+        key = (r["metric"], r["dimension"], r["segment"])
+        metric = r["metric"]
+        if not sizes.big(key) or (key[1] != "all" and metric in SMOOTHED):
+            continue
+        funnel = parse_funnel_metric(metric) is not None
+        users = sizes.users(key, r["current_7d"])
+        up = r["trend"] == "increasing"
+        change = r["pct_change_28d"]
+        if (r["q_value"] is not None and r["q_value"] <= ALPHA and r["trend"] != "no trend"
+                and change is not None and abs(change) >= MIN_TREND_CHANGE and (change > 0) == up):
+            if funnel:
+                kind = "success" if up else "risk"
+            elif up and metric_event(metric) and not _generic(metric_event(metric), config):
+                kind = "opportunity"
+            else:
+                kind = "trend"
+            block = {k: r[k] for k in ("as_of_date", "n", "slope", "tau", "p_value", "q_value", "trend",
+                                       "current_7d", "pct_change_7d", "current_28d", "pct_change_28d",
+                                       "last_change_date", "last_change_relative")}
+            block |= {"source": "analytics.trends", "window_days": TREND_WINDOWS}
+            out.append(_Facet(key, "trend", kind, block, _q_conf(r["q_value"]), users, change))
+        rel_shift, shift = r["last_change_relative"], r["last_change_shift"]
+        if (r["last_change_date"] is not None and rel_shift is not None and abs(rel_shift) >= MIN_CHANGE_RELATIVE
+                and (funnel or (key[1] == "all" and importance(metric, config) > 1))
+                and r["current_7d"] is not None and shift is not None and _held(r, shift)):
+            points = json.loads(r["change_points"]) if isinstance(r["change_points"], str) else []
+            last = points[-1] if points else {}
+            block = {"source": "analytics.trends", "date": r["last_change_date"],
+                     "mean_before": last.get("mean_before"), "mean_after": last.get("mean_after"),
+                     "shift": r["last_change_shift"], "relative_shift": rel_shift}
+            out.append(_Facet(key, "change_point", "success" if rel_shift > 0 else "risk", block,
+                              CHANGE_POINT_CONFIDENCE, users, rel_shift))
+    return out
+
+
+def _generic(event: str, config: ProductConfig) -> bool:
+    """Events that are not a feature (logins, page views, SDK events): their rise is a trend, not an
+    opportunity. The config's `product.generic_events` replaces the default list."""
+    generic = (config.product or {}).get("generic_events")
+    names = set(generic) if generic is not None else set(GENERIC_EVENTS)
+    return event in names or event.startswith(("$", "mp_"))
+
+
+def _held(row: dict, shift: float) -> bool:
+    """A lasting change: the last 7 days are still nearer the level after the change point than the level
+    before it, and the change point does not just end a short episode (a shift the other way at most
+    TRANSIENT_DAYS earlier: the end of a campaign spike is not a fall)."""
+    points = json.loads(row["change_points"]) if isinstance(row["change_points"], str) else []
+    before = points[-1].get("mean_before") if points else None
+    if before is None:
+        return False
+    if len(points) >= 2:
+        gap = (date.fromisoformat(points[-1]["date"][:10]) - date.fromisoformat(points[-2]["date"][:10])).days
+        if gap <= TRANSIENT_DAYS and (points[-2].get("shift") or 0) * shift < 0:
+            return False
+    return (row["current_7d"] - before) * shift >= 0.5 * shift * shift
+
+
+def _persisted(conn, day: date, config: ProductConfig, sizes: _Sizes) -> list[_Facet]:
+    out = []
+    for r in _rows(conn, "persisted_rises", day=day, lookback_days=PERSIST_LOOKBACK_DAYS,
+                   min_age_days=PERSIST_MIN_AGE_DAYS):
+        key = (r["metric"], r["dimension"], r["segment"])
+        if not sizes.big(key) or not (parse_funnel_metric(r["metric"]) or importance(r["metric"], config) > 1):
+            continue
+        block = {"source": ["analytics.anomalies", "analytics.trends"], "anomaly_date": r["metric_date"],
+                 "observed": r["observed"], "expected": r["expected"], "upper": r["upper"], "score": r["score"],
+                 "q_value": r["q_value"], "current_7d": r["current_7d"],
+                 "relative_change": (r["current_7d"] - r["expected"]) / abs(r["expected"]) if r["expected"] else None}
+        out.append(_Facet(key, "persisted", "success", block, _q_conf(r["q_value"]),
+                          sizes.users(key, r["current_7d"]), block["relative_change"] or 0.01))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ merging
+
+
+def _compact(group: _Group, config: ProductConfig) -> dict:
+    lead = group.lead
+    keep = {"anomaly": ("metric_date", "observed", "expected", "score", "q_value"),
+            "trend": ("trend", "current_7d", "pct_change_28d", "q_value"),
+            "change_point": ("date", "mean_before", "mean_after", "relative_shift"),
+            "persisted": ("anomaly_date", "current_7d"),
+            "comparison": ("segment_value", "rest_value", "q_value"),
+            "dropoff": ("users_lost", "drop_rate")}[lead.name]
+    return {"metric": group.key[0], "label": metric_label(group.key[0], config), "dimension": group.key[1],
+            "segment": group.key[2], "facet": lead.name,
+            **{k: lead.block.get(k) for k in keep}}
+
+
+def _family(metric: str) -> str:
+    """event_count:X and event_users:X are one family (the users' series stands for both)."""
+    event = metric_event(metric)
+    return f"event_users:{event}" if event else metric
+
+
+def _collapse(facets: list[_Facet], config: ProductConfig) -> list[_Group]:
+    # per series and direction, one finding: its kind is the kind of its leading facet
+    buckets: dict[tuple[Key, str], dict[str, _Facet]] = {}
+    for f in facets:
+        buckets.setdefault((f.key, f.direction), {}).setdefault(f.name, f)
+    out: list[_Group] = []
+    for (key, _), by_name in buckets.items():
+        lead = next(by_name[n] for n in FACET_PRIORITY if n in by_name)
+        out.append(_Group(key, lead.kind, by_name))
+    # event_count:X into event_users:X
+    index = {(g.key, g.kind): g for g in out}
+    for g in list(out):
+        event = metric_event(g.key[0])
+        if event and g.key[0].startswith("event_count:"):
+            target = index.get(((f"event_users:{event}", g.key[1], g.key[2]), g.kind))
+            if target is not None and target.lead.direction == g.lead.direction:
+                target.related.append(_compact(g, config))
+                out.remove(g)
+    # a segment's time-series finding into the total's
+    totals = {(_family(g.key[0]), g.kind, g.lead.direction): g for g in out if g.key[1] == "all"}
+    for g in list(out):
+        if g.key[1] != "all" and set(g.facets) <= TIME_SERIES_FACETS:
+            target = totals.get((_family(g.key[0]), g.kind, g.lead.direction))
+            if target is not None:
+                target.segments.append(_compact(g, config))
+                out.remove(g)
+    # a segment's several trend / anomaly findings in one direction into one
+    bundles: dict[tuple, list[_Group]] = {}
+    for g in out:
+        if (g.key[1] != "all" and set(g.facets) <= {"anomaly", "trend"}
+                and g.kind in ("trend", "anomaly", "opportunity")):
+            bundles.setdefault((g.kind, g.key[1], g.key[2], g.lead.direction), []).append(g)
+    for g in out:   # totals' anomalies that one segment drives, in one direction
+        cause = (g.lead.block.get("root_cause") or [None])[0] if g.lead.name == "anomaly" else None
+        if g.key[1] == "all" and g.kind == "anomaly" and cause:
+            bundles.setdefault(("anomaly", "all", cause["dimension"], cause["segment"], g.lead.direction),
+                               []).append(g)
+    for (kind, *_), members in bundles.items():
+        if len(members) < 2:
+            continue
+        if kind == "anomaly":   # the most important metric, then the strongest deviation
+            members.sort(key=lambda g: (-importance(g.key[0], config), -abs(g.lead.block.get("score") or 0.0),
+                                        g.key[0]))
+        else:                   # the segment's activity (DAU ...) first, then the most important metric
+            members.sort(key=lambda g: (LEAD_PREFERENCE.index(g.key[0]) if g.key[0] in LEAD_PREFERENCE
+                                        else len(LEAD_PREFERENCE), -importance(g.key[0], config), g.key[0]))
+        lead = members[0]
+        for g in members[1:]:
+            lead.related.append(_compact(g, config))
+            lead.related += g.related
+            out.remove(g)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ building
+
+
+def _build(g: _Group, day: date, config: ProductConfig) -> Insight:
+    metric, dimension, segment = g.key
+    lead = g.lead
+    ordered = g.ordered
+    sources = sorted({s for f in ordered for s in ([f.block["source"]] if isinstance(f.block["source"], str)
+                                                   else f.block["source"])})
+    ev: dict[str, Any] = {"metric": metric, "dimension": dimension, "segment": segment,
+                          "label": metric_label(metric, config), **_funnel_fields(metric, config),
+                          "conversion": metric.startswith("funnel:") or metric in PROPORTIONS,
+                          "lead": lead.name, "facets": [f.name for f in ordered], "direction": lead.direction,
+                          "source": sources,
+                          "users_affected": lead.users, "relative_change": lead.relative}
+    if lead.name == "comparison":
+        ev["effect_size"] = lead.block.get("effect_size")
+    for f in ordered:
+        ev[f.name] = {k: v for k, v in f.block.items() if k != "source"} | {"source": f.block["source"]}
+    if g.segments:
+        ev["segments"] = g.segments
+    if g.related:
+        ev["related_metrics"] = g.related
+    ev = _clean(ev)
+    return Insight(
+        insight_id=insight_id(g.kind, metric, dimension, segment), as_of_date=day, kind=g.kind,
+        title=insight_title(g.kind, ev), summary=insight_summary(ev), evidence=ev,
+        confidence=round(max(f.confidence for f in ordered), 6), status="new",
+        context=insight_context(metric, segment, config))
+
+
+def generate_insights(conn, day: date, config: ProductConfig) -> list[Insight]:
+    """The day's findings, unranked (status 'new', no recommendation), at most MAX_INSIGHTS of them, in a
+    deterministic order (kind, then series)."""
+    tables = _tables(conn)
+    dau = _rows(conn, "segment_users", day=day) if "analytics.daily_metrics" in tables else []
+    volumes = (_rows(conn, "funnel_volumes", day=day, from_day=day - timedelta(days=7))
+               if "analytics.funnel_steps" in tables else [])
+    sizes = _Sizes(dau, volumes, day)
+    facets: list[_Facet] = []
+    if "analytics.funnel_steps" in tables:
+        facets += _dropoffs(conn, day)
+    if "analytics.segment_comparisons" in tables:
+        facets += _comparisons(conn, day)
+    if "analytics.anomalies" in tables:
+        facets += _anomalies(conn, day, sizes)
+    if "analytics.trends" in tables:
+        facets += _trends(conn, day, config, sizes)
+        if "analytics.anomalies" in tables:
+            facets += _persisted(conn, day, config, sizes)
+    insights = [_build(g, day, config) for g in _collapse(facets, config)]
+    if len(insights) > MAX_INSIGHTS:
+        insights.sort(key=lambda i: (-impact_score(i, config), i.insight_id))
+        insights = insights[:MAX_INSIGHTS]
+    insights.sort(key=lambda i: (KINDS.index(i.kind), i.evidence["metric"], i.evidence["dimension"],
+                                 i.evidence["segment"]))
+    return insights
+
+
+# ------------------------------------------------------------------------------------------ state
+
+
+def with_status(insights: list[Insight], previous_ids: set[str], previous_open: list[dict],
+                day: date | None = None) -> list[Insight]:
+    """Mark each insight 'ongoing' if it was open (new or ongoing) the previous time, else 'new'; append a
+    'resolved' row for every previously open finding that is gone (its id, kind, title and the evidence of
+    the last time). A finding that was resolved and comes back is 'new' again. `day` (default: the
+    insights' own as_of_date) dates the resolved rows; write_insights dates every row with its day anyway.
+    """
+    open_ids = {r["insight_id"] for r in previous_open}
+    out = [dataclasses.replace(i, status="ongoing" if i.insight_id in previous_ids and i.insight_id in open_ids
+                               else "new") for i in insights]
+    current = {i.insight_id for i in insights}
+    when = day or (insights[0].as_of_date if insights else None)
+    for r in sorted(previous_open, key=lambda r: r["insight_id"]):
+        if r["insight_id"] in current:
+            continue
+        evidence = r.get("evidence") or {}
+        evidence = json.loads(evidence) if isinstance(evidence, str) else dict(evidence)
+        last = r.get("as_of_date")
+        last = last.isoformat() if isinstance(last, date) else str(last)
+        evidence["last_reported"] = last
+        context = r.get("context") or {}
+        context = json.loads(context) if isinstance(context, str) else context
+        out.append(Insight(insight_id=r["insight_id"], as_of_date=when or date.fromisoformat(last[:10]),
+                           kind=r["kind"], title=r["title"],
+                           summary=f"No longer detected; last reported on {last}.", evidence=evidence,
+                           confidence=float(r.get("confidence") or 0.0), generated_by="rules",
+                           status="resolved", context=context))
+    return out
+
+
+def _ensure_table(conn) -> None:
+    conn.execute(named_statements(SQL)["schema"])
+
+
+def write_insights(conn, day: date, insights: list[Insight]) -> int:
+    """Replace the rows of as_of_date = day with `insights`, in one transaction; returns the rows written."""
+    _ensure_table(conn)
+    statements = named_statements(SQL)
+    rows = [(i.insight_id, day, i.kind, i.title, i.summary, json.dumps(_clean(i.evidence), sort_keys=True),
+             float(i.impact_score), float(i.confidence), int(i.priority_rank), i.recommendation, i.generated_by,
+             i.status, json.dumps(_clean(i.context), sort_keys=True)) for i in insights]
+    conn.execute("begin transaction")
+    try:
+        conn.execute(statements["delete_day"], {"day": day.isoformat()})
+        if rows:
+            conn.executemany(statements["insert_row"], rows)
+        conn.execute("commit")
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    return len(rows)
+
+
+def previous_state(conn, day: date) -> tuple[set[str], list[dict]]:
+    """The ids of the latest as_of_date before `day` that has insights, and its open (new or ongoing) rows
+    as dicts (evidence and context parsed). Nothing before: (set(), [])."""
+    if "insights.insights" not in _tables(conn):
+        return set(), []
+    prev = conn.execute(named_statements(SQL)["previous_day"], {"day": day.isoformat()}).fetchone()[0]
+    if prev is None:
+        return set(), []
+    rows = _rows(conn, "rows_of_day", day=prev)
+    for r in rows:
+        for k in ("evidence", "context"):
+            if isinstance(r[k], str):
+                r[k] = json.loads(r[k])
+    return {r["insight_id"] for r in rows}, [r for r in rows if r["status"] in OPEN_STATUSES]

@@ -1,0 +1,464 @@
+"""Insights are the part of the engine a person reads first, so this suite pins what they may say:
+(a) the generators find exactly the findings planted in small analysis and detection tables (created with
+the real DDL), with the right kind and evidence numbers equal to the tables', and nothing from
+insignificant rows, tiny segments or negligible trends; duplicates of one series become one finding;
+(b) the ranking formula puts higher importance, more users, higher confidence, totals and new findings
+first, deterministically, ties broken by id; (c) a finding keeps its id from day to day and goes
+new -> ongoing -> resolved; (d) every number in a title, summary or rule recommendation is in the
+evidence (the check LLM text will also pass through); (e) writing a day twice leaves one copy."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from datetime import date, timedelta
+
+import duckdb
+import pytest
+
+from hitcraft_assets.config import BUNDLED_CONFIG, load_config
+from hitcraft_assets.insights import (
+    Insight,
+    generate_insights,
+    numbers_allowed,
+    numbers_in,
+    previous_state,
+    rank_insights,
+    rule_recommendation,
+    with_status,
+    write_insights,
+)
+from hitcraft_assets.insights.generators import insight_context, insight_id
+from hitcraft_assets.insights.ranking import importance, impact_score
+from hitcraft_assets.warehouse import ensure_schema, named_statements
+
+DAY = date(2026, 11, 23)
+CONFIG = load_config(BUNDLED_CONFIG)
+MP2 = "funnel:Music Production:step2"
+ONB2 = "funnel:Onboarding:step2"
+
+
+# ------------------------------------------------------------------------------------------ warehouse
+
+
+def warehouse(path) -> duckdb.DuckDBPyConnection:
+    """An empty warehouse with every table the generators read, from the real DDL."""
+    conn = duckdb.connect(str(path))
+    ensure_schema(conn)
+    conn.execute(named_statements("analysis/funnels.sql")["schema"])
+    conn.execute(named_statements("analysis/segments.sql")["create_table"])
+    conn.execute(named_statements("analysis/daily_metrics.sql")["schema"])
+    conn.execute(named_statements("detection/anomalies.sql")["schema"])
+    conn.execute(named_statements("detection/trends.sql")["schema"])
+    return conn
+
+
+def plant_funnel(conn, day, funnel, users, dimension="all", segment="all"):
+    steps = next(f.steps for f in CONFIG.funnels if f.name == funnel)
+    for k, (event, n) in enumerate(zip(steps, users), start=1):
+        prev = users[k - 2] if k > 1 else n
+        conn.execute("insert into analytics.funnel_steps (funnel, cohort_date, dimension, segment, step, step_event, "
+                     "users, conversion_from_prev, conversion_from_start) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     [funnel, day, dimension, segment, k, event, n, n / prev, n / users[0]])
+
+
+def plant_comparison(conn, day, metric, dimension, segment, segment_n, rest_n, segment_value, rest_value,
+                     effect_size, q, significant=True, test="two_proportion_z"):
+    conn.execute("insert into analytics.segment_comparisons values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 [day, metric, dimension, segment, segment_n, rest_n, segment_value, rest_value,
+                  segment_value - rest_value, effect_size, test, -5.0, q / 10, q, significant])
+
+
+def plant_anomaly(conn, day, metric, dimension, segment, observed, expected, score, q, root_cause=()):
+    direction = "up" if observed > expected else "down"
+    conn.execute("insert into analytics.anomalies values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 [day, metric, dimension, segment, observed, expected, expected * 0.8, expected * 1.2, score,
+                  direction, q / 10, q, json.dumps(list(root_cause))])
+
+
+def plant_trend(conn, day, metric, dimension, segment, slope, q, current_7d, pct_7d, current_28d, pct_28d,
+                change_points=()):
+    trend = "no trend" if q > 0.05 else ("increasing" if slope > 0 else "decreasing")
+    last = change_points[-1] if change_points else None
+    conn.execute("insert into analytics.trends values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 [day, metric, dimension, segment, 28, slope, 0.5 if slope > 0 else -0.5, q / 2, q, trend,
+                  current_7d, pct_7d, current_28d, pct_28d, json.dumps(list(change_points)),
+                  last["date"] if last else None, last["shift"] if last else None,
+                  last["relative_shift"] if last else None])
+
+
+def plant_dau(conn, day, sizes):
+    for (dimension, segment), value in sizes.items():
+        conn.execute("insert into analytics.daily_metrics values (?, 'dau', ?, ?, ?)", [day, dimension, segment, value])
+
+
+TIKTOK = {"dimension": "channel", "segment": "tiktok", "expected": 9.0, "observed": 80.0, "contribution": 1.103,
+          "summary": "channel = tiktok: 110% of the rise"}
+ONB_SHIFT = {"date": (DAY - timedelta(days=15)).isoformat(), "mean_before": 0.45, "mean_after": 0.71,
+             "shift": 0.26, "relative_shift": 0.26 / 0.45}
+
+
+def plant_day(conn, day=DAY):
+    """One day with a known finding of every kind, and rows that must produce nothing."""
+    plant_dau(conn, day, {("all", "all"): 2000, ("channel", "youtube"): 180, ("channel", "direct"): 900,
+                          ("channel", "tiny"): 20, ("platform", "Android"): 500})
+    # funnels: Music Production loses 400 of 1,000 at step 2; Onboarding 60 of 200 at step 2
+    plant_funnel(conn, day, "Music Production", [1000, 600, 550])
+    plant_funnel(conn, day, "Onboarding", [200, 140, 138])
+    plant_funnel(conn, day, "Music Production", [300, 120, 110], "platform", "Android")
+    # Android converts far worse at step 2, significant for three days (not on the fourth day back)
+    for back, q in ((0, 1e-48), (1, 1e-40), (2, 1e-30)):
+        plant_comparison(conn, day - timedelta(days=back), MP2, "platform", "Android", 300, 700, 0.4, 0.9, -1.1, q)
+    plant_comparison(conn, day - timedelta(days=3), MP2, "platform", "Android", 300, 700, 0.88, 0.9, -0.05, 0.6,
+                     significant=False)
+    # iOS looks better only because Android drags the rest down: not an opportunity
+    plant_comparison(conn, day, MP2, "platform", "iOS", 400, 600, 0.95, 0.75, 0.55, 1e-10)
+    # not significant: nothing
+    plant_comparison(conn, day, "funnel:Lyrics Composition:step2", "country", "US", 400, 900, 0.88, 0.9, -0.06,
+                     0.3, significant=False)
+    # Canada retains far better but is a small share of users: a high-converting path few users take
+    plant_comparison(conn, day, "week1_retention", "country", "CA", 50, 800, 0.68, 0.45, 0.46, 0.025)
+    # anomalies: sign-ups spike, driven by tiktok (iOS shows the same move); Android's step 2 drops
+    plant_anomaly(conn, day, "event_users:Sign Up", "all", "all", 171.0, 107.0, 3.78, 0.0073, [TIKTOK])
+    plant_anomaly(conn, day, "event_users:Sign Up", "platform", "iOS", 63.0, 26.0, 3.88, 0.0057)
+    plant_anomaly(conn, day, MP2, "platform", "Android", 0.44, 0.94, -18.3, 7e-72)
+    # onboarding jumped 10 days ago and held; a level shift 15 days ago; an increasing trend
+    plant_anomaly(conn, day - timedelta(days=10), ONB2, "all", "all", 0.67, 0.45, 4.2, 0.023)
+    plant_trend(conn, day, ONB2, "all", "all", 0.014, 0.017, 0.71, -0.011, 0.60, 0.31, [ONB_SHIFT])
+    # rising feature use; falling youtube activity
+    plant_trend(conn, day, "event_users:Feature Used", "all", "all", 11.1, 0.0099, 1244.0, 0.081, 1113.0, 0.32)
+    plant_trend(conn, day, "dau", "channel", "youtube", -3.1, 0.0033, 180.0, -0.074, 207.0, -0.253)
+    # nothing from these: not significant, a tiny segment, a negligible change
+    plant_trend(conn, day, "dau", "channel", "direct", 2.0, 0.2, 900.0, 0.01, 890.0, 0.02)
+    plant_trend(conn, day, "dau", "channel", "tiny", -1.0, 0.001, 20.0, -0.3, 25.0, -0.3)
+    plant_trend(conn, day, "sessions", "all", "all", 1.0, 0.01, 3000.0, 0.01, 2990.0, 0.02)
+
+
+EXPECTED = {
+    ("risk", MP2, "platform", "Android"),
+    ("risk", MP2, "all", "all"),
+    ("risk", ONB2, "all", "all"),
+    ("opportunity", "week1_retention", "country", "CA"),
+    ("anomaly", "event_users:Sign Up", "all", "all"),
+    ("opportunity", "event_users:Feature Used", "all", "all"),
+    ("success", ONB2, "all", "all"),
+    ("trend", "dau", "channel", "youtube"),
+}
+
+
+@pytest.fixture
+def planted(tmp_path):
+    conn = warehouse(tmp_path / "w.duckdb")
+    plant_day(conn)
+    yield conn
+    conn.close()
+
+
+def by_series(insights):
+    return {(i.kind, i.evidence["metric"], i.evidence["dimension"], i.evidence["segment"]): i for i in insights}
+
+
+# ------------------------------------------------------------------------------------------ generators
+
+
+def test_generators_find_exactly_the_planted_findings(planted):
+    insights = generate_insights(planted, DAY, CONFIG)
+    assert set(by_series(insights)) == EXPECTED
+    assert all(i.status == "new" and i.recommendation == "" and i.generated_by == "rules" and i.as_of_date == DAY
+               for i in insights)
+    assert len({i.insight_id for i in insights}) == len(insights)
+    assert all(0.0 <= i.confidence <= 1.0 for i in insights)
+
+
+def test_a_segment_converting_worse_is_one_risk_with_the_tables_numbers(planted):
+    risk = by_series(generate_insights(planted, DAY, CONFIG))[("risk", MP2, "platform", "Android")]
+    ev = risk.evidence
+    # the comparison and the same series' anomaly are one finding: the anomaly's evidence is inside
+    assert ev["lead"] == "comparison" and set(ev["source"]) == {"analytics.segment_comparisons",
+                                                                "analytics.anomalies"}
+    c = ev["comparison"]
+    assert (c["segment_value"], c["rest_value"], c["segment_n"], c["rest_n"], c["q_value"], c["test"]) == \
+        (0.4, 0.9, 300, 700, 1e-48, "two_proportion_z")
+    assert c["effect"] == pytest.approx(-0.5) and c["effect_size"] == -1.1
+    assert (c["significant_since"], c["days_significant"]) == ((DAY - timedelta(days=2)).isoformat(), 3)
+    assert (ev["anomaly"]["observed"], ev["anomaly"]["expected"], ev["anomaly"]["score"]) == (0.44, 0.94, -18.3)
+    assert (ev["funnel"], ev["step"], ev["prev_event"], ev["step_event"]) == \
+        ("Music Production", 2, "Production Started", "Sketch Uploaded")
+    assert risk.confidence == pytest.approx(1.0)
+    assert risk.context["area"] == "production" and risk.context["owner"] == "studio-team@hitcraft.example"
+    assert "0.40 vs 0.90" in risk.title
+
+
+def test_the_largest_funnel_drop_off_is_a_risk_with_users_lost(planted):
+    found = by_series(generate_insights(planted, DAY, CONFIG))
+    drop = found[("risk", MP2, "all", "all")].evidence["dropoff"]
+    assert (drop["users_prev"], drop["users"], drop["users_lost"], drop["entrants"]) == (1000, 600, 400, 1000)
+    assert drop["drop_rate"] == pytest.approx(0.4) and drop["cohort_date"] == DAY.isoformat()
+    onboarding = found[("risk", ONB2, "all", "all")].evidence["dropoff"]
+    assert (onboarding["users_lost"], onboarding["step_event"]) == (60, "Profile Completed")
+
+
+def test_an_anomaly_carries_its_root_cause_and_absorbs_the_same_move_in_a_segment(planted):
+    anomaly = by_series(generate_insights(planted, DAY, CONFIG))[("anomaly", "event_users:Sign Up", "all", "all")]
+    ev = anomaly.evidence
+    assert (ev["anomaly"]["observed"], ev["anomaly"]["expected"], ev["anomaly"]["q_value"]) == (171.0, 107.0, 0.0073)
+    assert ev["anomaly"]["root_cause"] == [TIKTOK]
+    assert "driven by channel = tiktok: 110% of the rise" in anomaly.summary.lower()
+    assert [(s["dimension"], s["segment"]) for s in ev["segments"]] == [("platform", "iOS")]
+    assert anomaly.context["area"] == "onboarding"
+
+
+def test_successes_opportunities_and_trends_carry_their_evidence(planted):
+    found = by_series(generate_insights(planted, DAY, CONFIG))
+    success = found[("success", ONB2, "all", "all")].evidence
+    assert success["lead"] == "persisted"
+    assert success["persisted"]["anomaly_date"] == (DAY - timedelta(days=10)).isoformat()
+    assert (success["persisted"]["observed"], success["persisted"]["current_7d"]) == (0.67, 0.71)
+    assert {k: success["change_point"][k] for k in ONB_SHIFT if k != "shift"} == \
+        {k: v for k, v in ONB_SHIFT.items() if k != "shift"}
+    assert success["trend"]["q_value"] == 0.017
+    feature = found[("opportunity", "event_users:Feature Used", "all", "all")].evidence["trend"]
+    assert (feature["slope"], feature["pct_change_28d"], feature["current_7d"]) == (11.1, 0.32, 1244.0)
+    youtube = found[("trend", "dau", "channel", "youtube")].evidence
+    assert (youtube["trend"]["trend"], youtube["trend"]["pct_change_28d"], youtube["users_affected"]) == \
+        ("decreasing", -0.253, 180.0)
+    canada = found[("opportunity", "week1_retention", "country", "CA")]
+    assert canada.evidence["comparison"]["share_of_users"] == pytest.approx(50 / 850)
+    assert canada.title.startswith("High-converting path few users take")
+
+
+def test_missing_tables_are_skipped(tmp_path):
+    conn = duckdb.connect(str(tmp_path / "empty.duckdb"))
+    ensure_schema(conn)
+    assert generate_insights(conn, DAY, CONFIG) == []
+    conn.execute(named_statements("analysis/funnels.sql")["schema"])
+    plant_funnel(conn, DAY, "Music Production", [1000, 600, 550])
+    assert [(i.kind, i.evidence["lead"]) for i in generate_insights(conn, DAY, CONFIG)] == [("risk", "dropoff")]
+
+
+def test_the_end_of_a_spike_is_not_a_fall_and_generic_events_are_not_opportunities(tmp_path):
+    conn = warehouse(tmp_path / "w.duckdb")
+    spike = [{"date": (DAY - timedelta(days=12)).isoformat(), "mean_before": 100.0, "mean_after": 160.0,
+              "shift": 60.0, "relative_shift": 0.6},
+             {"date": (DAY - timedelta(days=7)).isoformat(), "mean_before": 160.0, "mean_after": 105.0,
+              "shift": -55.0, "relative_shift": -0.34}]
+    plant_trend(conn, DAY, "event_users:Sign Up", "all", "all", 0.1, 0.5, 104.0, 0.0, 120.0, 0.01, spike)
+    plant_trend(conn, DAY, "event_users:Login", "all", "all", 5.0, 0.001, 900.0, 0.05, 850.0, 0.2)
+    found = by_series(generate_insights(conn, DAY, CONFIG))
+    assert set(found) == {("trend", "event_users:Login", "all", "all")}
+    # the same drop without the spike before it is a risk on an important metric
+    conn.execute("delete from analytics.trends where metric = 'event_users:Sign Up'")
+    plant_trend(conn, DAY, "event_users:Sign Up", "all", "all", 0.1, 0.5, 104.0, 0.0, 120.0, 0.01, spike[1:])
+    risk = by_series(generate_insights(conn, DAY, CONFIG))[("risk", "event_users:Sign Up", "all", "all")]
+    assert risk.evidence["change_point"]["mean_after"] == 105.0
+
+
+def test_the_day_keeps_the_most_important_findings(planted, monkeypatch):
+    from hitcraft_assets.insights import generators
+
+    everything = generate_insights(planted, DAY, CONFIG)
+    monkeypatch.setattr(generators, "MAX_INSIGHTS", 3)
+    kept = generate_insights(planted, DAY, CONFIG)
+    best = [i.insight_id for i in rank_insights(everything, CONFIG)[:3]]
+    assert sorted(i.insight_id for i in kept) == sorted(best)
+
+
+def test_generation_is_deterministic(planted):
+    first = generate_insights(planted, DAY, CONFIG)
+    assert generate_insights(planted, DAY, CONFIG) == first
+
+
+# ------------------------------------------------------------------------------------------ ranking
+
+
+def make(kind="risk", metric="event_users:Login", dimension="all", users=1000.0, rel=0.3, confidence=0.99,
+         status="new", ident=None):
+    ev = {"metric": metric, "dimension": dimension, "segment": "all" if dimension == "all" else "x",
+          "users_affected": users, "relative_change": rel, "source": ["test"]}
+    return Insight(insight_id=ident or insight_id(kind, metric, dimension, ev["segment"]), as_of_date=DAY,
+                   kind=kind, title="t", summary="s", evidence=ev, confidence=confidence, status=status)
+
+
+@pytest.mark.parametrize(("better", "worse"), [
+    (make(metric="event_users:Production Completed"), make(metric="event_users:Login")),     # importance
+    (make(metric=MP2), make(metric="funnel:Onboarding:step3")),      # a leak before Production Completed
+    (make(users=10_000), make(users=100, ident="z")),                # users affected
+    (make(confidence=0.99), make(confidence=0.6, ident="z")),        # confidence
+    (make(rel=0.5), make(rel=0.05, ident="z")),                      # effect size
+    (make(dimension="all"), make(dimension="platform")),             # totals over segments
+    (make(status="new"), make(status="ongoing", ident="z")),         # novelty
+    (make(status="ongoing"), make(status="resolved", ident="z")),
+])
+def test_ranking_puts_the_more_important_finding_first(better, worse):
+    ranked = rank_insights([worse, better], CONFIG)
+    assert [i.insight_id for i in ranked] == [better.insight_id, worse.insight_id]
+    assert [i.priority_rank for i in ranked] == [1, 2]
+    assert ranked[0].impact_score > ranked[1].impact_score > 0
+
+
+def test_ranking_is_deterministic_and_breaks_ties_by_id():
+    twins = [make(ident=f"id{n}") for n in (3, 1, 2)]
+    others = [make(metric=f"event_users:E{n}", users=10 ** (n % 4 + 1), rel=0.1 * (n % 5 + 1)) for n in range(12)]
+    pool = twins + others
+    ranked = rank_insights(pool, CONFIG)
+    rng = random.Random(7)
+    for _ in range(5):
+        rng.shuffle(pool)
+        assert rank_insights(pool, CONFIG) == ranked
+    tied = [i.insight_id for i in ranked if i.insight_id.startswith("id")]
+    assert tied == ["id1", "id2", "id3"]
+    assert [i.priority_rank for i in ranked] == list(range(1, len(pool) + 1))
+
+
+def test_importance_counts_downstream_funnel_events_and_defaults_to_one():
+    assert importance(MP2, CONFIG) == 4.0             # Sketch Uploaded 3, Production Completed 4
+    assert importance("event_count:Sign Up", CONFIG) == 3.0
+    assert importance("dau", CONFIG) == 1.0
+    assert impact_score(make(), CONFIG) > 0
+
+
+# ------------------------------------------------------------------------------------------ identity and status
+
+
+def test_ids_are_stable_and_status_goes_new_ongoing_resolved(tmp_path):
+    conn = warehouse(tmp_path / "w.duckdb")
+    day1, day2, day3, day4 = (DAY + timedelta(days=n) for n in range(4))
+    plant_comparison(conn, day1, MP2, "platform", "Android", 300, 700, 0.4, 0.9, -1.1, 1e-48)
+    plant_comparison(conn, day1, ONB2, "country", "US", 400, 600, 0.3, 0.5, -0.4, 1e-5)
+    plant_comparison(conn, day2, MP2, "platform", "Android", 320, 690, 0.35, 0.92, -1.2, 1e-60)   # other numbers
+    plant_comparison(conn, day4, ONB2, "country", "US", 400, 600, 0.3, 0.5, -0.4, 1e-5)           # back again
+
+    def run(day):
+        ids, open_rows = previous_state(conn, day)
+        insights = with_status(generate_insights(conn, day, CONFIG), ids, open_rows, day=day)
+        insights = [dataclasses.replace(i, recommendation=rule_recommendation(i))
+                    for i in rank_insights(insights, CONFIG)]
+        write_insights(conn, day, insights)
+        return {(i.evidence["metric"], i.status): i for i in insights}
+
+    android_id = insight_id("risk", MP2, "platform", "Android")
+    us_id = insight_id("risk", ONB2, "country", "US")
+    first = run(day1)
+    assert {k: i.insight_id for k, i in first.items()} == {(MP2, "new"): android_id, (ONB2, "new"): us_id}
+    second = run(day2)
+    assert set(second) == {(MP2, "ongoing"), (ONB2, "resolved")}
+    assert second[(MP2, "ongoing")].insight_id == android_id
+    assert second[(MP2, "ongoing")].evidence["comparison"]["segment_value"] == 0.35
+    resolved = second[(ONB2, "resolved")]
+    assert resolved.insight_id == us_id and resolved.kind == "risk" and resolved.title == first[(ONB2, "new")].title
+    assert resolved.evidence["comparison"] == first[(ONB2, "new")].evidence["comparison"]
+    assert resolved.priority_rank == 2      # resolved rows come after open ones
+    third = run(day3)
+    assert set(third) == {(MP2, "resolved")}    # the finding resolved yesterday is not resolved again
+    fourth = run(day4)
+    assert set(fourth) == {(ONB2, "new")}       # a finding that comes back after resolution is new again
+    assert fourth[(ONB2, "new")].insight_id == us_id
+    stored = conn.execute("select as_of_date, status, count(*) from insights.insights "
+                          "group by all order by all").fetchall()
+    assert stored == [(day1, "new", 2), (day2, "ongoing", 1), (day2, "resolved", 1), (day3, "resolved", 1),
+                      (day4, "new", 1)]
+
+
+def test_write_insights_replaces_the_day(planted):
+    insights = rank_insights(generate_insights(planted, DAY, CONFIG), CONFIG)
+    insights = [dataclasses.replace(i, recommendation=rule_recommendation(i)) for i in insights]
+    assert write_insights(planted, DAY, insights) == len(insights)
+    before = planted.execute("select * from insights.insights order by insight_id").fetchall()
+    write_insights(planted, DAY, insights)
+    assert planted.execute("select * from insights.insights order by insight_id").fetchall() == before
+    write_insights(planted, DAY + timedelta(days=1), insights[:2])
+    counts = planted.execute("select as_of_date, count(*) from insights.insights group by 1 order by 1").fetchall()
+    assert counts == [(DAY, len(insights)), (DAY + timedelta(days=1), 2)]
+    ids, open_rows = previous_state(planted, DAY + timedelta(days=2))
+    assert ids == {i.insight_id for i in insights[:2]} and all(isinstance(r["evidence"], dict) for r in open_rows)
+    stored = json.loads(planted.execute("select evidence from insights.insights where insight_id = ? "
+                                        "and as_of_date = ?", [insights[0].insight_id, DAY]).fetchone()[0])
+    assert stored == insights[0].evidence
+
+
+# ------------------------------------------------------------------------------------------ numbers and rules
+
+
+@pytest.mark.parametrize(("text", "tokens"), [
+    ("Android converts 0.40 vs 0.98 since 2026-10-28 (q=1e-179)", ["0.40", "0.98", "2026-10-28", "1e-179"]),
+    ("1,234 users (+64 %), -12%, 3E-05", ["1234", "64%", "12%", "3e-5"]),
+    ("step2 of funnel:Music Production:step2, viral_hook_v2, mp3", []),
+    ("z=-18.3; 7 days", ["18.3", "7"]),
+])
+def test_numbers_in(text, tokens):
+    assert numbers_in(text) == tokens
+
+
+EVIDENCE = {"rate": 0.397, "q": 1.4e-179, "p": 1.004e-181, "n": 1234, "since": "2026-10-28", "change": -0.12,
+            "cause": [{"summary": "channel = tiktok: 64% of the rise"}]}
+
+
+@pytest.mark.parametrize("token", ["0.40", "0.4", "0.397", "40%", "39.7%", "1e-181", "1.4e-179", "1234",
+                                   "2026-10-28", "28", "64%", "12%", "0.12"])
+def test_numbers_allowed_accepts_evidence_numbers_as_people_write_them(token):
+    assert token in numbers_allowed(EVIDENCE)
+
+
+@pytest.mark.parametrize("token", ["0.41", "41%", "0", "1e-179", "1e-178", "99", "2027-01-01", "1235", "13%"])
+def test_numbers_allowed_rejects_numbers_not_in_evidence(token):
+    assert token not in numbers_allowed(EVIDENCE)
+
+
+def test_every_number_of_titles_summaries_and_recommendations_is_in_the_evidence(planted):
+    insights = rank_insights(generate_insights(planted, DAY, CONFIG), CONFIG)
+    resolved = with_status([], set(), [{"insight_id": "x1", "as_of_date": DAY, "kind": "risk", "title": "t",
+                                         "evidence": insights[0].evidence, "context": {}, "confidence": 0.9}],
+                           day=DAY + timedelta(days=1))
+    checked = 0
+    for insight in insights + resolved:
+        allowed = numbers_allowed(insight.evidence)
+        for text in (insight.title, insight.summary, rule_recommendation(insight)):
+            assert set(numbers_in(text)) <= allowed, (insight.kind, text)
+            checked += len(numbers_in(text))
+    assert checked > 100
+
+
+def test_rule_recommendations_are_specific_and_deterministic(planted):
+    found = by_series(generate_insights(planted, DAY, CONFIG))
+    android = found[("risk", MP2, "platform", "Android")]
+    text = rule_recommendation(android)
+    assert text == rule_recommendation(android)
+    since = (DAY - timedelta(days=2)).isoformat()
+    for part in ("Android", "0.40 vs 0.90", f"since {since}", "q=1e-48", "Sketch Uploaded",
+                 "studio-team@hitcraft.example"):
+        assert part in text
+    assert "tiktok" in rule_recommendation(found[("anomaly", "event_users:Sign Up", "all", "all")])
+    assert "2026-11-13" in rule_recommendation(found[("success", ONB2, "all", "all")])
+    drop = rule_recommendation(found[("risk", ONB2, "all", "all")])
+    assert "60 of 200" in drop and "growth@hitcraft.example" in drop
+    assert all(rule_recommendation(i) for i in found.values())
+
+
+# ------------------------------------------------------------------------------------------ context
+
+
+@pytest.mark.parametrize(("metric", "area"), [
+    ("event_users:Sign Up", "onboarding"),
+    ("event_count:Profile Completed", "onboarding"),
+    ("funnel:Onboarding:step3", "onboarding"),
+    ("event_users:Sketch Uploaded", "production"),
+    (MP2, "production"),
+    ("event_users:Production Completed", "production"),
+    ("event_users:Prompt Selected", "lyrics"),
+    ("event_count:Lyrics Completed", "lyrics"),
+    ("event_users:Subscription Started", "billing"),
+    ("dau", None),
+])
+def test_context_maps_metrics_to_areas_and_owners(metric, area):
+    context = insight_context(metric, "all", CONFIG)
+    assert context["area"] == area
+    assert context["owner"] == (CONFIG.product["owners"][area] if area else None)
+    assert context["product"] == "HitCraft" and context["goals"] == CONFIG.product["goals"]
+
+
+def test_context_areas_from_config_and_glossary():
+    config = dataclasses.replace(CONFIG, product={**CONFIG.product, "areas": {"billing": ["Sketch*"]}})
+    assert insight_context("event_users:Sketch Uploaded", "all", config)["area"] == "billing"
+    glossary = insight_context(MP2, "all", CONFIG)["glossary"]
+    assert set(glossary) == {"Production Started", "Sketch Uploaded"}

@@ -1,0 +1,130 @@
+-- insights: the day's ranked findings with their evidence and recommendation (grain: one finding "as of" a day).
+-- Named statements run by hitcraft_assets/insights/generators.py: the DDL, the partition write (delete_day +
+-- insert_row in one transaction), the previous day's state, and the reads of the analysis and detection
+-- tables the generators turn into findings. Parameters: $day (the local reporting day) and the thresholds
+-- named in each statement.
+
+-- name: schema
+create schema if not exists insights;
+create table if not exists insights.insights (
+    insight_id      varchar not null,   -- stable: hash of kind + the finding's identity (metric, dimension, segment)
+    as_of_date      date not null,      -- the day the finding was judged on (partition key)
+    kind            varchar not null,   -- risk | opportunity | success | trend | anomaly
+    title           varchar not null,
+    summary         varchar not null,   -- plain language; every number in it is in evidence
+    evidence        json not null,      -- the numbers, dates, segments, test statistics and "source" tables
+    impact_score    double not null,    -- the ranking formula (hitcraft_assets/insights/ranking.py)
+    confidence      double not null,    -- 0..1
+    priority_rank   integer not null,   -- 1 = most important of the day
+    recommendation  varchar not null,
+    generated_by    varchar not null,   -- rules | llm:<model>
+    status          varchar not null,   -- new | ongoing | resolved
+    context         json not null       -- product name, goals, area, owner, glossary entries
+);
+
+-- name: delete_day
+delete from insights.insights where as_of_date = $day::date;
+
+-- name: insert_row
+insert into insights.insights values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
+
+-- name: existing_tables
+select schema_name || '.' || table_name from duckdb_tables()
+where schema_name in ('analytics', 'insights');
+
+-- name: previous_day
+-- The latest day before $day that has insights.
+select max(as_of_date) from insights.insights where as_of_date < $day::date;
+
+-- name: rows_of_day
+select insight_id, as_of_date, kind, title, summary, evidence, impact_score, confidence, priority_rank,
+       recommendation, generated_by, status, context
+from insights.insights
+where as_of_date = $day::date
+order by priority_rank, insight_id;
+
+-- name: funnel_dropoffs
+-- Per funnel, the step of the day's entry cohort (totals) where most users are lost: users at the previous
+-- step minus users at the step (ties: the lower conversion, then the earlier step).
+with day_rows as (
+    select funnel, step, step_event, users, conversion_from_prev, conversion_from_start
+    from analytics.funnel_steps
+    where cohort_date = $day::date and dimension = 'all' and segment = 'all'
+)
+select $day::date as cohort_date, s.funnel, s.step, p.step_event as prev_event, s.step_event, e.users as entrants,
+       p.users as users_prev,
+       s.users, p.users - s.users as users_lost, s.conversion_from_prev, s.conversion_from_start
+from day_rows s
+join day_rows p on p.funnel = s.funnel and p.step = s.step - 1
+join day_rows e on e.funnel = s.funnel and e.step = 1
+where s.step >= 2 and p.users >= $min_users and p.users > s.users
+qualify row_number() over (partition by s.funnel
+                           order by p.users - s.users desc, s.conversion_from_prev, s.step) = 1
+order by s.funnel;
+
+-- name: funnel_volumes
+-- Users at the previous step behind every step conversion of the entry days [$from_day, $day]: the users a
+-- funnel finding concerns.
+select 'funnel:' || s.funnel || ':step' || s.step as metric, s.dimension, s.segment, s.cohort_date,
+       p.users as users_prev, s.users
+from analytics.funnel_steps s
+join analytics.funnel_steps p
+  on p.funnel = s.funnel and p.cohort_date = s.cohort_date and p.dimension = s.dimension
+ and p.segment = s.segment and p.step = s.step - 1
+where s.step >= 2 and s.cohort_date between $from_day::date and $day::date;
+
+-- name: segment_comparisons
+-- The day's significant segment-vs-rest comparisons, with the segment's share of the users compared.
+select metric_date, metric, dimension, segment, segment_n, rest_n,
+       segment_n / (segment_n + rest_n) as share_of_users,
+       segment_value, rest_value, effect, effect_size, test, statistic, p_value, q_value
+from analytics.segment_comparisons
+where metric_date = $day::date and significant and q_value <= $alpha
+order by q_value, metric, dimension, segment;
+
+-- name: anomalies
+-- The day's anomalies, totals first.
+select metric_date, metric, dimension, segment, observed, expected, lower, upper, score, direction,
+       p_value, q_value, root_cause
+from analytics.anomalies
+where metric_date = $day::date
+order by dimension <> 'all', q_value, metric, dimension, segment;
+
+-- name: trends
+-- The day's significant trends, and the series with a recent change point (significant or not).
+select as_of_date, metric, dimension, segment, n, slope, tau, p_value, q_value, trend, current_7d,
+       pct_change_7d, current_28d, pct_change_28d, last_change_date, last_change_shift, last_change_relative,
+       change_points
+from analytics.trends
+where as_of_date = $day::date
+  and ((q_value <= $alpha and trend <> 'no trend')
+       or last_change_date between $day::date - $change_days::integer and $day::date)
+order by metric, dimension, segment;
+
+-- name: persisted_rises
+-- Upward anomalies of the last $lookback_days (at least $min_age_days old) whose series has stayed above the
+-- anomaly's upper band: the 7-day mean as of $day is at least the band's upper edge. The latest per series.
+select a.metric, a.dimension, a.segment, a.metric_date, a.observed, a.expected, a.upper, a.score, a.q_value,
+       t.current_7d, t.pct_change_28d
+from analytics.anomalies a
+join analytics.trends t
+  on t.as_of_date = $day::date and t.metric = a.metric and t.dimension = a.dimension and t.segment = a.segment
+where a.direction = 'up'
+  and a.metric_date between $day::date - $lookback_days::integer and $day::date - $min_age_days::integer
+  and t.current_7d >= a.upper
+qualify row_number() over (partition by a.metric, a.dimension, a.segment order by a.metric_date desc) = 1
+order by a.metric, a.dimension, a.segment;
+
+-- name: segment_users
+-- Daily active users of the day per segment (and the total): how many users a finding concerns, and which
+-- segments are big enough for a trend finding.
+select dimension, segment, value
+from analytics.daily_metrics
+where metric_date = $day::date and metric = 'dau';
+
+-- name: comparison_history
+-- Every comparison of the last $history_days days up to $day: how long a finding has been significant.
+select metric_date, metric, dimension, segment, significant and q_value <= $alpha as significant, effect
+from analytics.segment_comparisons
+where metric_date between $day::date - $history_days::integer and $day::date
+order by metric, dimension, segment, metric_date desc;
