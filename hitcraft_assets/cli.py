@@ -133,7 +133,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"hitcraft run: FAILED (run {result.run_id}) after {elapsed:.1f} s\n{reason}", file=sys.stderr)
         return 1
     print_summary(start, end, result.run_id, elapsed)
+    print_top_insights(end)
     return 0
+
+
+def print_top_insights(day: date, limit: int = 10) -> None:
+    """The top open insights of `day` (or the latest day before it that has insights)."""
+    import duckdb
+
+    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as conn:
+        tables = {r[0] for r in conn.execute("select schema_name || '.' || table_name from duckdb_tables()").fetchall()}
+        if "insights.insights" not in tables:
+            return
+        rows = conn.execute(
+            "select as_of_date, priority_rank, kind, status, title, recommendation, generated_by "
+            "from insights.insights where as_of_date = (select max(as_of_date) from insights.insights "
+            "where as_of_date <= ?) and status <> 'resolved' order by priority_rank limit ?", [day, limit]).fetchall()
+    if not rows:
+        print("\nno insights")
+        return
+    print(f"\ntop insights as of {rows[0][0]}:")
+    for _, rank, kind, status, title, recommendation, generated_by in rows:
+        print(f"{rank:>3}. [{kind}, {status}] {title}")
+        print(f"     -> {recommendation}  ({generated_by})")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

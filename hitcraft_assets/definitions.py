@@ -12,6 +12,8 @@ from hitcraft_assets import settings
 from hitcraft_assets.config import load_config
 from hitcraft_assets.analysis.assets import analysis_assets
 from hitcraft_assets.detection.assets import detection_assets
+from hitcraft_assets.insights.assets import insight_assets
+from hitcraft_assets.insights.llm import LLMResource
 from hitcraft_assets.ingestion.assets import raw_events, user_profiles
 from hitcraft_assets.ingestion.mixpanel import MixpanelResource
 from hitcraft_assets.ingestion.sources import ExportSourceResource
@@ -34,7 +36,13 @@ def build_resources() -> dict:
         api_url=_env("MIXPANEL_API_URL"),
         rate_limit_dir=str(settings.data_dir() / ".mixpanel_ratelimit"),
     )
+    llm = LLMResource(
+        api_key=_env("OPENAI_API_KEY"),
+        base_url=_env("OPENAI_BASE_URL"),
+        model=_env("HITCRAFT_LLM_MODEL", "gpt-4o-mini"),
+    )
     return {
+        "llm": llm,
         "duckdb": WarehouseResource(database=str(settings.duckdb_path())),
         "export_source": ExportSourceResource(
             source=settings.source_mode(),
@@ -46,13 +54,13 @@ def build_resources() -> dict:
 
 
 ingestion_assets = [raw_events, user_profiles]
-all_assets = ingestion_assets + analysis_assets + detection_assets
+all_assets = ingestion_assets + analysis_assets + detection_assets + insight_assets
 
 daily_analysis_job = dg.define_asset_job(
     "daily_analysis_job",
-    selection=dg.AssetSelection.assets(*analysis_assets, *detection_assets),
-    description="Identity, sessions, metrics, funnels, retention, segments, anomalies and trends for a range "
-                "of local days.",
+    selection=dg.AssetSelection.assets(*analysis_assets, *detection_assets, *insight_assets),
+    description="Identity, sessions, metrics, funnels, retention, segments, anomalies, trends and insights for "
+                "a range of local days.",
 )
 daily_ingest_job = dg.define_asset_job(
     "daily_ingest_job",
