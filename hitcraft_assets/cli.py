@@ -178,7 +178,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from hitcraft_assets import progress
     from hitcraft_assets.config import load_config
     from hitcraft_assets.definitions import all_assets, build_resources
-    from hitcraft_assets.detection.evaluate import format_report, score
+    from hitcraft_assets.detection.evaluate import format_coverage, format_report, score, top_insight_coverage
     from hitcraft_assets.partitions import DAILY
     from hitcraft_assets.schedules import RANGE_END, RANGE_START
 
@@ -213,10 +213,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                            r[:6] + (json.loads(r[6]),)))
                   for r in conn.execute("select as_of_date, metric, dimension, segment, trend, q_value, "
                                         "change_points from analytics.trends").fetchall()]
+        insight_rows = [dict(zip(("as_of_date", "priority_rank", "status"), r[:3]), evidence=json.loads(r[3]))
+                        for r in conn.execute("select as_of_date, priority_rank, status, evidence "
+                                              "from insights.insights").fetchall()]
     funnel_steps = {f.name: f.steps for f in load_config().funnels}
     evaluation = score(truth, anomalies, trends, funnel_steps, first_scored_day=start + timedelta(days=14),
                        last_day=end)
-    report = format_report(evaluation)
+    report = format_report(evaluation) + "\n" + format_coverage(top_insight_coverage(truth, insight_rows, end))
     print("\n" + report)
     (out / "evaluation.txt").write_text(report + "\n")
     return 0

@@ -71,3 +71,26 @@ def test_false_alerts_are_unexplained_alerts_on_totals_per_30_days():
     ])
     assert ev.false_alerts == 2 and ev.evaluated_days == 30 and ev.false_alerts_per_30_days == 2.0
     assert {a["metric"] for a in ev.unexplained} == {"event_count:Feedback Submitted", "event_users:Lyrics Completed"}
+
+
+def test_top_insight_coverage_counts_days_with_the_story_in_the_top_10():
+    from hitcraft_assets.detection.evaluate import top_insight_coverage
+
+    def row(day, rank, metric, dimension="all", segment="all", status="new", merged=()):
+        return {"as_of_date": date.fromisoformat(day), "priority_rank": rank, "status": status,
+                "evidence": {"metric": metric, "dimension": dimension, "segment": segment,
+                             "related_metrics": list(merged)}}
+
+    insights = [
+        row("2026-03-10", 1, "funnel:Music Production:step2", "platform", "Android"),
+        row("2026-03-11", 12, "funnel:Music Production:step2", "platform", "Android"),      # below the top 10
+        row("2026-03-12", 3, "funnel:Music Production:step2", "platform", "Android", status="resolved"),
+        # a sign-up count merged into a users insight still speaks for the story's series
+        row("2026-03-06", 2, "event_users:Sign Up", "channel", "tiktok"),
+        row("2026-03-07", 4, "dau", merged=[{"metric": "event_count:Sign Up", "dimension": "channel",
+                                              "segment": "tiktok"}]),
+    ]
+    cov = {c.story_id: c for c in top_insight_coverage(TRUTH, insights, last_day=date(2026, 3, 30))}
+    assert (cov["android"].active_days, cov["android"].days_in_top, cov["android"].first_delay_days) == (21, 1, 0)
+    assert (cov["spike"].days_in_top, cov["spike"].first_delay_days) == (2, 1)
+    assert cov["slow"].days_in_top == 0 and cov["slow"].first_delay_days is None

@@ -148,3 +148,53 @@ def format_report(ev: Evaluation) -> str:
     for a in ev.unexplained:
         lines.append(f"  {a['metric_date']} {a['metric']} {a['direction']}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class StoryCoverage:
+    story_id: str
+    active_days: int          # days from the story's start to its end (or the last scored day)
+    days_in_top: int          # of those, days with an open insight on the story's series in the top N
+    first_delay_days: int | None
+
+
+def _series_of(evidence: Mapping[str, Any]) -> set[tuple[str, str, str]]:
+    """Every (metric, dimension, segment) an insight speaks for: its own and the ones merged into it;
+    event counts and event users count as one series, as the insights merge them."""
+    def norm(metric: str) -> str:
+        return "event_users:" + metric.split(":", 1)[1] if metric.startswith("event_count:") else metric
+    out = set()
+    for item in [evidence, *(evidence.get("segments") or []), *(evidence.get("related_metrics") or [])]:
+        if isinstance(item, Mapping) and item.get("metric"):
+            out.add((norm(item["metric"]), item.get("dimension", "all"), item.get("segment", "all")))
+    return out
+
+
+def top_insight_coverage(truth: Mapping[str, Any], insights: Iterable[Mapping[str, Any]], last_day: date,
+                         top: int = 10) -> list[StoryCoverage]:
+    """For each story, on how many of its active days an open insight about its series was in the top
+    `top` (rows: as_of_date, priority_rank, status, evidence as a dict)."""
+    by_day: dict[date, set[tuple[str, str, str]]] = {}
+    for r in insights:
+        if r["status"] != "resolved" and r["priority_rank"] <= top:
+            by_day.setdefault(r["as_of_date"], set()).update(_series_of(r["evidence"]))
+    out = []
+    for story in truth["stories"]:
+        metric, dimension, segment = story_series(story)
+        if metric.startswith("event_count:"):
+            metric = "event_users:" + metric.split(":", 1)[1]
+        start = date.fromisoformat(story["start_date"])
+        end = min(date.fromisoformat(story["end_date"]), last_day)
+        days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+        hits = [d for d in days if (metric, dimension, segment) in by_day.get(d, set())]
+        out.append(StoryCoverage(story["id"], len(days), len(hits), (hits[0] - start).days if hits else None))
+    return out
+
+
+def format_coverage(coverage: Sequence[StoryCoverage], top: int = 10) -> str:
+    lines = [f"\nstories in the top {top} insights on their active days:",
+             f"{'story':<30} {'active days':>11} {'in top':>7} {'first (days after start)':>25}"]
+    for c in coverage:
+        first = "-" if c.first_delay_days is None else str(c.first_delay_days)
+        lines.append(f"{c.story_id:<30} {c.active_days:>11} {c.days_in_top:>7} {first:>25}")
+    return "\n".join(lines)
