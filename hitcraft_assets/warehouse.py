@@ -61,3 +61,16 @@ class WarehouseResource(DuckDBResource):
             Path(self.database).parent.mkdir(parents=True, exist_ok=True)
         with super().get_connection() as conn:
             yield conn
+
+
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection):
+    """One DuckDB transaction: committed when the block ends, rolled back (and re-raised) on any error,
+    so a partition write is all or nothing."""
+    conn.execute("begin transaction")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    conn.execute("commit")

@@ -58,7 +58,7 @@ import duckdb
 from hitcraft_assets.analysis.days import local_day, sql_params
 from hitcraft_assets.analysis.identity import ensure_identity
 from hitcraft_assets.config import ConfigError, Funnel, ProductConfig
-from hitcraft_assets.warehouse import ensure_schema, named_statements
+from hitcraft_assets.warehouse import ensure_schema, named_statements, transaction
 
 SQL_FILE = "analysis/funnels.sql"
 GRACE_SECONDS = 2
@@ -141,27 +141,23 @@ def compute_funnels(conn: duckdb.DuckDBPyConnection, day: date, config: ProductC
     entrants: dict[str, int] = {}
     converted: dict[str, int] = {}
     events_read: dict[str, int] = {}
-    conn.execute("begin transaction")
     try:
-        _run(conn, "delete_day", base)
-        for funnel in config.funnels:
-            params = funnel_params(base, funnel, config)
-            _run(conn, "events", params)
-            _run(conn, "entrants", params)
-            for k, event in enumerate(funnel.steps[1:], start=2):
-                _run(conn, "advance", {**params, "step": k, "event": event})
-            _run(conn, "insert_steps", params)
-            events_read[funnel.name] = conn.execute("select count(*) from hc_funnel_events").fetchall()[0][0]
-            by_step = dict(conn.execute(
-                "select step, count(*) from hc_funnel_reached group by step").fetchall())
-            entrants[funnel.name] = by_step.get(1, 0)
-            converted[funnel.name] = by_step.get(len(funnel.steps), 0)
-        rows = conn.execute("select count(*) from analytics.funnel_steps where cohort_date = ?",
-                            [day]).fetchall()[0][0]
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
+        with transaction(conn):
+            _run(conn, "delete_day", base)
+            for funnel in config.funnels:
+                params = funnel_params(base, funnel, config)
+                _run(conn, "events", params)
+                _run(conn, "entrants", params)
+                for k, event in enumerate(funnel.steps[1:], start=2):
+                    _run(conn, "advance", {**params, "step": k, "event": event})
+                _run(conn, "insert_steps", params)
+                events_read[funnel.name] = conn.execute("select count(*) from hc_funnel_events").fetchall()[0][0]
+                by_step = dict(conn.execute(
+                    "select step, count(*) from hc_funnel_reached group by step").fetchall())
+                entrants[funnel.name] = by_step.get(1, 0)
+                converted[funnel.name] = by_step.get(len(funnel.steps), 0)
+            rows = conn.execute("select count(*) from analytics.funnel_steps where cohort_date = ?",
+                                [day]).fetchall()[0][0]
     finally:
         for table in _TEMP_TABLES:
             conn.execute(f"drop table if exists temp.{table}")  # fixed names, not input

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from hitcraft_assets.warehouse import ensure_schema, named_statements
+from hitcraft_assets.warehouse import ensure_schema, named_statements, transaction
 
 SQL_FILE = "analysis/identity_map.sql"
 
@@ -21,14 +21,9 @@ def rebuild_identity(conn: duckdb.DuckDBPyConnection) -> dict:
     """Rebuild the device -> user map from every stored event; returns counts for metadata."""
     ensure_identity(conn)
     statements = named_statements(SQL_FILE)
-    conn.execute("begin transaction")
-    try:
+    with transaction(conn):
         conn.execute(statements["rebuild"])
         conn.execute(statements["identified_events"])
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
     devices, users = conn.execute(
         "select count(*), count(distinct user_id) from core.identity_map").fetchall()[0]
     return {"devices_mapped": devices, "users_with_devices": users}

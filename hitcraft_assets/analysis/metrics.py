@@ -28,7 +28,7 @@ import duckdb
 
 from hitcraft_assets.analysis.sessions import day_params, ensure_sessions, run_named
 from hitcraft_assets.config import ProductConfig
-from hitcraft_assets.warehouse import named_statements
+from hitcraft_assets.warehouse import named_statements, transaction
 
 SQL_FILE = "analysis/daily_metrics.sql"
 METRICS = ("dau", "wau", "mau", "stickiness", "new_users", "sessions", "session_duration_median_s",
@@ -82,24 +82,20 @@ def compute_daily_metrics(conn: duckdb.DuckDBPyConnection, day: date, config: Pr
     still gets its totals: dau, new_users and sessions 0, and WAU/MAU of its window."""
     ensure_metrics(conn)
     params = _params(day, config)
-    conn.execute("begin transaction")
     try:
-        backfilled = _days_to_backfill(conn, day, config)
-        for earlier in backfilled:
-            _build_user_days(conn, _params(earlier, config))
-        _build_user_days(conn, params)
-        events, session_events = run_named(conn, SQL_FILE, "sessions_check", params).fetchall()[0]
-        if events != session_events:
-            raise MetricsError(
-                f"SESSIONS_NOT_CURRENT: {day} has {events} events but its core.sessions hold {session_events}; "
-                f"run compute_sessions for {day} (the sessions asset) before the daily metrics")
-        run_named(conn, SQL_FILE, "delete_metrics", params)
-        run_named(conn, SQL_FILE, "insert_metrics", params)
-        rows, dau, wau, mau, new_users, sessions = run_named(conn, SQL_FILE, "day_summary", params).fetchall()[0]
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
+        with transaction(conn):
+            backfilled = _days_to_backfill(conn, day, config)
+            for earlier in backfilled:
+                _build_user_days(conn, _params(earlier, config))
+            _build_user_days(conn, params)
+            events, session_events = run_named(conn, SQL_FILE, "sessions_check", params).fetchall()[0]
+            if events != session_events:
+                raise MetricsError(
+                    f"SESSIONS_NOT_CURRENT: {day} has {events} events but its core.sessions hold {session_events}; "
+                    f"run compute_sessions for {day} (the sessions asset) before the daily metrics")
+            run_named(conn, SQL_FILE, "delete_metrics", params)
+            run_named(conn, SQL_FILE, "insert_metrics", params)
+            rows, dau, wau, mau, new_users, sessions = run_named(conn, SQL_FILE, "day_summary", params).fetchall()[0]
     finally:
         run_named(conn, SQL_FILE, "drop_day_events", {})
     return {

@@ -19,7 +19,7 @@ import duckdb
 from hitcraft_assets.analysis.days import local_day
 from hitcraft_assets.analysis.identity import ensure_identity
 from hitcraft_assets.config import ProductConfig
-from hitcraft_assets.warehouse import ensure_schema, named_statements
+from hitcraft_assets.warehouse import ensure_schema, named_statements, transaction
 
 SQL_FILE = "analysis/retention.sql"
 DEFAULT_WEEKS = 8
@@ -71,15 +71,10 @@ def compute_retention(conn: duckdb.DuckDBPyConnection, config: ProductConfig, as
     statements = named_statements(SQL_FILE)
     cutoff = data_cutoff(conn, config.timezone, as_of)
     params = {**event_params(config), "tz": config.timezone, "cutoff": cutoff, "weeks": weeks}
-    conn.execute("begin transaction")
-    try:
+    with transaction(conn):
         conn.execute(statements["create_table"])
         if cutoff is not None:
             run_statement(conn, statements["insert"], params)
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
     rows, cohorts, users, complete = conn.execute(
         "select count(*), count(distinct cohort_week), "
         "coalesce(sum(cohort_size) filter (where weeks_since = 0 and measure = 'on'), 0), count_if(complete) "

@@ -33,7 +33,7 @@ from hitcraft_assets.analysis.days import local_day
 from hitcraft_assets.analysis.identity import ensure_identity
 from hitcraft_assets.analysis.retention import NOT_SET, json_path, run_statement, week1_retention_by_segment
 from hitcraft_assets.config import ProductConfig
-from hitcraft_assets.warehouse import ensure_schema, named_statements
+from hitcraft_assets.warehouse import ensure_schema, named_statements, transaction
 
 SQL_FILE = "analysis/segments.sql"
 
@@ -212,15 +212,10 @@ def compute_segments(conn: duckdb.DuckDBPyConnection, day: date, config: Product
         skipped["dimensions"] = "the config defines no dimensions"
 
     rows = [(day, *row) for row in with_q_values(comparisons)]
-    conn.execute("begin transaction")
-    try:
+    with transaction(conn):
         run_statement(conn, statements["delete_day"], params)
         if rows:
             conn.executemany(statements["insert_row"], rows)
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
     by_metric: dict[str, int] = {}
     for c in comparisons:
         key = "funnel steps" if c.metric.startswith("funnel:") else c.metric

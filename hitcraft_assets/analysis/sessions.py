@@ -21,7 +21,7 @@ import duckdb
 from hitcraft_assets.analysis.days import local_day, sql_params
 from hitcraft_assets.analysis.identity import ensure_identity
 from hitcraft_assets.config import ConfigError, ProductConfig
-from hitcraft_assets.warehouse import ensure_schema, named_statements
+from hitcraft_assets.warehouse import ensure_schema, named_statements, transaction
 
 SQL_FILE = "analysis/sessions.sql"
 NONE_SEGMENT = "(none)"
@@ -81,15 +81,10 @@ def compute_sessions(conn: duckdb.DuckDBPyConnection, day: date, config: Product
     """Replace core.sessions for local day `day` in one transaction; returns figures for metadata."""
     ensure_sessions(conn)
     params = day_params(day, config)
-    conn.execute("begin transaction")
-    try:
+    with transaction(conn):
         run_named(conn, SQL_FILE, "delete_day", params)
         run_named(conn, SQL_FILE, "insert_day", params)
         sessions, users, events, median = run_named(conn, SQL_FILE, "day_summary", params).fetchall()[0]
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
     return {
         "day": day.isoformat(),
         "timezone": config.timezone,

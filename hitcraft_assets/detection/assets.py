@@ -10,7 +10,7 @@ from hitcraft_assets.analysis.assets import daily_metrics, funnels
 from hitcraft_assets.detection import scan
 from hitcraft_assets.partitions import DAILY
 from hitcraft_assets.progress import report_progress
-from hitcraft_assets.warehouse import WarehouseResource, ensure_schema, named_statements
+from hitcraft_assets.warehouse import WarehouseResource, ensure_schema, named_statements, transaction
 
 FUNNEL_LAG_DAYS = 1   # an entry day is judged once it has had a full day to convert
 KW = dict(
@@ -53,8 +53,7 @@ def load_series(conn, first_day: date, last_day: date) -> tuple[list[scan.Series
 def _write(conn, sql_file: str, table: str, columns: list[str], day: date, rows: list[dict], kind: str,
            tested: int, flagged: int) -> None:
     statements = named_statements(sql_file)
-    conn.execute("begin transaction")
-    try:
+    with transaction(conn):
         conn.execute(statements["delete_day"], {"day": day.isoformat()})
         if rows:
             batch = pa.Table.from_pylist([{c: r[c] for c in columns} for r in rows])  # noqa: F841 (read by SQL)
@@ -62,10 +61,6 @@ def _write(conn, sql_file: str, table: str, columns: list[str], day: date, rows:
         log = named_statements("detection/anomalies.sql")
         conn.execute(log["delete_log"], {"day": day.isoformat(), "kind": kind})
         conn.execute(log["insert_log"], {"day": day.isoformat(), "kind": kind, "tested": tested, "flagged": flagged})
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
 
 
 def _prepare(conn) -> None:

@@ -13,7 +13,7 @@ from hitcraft_assets.ingestion.mixpanel import MixpanelConfigError, MixpanelRequ
 from hitcraft_assets.ingestion.sources import ExportSourceResource
 from hitcraft_assets.partitions import RAW_DAILY
 from hitcraft_assets.progress import report_progress
-from hitcraft_assets.warehouse import WarehouseResource, ensure_schema, named_statements
+from hitcraft_assets.warehouse import WarehouseResource, ensure_schema, named_statements, transaction
 
 # Network assets retry with exponential backoff and jitter; the client already retried each request.
 NETWORK_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
@@ -114,15 +114,10 @@ def user_profiles(
         raise dg.Failure(description=str(exc), metadata={"code": exc.code}, allow_retries=False) from None
     with duckdb.get_connection() as conn:
         ensure_schema(conn)
-        conn.execute("begin transaction")
-        try:
+        with transaction(conn):
             conn.execute("delete from raw.user_profiles")
             if path is not None:
                 conn.execute(named_statements("ingestion/user_profiles.sql")["replace_profiles"],
                              {"path": str(path)})
             (rows,) = conn.execute("select count(*) from raw.user_profiles").fetchall()[0]
-            conn.execute("commit")
-        except BaseException:
-            conn.execute("rollback")
-            raise
     return dg.MaterializeResult(metadata={"rows": rows, "source": source, "source_found": path is not None})

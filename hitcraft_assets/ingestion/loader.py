@@ -13,7 +13,7 @@ from pathlib import Path
 
 import duckdb
 
-from hitcraft_assets.warehouse import ensure_schema, named_statements
+from hitcraft_assets.warehouse import ensure_schema, named_statements, transaction
 
 SQL_FILE = "ingestion/raw_events.sql"
 DEFAULT_TOLERANCE_S = 3600
@@ -62,8 +62,7 @@ def load_day(
               "min_s": day_start - tolerance_s, "max_s": day_start + 86400 + tolerance_s}
     for macro in ("epoch_macro", "parse_macro", "reason_macro"):
         _run(conn, macro, params)
-    conn.execute("begin transaction")
-    try:
+    with transaction(conn):
         _run(conn, "delete_partition", params)
         _run(conn, "delete_rejected", params)
         lines = loaded = rejected = duplicates = 0
@@ -86,10 +85,6 @@ def load_day(
         if rows_loaded != loaded:
             raise RuntimeError(f"LOAD_COUNT_MISMATCH: expected {loaded} rows for {day}, found {rows_loaded}")
         _record(conn, day, source, path is not None, lines, loaded, rejected, duplicates, users, bytes_read)
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
     return LoadStats(day, source, path is not None, lines, loaded, rejected, duplicates, users, bytes_read)
 
 

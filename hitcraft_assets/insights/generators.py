@@ -65,7 +65,7 @@ from hitcraft_assets.insights.ranking import (
     parse_funnel_metric,
 )
 from hitcraft_assets.insights.rules import insight_summary, insight_title
-from hitcraft_assets.warehouse import named_statements
+from hitcraft_assets.warehouse import named_statements, transaction
 
 SQL = "insights/insights.sql"
 KINDS = ("risk", "opportunity", "success", "trend", "anomaly")
@@ -674,15 +674,10 @@ def write_insights(conn, day: date, insights: list[Insight]) -> int:
     rows = [(i.insight_id, day, i.kind, i.title, i.summary, json.dumps(_clean(i.evidence), sort_keys=True),
              float(i.impact_score), float(i.confidence), int(i.priority_rank), i.recommendation, i.generated_by,
              i.status, json.dumps(_clean(i.context), sort_keys=True)) for i in insights]
-    conn.execute("begin transaction")
-    try:
+    with transaction(conn):
         conn.execute(statements["delete_day"], {"day": day.isoformat()})
         if rows:
             conn.executemany(statements["insert_row"], rows)
-        conn.execute("commit")
-    except BaseException:
-        conn.execute("rollback")
-        raise
     return len(rows)
 
 
