@@ -35,11 +35,11 @@ def load_series(conn, first_day: date, last_day: date) -> tuple[list[scan.Series
     statements = named_statements("detection/series.sql")
     span = (last_day - first_day).days + scan.HISTORY_DAYS
     params = {"from_day": (last_day - timedelta(days=span - 1)).isoformat(), "to_day": last_day.isoformat()}
-    frames = [pl.from_arrow(conn.execute(statements["metric_series"], params).to_arrow_table())]
+    frames = [conn.sql(statements["metric_series"], params=params).pl()]
     tables = {r[0] for r in conn.execute("select schema_name || '.' || table_name from duckdb_tables()").fetchall()}
     if "analytics.funnel_steps" in tables:
-        frames.append(pl.from_arrow(conn.execute(statements["funnel_series"],
-                                                 params | {"funnel_lag_days": FUNNEL_LAG_DAYS}).to_arrow_table()))
+        frames.append(conn.sql(statements["funnel_series"],
+                               params=params | {"funnel_lag_days": FUNNEL_LAG_DAYS}).pl())
     frames = [f.with_columns(pl.col("value").cast(pl.Float64), pl.col("volume").cast(pl.Float64)) for f in frames
               if f.height]
     frame = pl.concat(frames) if frames else pl.DataFrame(

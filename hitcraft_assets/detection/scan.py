@@ -207,12 +207,13 @@ def trends_for_day(day: date, series: Sequence[Series]) -> list[dict[str, Any]]:
         if i is None or not _big_enough(s, sizes):
             continue
         values = s.values[: i + 1]
-        if is_count(s.metric) and not (np.nanmedian(values[-TREND_DAYS:]) >= MIN_TREND_COUNT):
-            continue
-        if is_rate(s.metric) and not (np.nanmedian(s.volume[: i + 1][-TREND_DAYS:]) >= MIN_TRIALS):
-            continue
         recent = values[-TREND_DAYS:]
         if np.isfinite(recent).sum() < 10:
+            continue
+        if is_count(s.metric) and not (np.nanmedian(recent) >= MIN_TREND_COUNT):
+            continue
+        trials = s.volume[: i + 1][-TREND_DAYS:]
+        if is_rate(s.metric) and not (np.isfinite(trials).any() and np.nanmedian(trials) >= MIN_TRIALS):
             continue
         summary = trend_summary(values[-2 * TREND_DAYS:], windows=(7, 28))
         mk = trend_summary(recent, windows=())
