@@ -3,7 +3,6 @@ deduplication, idempotent re-runs, empty days, gzip, the declared checks, and at
 mid-write leaves the previous partition intact)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -8,7 +8,6 @@ import time
 from datetime import date
 
 import dagster as dg
-import pytest
 
 from hitcraft_assets.ingestion.assets import raw_events, user_profiles
 from hitcraft_assets.ingestion.mixpanel import MixpanelResource

@@ -8,7 +8,6 @@ no row, q-values are BH over the whole day, and re-running a day replaces exactl
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from datetime import date, datetime, timedelta, timezone
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb

@@ -455,8 +455,8 @@ def _trend(ev: dict) -> str:
     if rising:
         text += "Find which users or features carry the growth and plan capacity and follow-up for them."
     else:
-        text += (f"Compare these users' journeys with a month ago (channel mix, retention, feature use) and talk "
-                 f"to a few of them before the decline compounds.")
+        text += ("Compare these users' journeys with a month ago (channel mix, retention, feature use) and talk "
+                 "to a few of them before the decline compounds.")
     return text
 
 
