@@ -208,7 +208,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with duckdb.connect(str(out / "warehouse.duckdb"), read_only=True) as conn:
         anomalies = [dict(zip(("metric_date", "metric", "dimension", "segment", "direction"), r)) for r in
                      conn.execute("select metric_date, metric, dimension, segment, direction "
-                                  "from analytics.anomalies").fetchall()]
+                                  "from analytics.anomalies where status = 'new'").fetchall()]
         trends = [dict(zip(("as_of_date", "metric", "dimension", "segment", "trend", "q_value", "change_points"),
                            r[:6] + (json.loads(r[6]),)))
                   for r in conn.execute("select as_of_date, metric, dimension, segment, trend, q_value, "

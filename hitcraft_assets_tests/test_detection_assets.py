@@ -52,7 +52,7 @@ def test_a_level_drop_is_flagged_once_with_its_root_cause(tmp_path):
     assert result.success
     conn = duckdb.connect(str(db), read_only=True)
     flagged = conn.execute("select metric_date, dimension, segment, direction, root_cause from analytics.anomalies "
-                           "order by metric_date, dimension, segment").fetchall()
+                           "where status = 'new' order by metric_date, dimension, segment").fetchall()
     drop_day = START + timedelta(days=DROP)
     total = [r for r in flagged if r[1] == "all"]
     # the total and Android are flagged on the day of the drop, and not again on the 19 days after it
@@ -61,6 +61,11 @@ def test_a_level_drop_is_flagged_once_with_its_root_cause(tmp_path):
     cause = json.loads(total[0][4])
     assert cause[0]["segment"] == "Android" and cause[0]["contribution"] > 0.8
     assert "platform = Android" in cause[0]["summary"]
+    # the days after stay visible as the same episode, until the new level is the baseline (7 days)
+    continuing = conn.execute("select metric_date, episode_start, q_value from analytics.anomalies "
+                              "where status = 'continuing' and dimension = 'all'").fetchall()
+    assert continuing and all(r[1] == drop_day for r in continuing)
+    assert max(r[0] for r in continuing) <= drop_day + timedelta(days=7)
     # the missing export day is a data outage, never an anomaly
     assert START + timedelta(days=MISSING) not in {r[0] for r in flagged}
     (tested, n_flagged), = conn.execute("select series_tested, series_flagged from analytics.detection_log "
@@ -83,5 +88,5 @@ def test_rerun_replaces_the_days_rows(tmp_path):
         for _ in range(2):
             assert dg.materialize([anomalies], partition_key=day, resources=res, instance=instance).success
     conn = duckdb.connect(str(db), read_only=True)
-    assert conn.execute("select count(*) from analytics.anomalies").fetchall()[0][0] == 2
+    assert conn.execute("select count(*) from analytics.anomalies where status = 'new'").fetchall()[0][0] == 2
     assert conn.execute("select count(*) from analytics.detection_log").fetchall()[0][0] == 1

@@ -72,7 +72,9 @@ def plant_comparison(conn, day, metric, dimension, segment, segment_n, rest_n, s
 
 def plant_anomaly(conn, day, metric, dimension, segment, observed, expected, score, q, root_cause=()):
     direction = "up" if observed > expected else "down"
-    conn.execute("insert into analytics.anomalies values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    conn.execute("insert into analytics.anomalies (metric_date, metric, dimension, segment, observed, expected, "
+                 "lower, upper, score, direction, p_value, q_value, root_cause) "
+                 "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  [day, metric, dimension, segment, observed, expected, expected * 0.8, expected * 1.2, score,
                   direction, q / 10, q, json.dumps(list(root_cause))])
 

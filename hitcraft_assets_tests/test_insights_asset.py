@@ -50,6 +50,9 @@ def test_rules_only_without_a_key_and_stable_ids(tmp_path):
     assert "analytics.anomalies" in json.dumps(evidence["source"])
     later = [r for r in got if r[1] == anomaly[1] and r[0] > drop_day]
     assert later, "the same finding keeps its id on later days"
+    # the day after, the drop is the same anomaly episode: an ongoing insight, not a new alert
+    next_day = [r for r in later if r[0] == drop_day + timedelta(days=1)][0]
+    assert next_day[3] == "ongoing" and json.loads(next_day[6])["anomaly"]["anomaly_status"] == "continuing"
     assert [r[4] for r in on_drop] == list(range(1, len(on_drop) + 1))
 
 

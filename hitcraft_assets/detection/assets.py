@@ -24,7 +24,7 @@ KW = dict(
     deps=[daily_metrics, funnels],
 )
 ANOMALY_COLUMNS = ["metric_date", "metric", "dimension", "segment", "observed", "expected", "lower", "upper",
-                   "score", "direction", "p_value", "q_value", "root_cause"]
+                   "score", "direction", "p_value", "q_value", "root_cause", "status", "episode_start"]
 TREND_COLUMNS = ["as_of_date", "metric", "dimension", "segment", "n", "slope", "tau", "p_value", "q_value",
                  "trend", "current_7d", "pct_change_7d", "current_28d", "pct_change_28d", "change_points",
                  "last_change_date", "last_change_shift", "last_change_relative"]
@@ -75,30 +75,38 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> d
 
     Grain: one row per series flagged on a day (`analytics.anomalies`): observed, expected, band, robust
     score and direction against a weekly baseline with a robust scale; q-value across every series tested
-    that day (Benjamini-Hochberg); for totals, the segments that explain the change (root cause). Days whose
-    export file was missing are left out of every series.
+    that day (Benjamini-Hochberg); for totals, the segments that explain the change (root cause). A new
+    alert has status `new`; the following days that stay beyond the band are `continuing` rows of the same
+    episode (not new alerts). Days whose export file was missing are left out of every series.
     """
     days = sorted(date.fromisoformat(k) for k in context.partition_keys)
     with duckdb.get_connection() as conn:
         _prepare(conn)
         series, calendar = load_series(conn, days[0], days[-1])
     assessed = scan.assess_all(series)
+    with duckdb.get_connection() as conn:   # alerts of the days before the run, for episodes they began
+        alerted_q = {((m, d, s), day): q for m, d, s, day, q in conn.execute(
+            "select metric, dimension, segment, metric_date, q_value from analytics.anomalies "
+            "where status = 'new' and metric_date between ? and ?",
+            [calendar[0], days[0] - timedelta(days=1)]).fetchall()}
     tested_total = flagged_total = 0
     for i, day in enumerate(days, start=1):
-        rows, tested = scan.anomalies_for_day(day, calendar, assessed)
+        rows, tested = scan.anomalies_for_day(day, calendar, assessed, alerted_q)
+        new = [r for r in rows if r["status"] == "new"]
         with duckdb.get_connection() as conn:
             _write(conn, "detection/anomalies.sql", "analytics.anomalies", ANOMALY_COLUMNS, day, rows,
-                   "anomalies", tested, len(rows))
+                   "anomalies", tested, len(new))
         tested_total += tested
-        flagged_total += len(rows)
-        top = sorted(rows, key=lambda r: -abs(r["score"] or 0))[:5]
-        meta = {"series_tested": tested, "series_flagged": len(rows),
+        flagged_total += len(new)
+        top = sorted(new, key=lambda r: -abs(r["score"] or 0))[:5]
+        meta = {"series_tested": tested, "series_flagged": len(new),
+                "series_continuing": len(rows) - len(new),
                 "top": dg.MetadataValue.md("\n".join(
                     f"- {r['metric']} [{r['dimension']}={r['segment']}] {r['direction']} "
                     f"{r['observed']:.4g} vs {r['expected']:.4g} (z {r['score']:.1f})" for r in top) or "none")}
         context.add_asset_metadata(meta, partition_key=day.isoformat())
         report_progress("anomalies", i, len(days), day.isoformat(),
-                        {"tested": tested, "flagged": len(rows)})
+                        {"tested": tested, "flagged": len(new), "continuing": len(rows) - len(new)})
     return dg.MaterializeResult(metadata={"days": len(days), "series_tested_total": tested_total,
                                           "series_flagged_total": flagged_total})
 

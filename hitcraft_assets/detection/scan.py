@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from hitcraft_assets.detection.anomalies import AnomalyOptions, PointAssessment, assess_series, fdr_decision
+from hitcraft_assets.detection.anomalies import (
+    CONTINUATION,
+    AnomalyOptions,
+    PointAssessment,
+    assess_series,
+    fdr_decision,
+)
 from hitcraft_assets.detection.changepoints import find_change_points
 from hitcraft_assets.detection.rootcause import rank_contributors
 from hitcraft_assets.detection.trends import trend_summary
@@ -155,10 +161,35 @@ def _root_cause(metric: str, day_index: int, assessed: dict[SeriesKey, list[Poin
     return out
 
 
-def anomalies_for_day(day: date, calendar: Sequence[date], assessed: dict[SeriesKey, list[PointAssessment]]
+def _row(day: date, key: SeriesKey, p: PointAssessment, q: float | None, cause: list, status: str,
+         episode_start: date) -> dict[str, Any]:
+    metric, dimension, segment = key
+    return {"metric_date": day, "metric": metric, "dimension": dimension, "segment": segment,
+            "observed": p.observed, "expected": p.expected, "lower": p.lower, "upper": p.upper,
+            "score": p.score, "direction": p.direction, "p_value": p.p_value, "q_value": q,
+            "root_cause": json.dumps(cause), "status": status, "episode_start": episode_start}
+
+
+def _alerted(points: list[PointAssessment], i: int, calendar: Sequence[date], q_ok) -> date | None:
+    """The day the episode that point i continues was alerted (walking back over its continuation days),
+    or None when that alert did not pass the day's false-discovery control."""
+    j = i - 1
+    while j >= 0 and points[j].status == CONTINUATION:
+        j -= 1
+    if j >= 0 and points[j].flagged and q_ok(points, j):
+        return calendar[j]
+    return None
+
+
+def anomalies_for_day(day: date, calendar: Sequence[date], assessed: dict[SeriesKey, list[PointAssessment]],
+                      alerted_q: dict[tuple[SeriesKey, date], float] | None = None
                       ) -> tuple[list[dict[str, Any]], int]:
-    """The flagged rows of `day` (after Benjamini-Hochberg across the day's tested series) and the
-    number of series tested."""
+    """The rows of `day` and the number of series tested that day. A row is a new alert (status `new`:
+    the detector's anomaly that passes Benjamini-Hochberg across the day's tested series) or the
+    continuation of an episode alerted on an earlier day (status `continuing`, with the q-value of that
+    alert), so that a finding stays visible while it lasts without being alerted again. `alerted_q`
+    remembers the q-value of each (series, day) alert across the days of one scan."""
+    alerted_q = {} if alerted_q is None else alerted_q
     i = list(calendar).index(day)
     keys = [k for k, points in assessed.items() if points[i].p_value is not None]
     if not keys:
@@ -167,14 +198,14 @@ def anomalies_for_day(day: date, calendar: Sequence[date], assessed: dict[Series
     rows = []
     for k, fdr_ok, q in zip(keys, decision.flagged, decision.q_values):
         p = assessed[k][i]
-        if not (p.flagged and fdr_ok):
-            continue
-        metric, dimension, segment = k
-        cause = _root_cause(metric, i, assessed, p) if dimension == "all" else []
-        rows.append({"metric_date": day, "metric": metric, "dimension": dimension, "segment": segment,
-                     "observed": p.observed, "expected": p.expected, "lower": p.lower, "upper": p.upper,
-                     "score": p.score, "direction": p.direction, "p_value": p.p_value, "q_value": q,
-                     "root_cause": json.dumps(cause)})
+        cause = _root_cause(k[0], i, assessed, p) if k[1] == "all" else []
+        if p.flagged and fdr_ok:
+            alerted_q[(k, day)] = q
+            rows.append(_row(day, k, p, q, cause, "new", day))
+        elif p.status == CONTINUATION:
+            start = _alerted(assessed[k], i, calendar, lambda pts, j, k=k: (k, calendar[j]) in alerted_q)
+            if start is not None:
+                rows.append(_row(day, k, p, alerted_q[(k, start)], cause, "continuing", start))
     return rows, decision.tested
 
 

@@ -404,7 +404,9 @@ def _anomalies(conn, day: date, sizes: _Sizes) -> list[_Facet]:
         funnel = parse_funnel_metric(r["metric"]) is not None
         block = {k: r[k] for k in ("metric_date", "observed", "expected", "lower", "upper", "score", "direction",
                                    "p_value", "q_value")}
-        block |= {"source": "analytics.anomalies", "root_cause": cause}
+        block |= {"source": "analytics.anomalies", "root_cause": cause, "anomaly_status": r["status"]}
+        if r["status"] == "continuing" and r["episode_start"] is not None:
+            block["since"] = r["episode_start"]
         exp, obs = r["expected"], r["observed"]
         block["relative_change"] = (obs - exp) / abs(exp) if exp and obs is not None else None
         if funnel:

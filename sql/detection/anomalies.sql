@@ -15,8 +15,12 @@ create table if not exists analytics.anomalies (
     direction    varchar,        -- up | down
     p_value      double,
     q_value      double,         -- Benjamini-Hochberg across every series tested that day
-    root_cause   json            -- for totals: the segments that explain the change, best first
+    root_cause   json,           -- for totals: the segments that explain the change, best first
+    status       varchar,        -- new: a new alert; continuing: still beyond the band, same episode
+    episode_start date           -- the day the episode was first alerted
 );
+alter table analytics.anomalies add column if not exists status varchar;
+alter table analytics.anomalies add column if not exists episode_start date;
 create table if not exists analytics.detection_log (
     as_of_date     date not null,
     kind           varchar not null,   -- anomalies | trends

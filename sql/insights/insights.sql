@@ -83,9 +83,9 @@ where metric_date = $day::date and significant and q_value <= $alpha
 order by q_value, metric, dimension, segment;
 
 -- name: anomalies
--- The day's anomalies, totals first.
+-- The day's anomalies, totals first: new alerts and the continuing days of earlier ones.
 select metric_date, metric, dimension, segment, observed, expected, lower, upper, score, direction,
-       p_value, q_value, root_cause
+       p_value, q_value, root_cause, coalesce(status, 'new') as status, episode_start
 from analytics.anomalies
 where metric_date = $day::date
 order by dimension <> 'all', q_value, metric, dimension, segment;
@@ -109,7 +109,7 @@ select a.metric, a.dimension, a.segment, a.metric_date, a.observed, a.expected, 
 from analytics.anomalies a
 join analytics.trends t
   on t.as_of_date = $day::date and t.metric = a.metric and t.dimension = a.dimension and t.segment = a.segment
-where a.direction = 'up'
+where a.direction = 'up' and coalesce(a.status, 'new') = 'new'
   and a.metric_date between $day::date - $lookback_days::integer and $day::date - $min_age_days::integer
   and t.current_7d >= a.upper
 qualify row_number() over (partition by a.metric, a.dimension, a.segment order by a.metric_date desc) = 1
