@@ -75,6 +75,10 @@ def test_a_level_drop_is_flagged_once_with_its_root_cause(tmp_path):
                           "where as_of_date = ? and dimension = 'platform' and segment = 'Android' and metric = 'dau'",
                           [last]).fetchall()
     assert abs((change[0][0] - drop_day).days) <= 1 and change[0][1] < -0.5
+    # the total's level shift is explained by Android too (root cause of a change, not only of an anomaly)
+    (total_change,) = conn.execute("select root_cause from analytics.trends where as_of_date = ? and metric = 'dau' "
+                                   "and dimension = 'all'", [last]).fetchall()[0]
+    assert json.loads(total_change)[0]["segment"] == "Android"
     meta = {m.partition: m.metadata for m in result.asset_materializations_for_node("anomalies")}
     assert meta[drop_day.isoformat()]["series_flagged"].value == 2
 

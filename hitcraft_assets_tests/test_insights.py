@@ -83,7 +83,10 @@ def plant_trend(conn, day, metric, dimension, segment, slope, q, current_7d, pct
                 change_points=()):
     trend = "no trend" if q > 0.05 else ("increasing" if slope > 0 else "decreasing")
     last = change_points[-1] if change_points else None
-    conn.execute("insert into analytics.trends values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    conn.execute("insert into analytics.trends (as_of_date, metric, dimension, segment, n, slope, tau, p_value, "
+                 "q_value, trend, current_7d, pct_change_7d, current_28d, pct_change_28d, change_points, "
+                 "last_change_date, last_change_shift, last_change_relative) "
+                 "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  [day, metric, dimension, segment, 28, slope, 0.5 if slope > 0 else -0.5, q / 2, q, trend,
                   current_7d, pct_7d, current_28d, pct_28d, json.dumps(list(change_points)),
                   last["date"] if last else None, last["shift"] if last else None,

@@ -228,9 +228,39 @@ def _worth_a_change_point_search(key: SeriesKey, mk: dict, summary: dict) -> boo
     return moved or (mk.get("p_value") is not None and mk["p_value"] < CHANGE_SEARCH_P)
 
 
+def change_root_cause(total: Series, change_index: int, end_index: int, series: Sequence[Series]
+                      ) -> list[dict[str, Any]]:
+    """For a level shift of a total count at `change_index`: which segments explain it, comparing each
+    segment's mean over the 14 days before the change with its mean from the change to `end_index`."""
+    if not is_count(total.metric):
+        return []
+
+    def means(values: np.ndarray) -> tuple[float, float] | None:
+        before = values[max(0, change_index - 14):change_index]
+        after = values[change_index:end_index + 1]
+        if not (np.isfinite(before).any() and np.isfinite(after).any()):
+            return None
+        return float(np.nanmean(before)), float(np.nanmean(after))
+
+    base = means(total.values)
+    if base is None:
+        return []
+    dimensions: dict[str, dict[str, tuple[float, float]]] = {}
+    for s in series:
+        if s.metric == total.metric and s.key[1] != "all":
+            m = means(s.values)
+            if m is not None:
+                dimensions.setdefault(s.key[1], {})[s.key[2]] = m
+    return [{"dimension": c.dimension, "segment": c.segment, "before": round(c.baseline, 3),
+             "after": round(c.current, 3), "contribution": None if c.contribution is None
+             else round(c.contribution, 4), "summary": c.describe()}
+            for c in rank_contributors(base[0], base[1], dimensions)[:TOP_CONTRIBUTORS]]
+
+
 def trends_for_day(day: date, series: Sequence[Series]) -> list[dict[str, Any]]:
     """One row per series with enough data: Mann-Kendall / Sen over the trailing 28 days, 7- and 28-day
-    changes, change points of the trailing 90 days; q-values across the day's series."""
+    changes, change points of the trailing 90 days (for a total count, with the segments that explain its
+    latest level shift); q-values across the day's series."""
     rows = []
     sizes = segment_sizes(series)
     for s in series:
@@ -256,6 +286,9 @@ def trends_for_day(day: date, series: Sequence[Series]) -> list[dict[str, Any]]:
                    "shift": cp.shift, "relative_shift": cp.relative_shift} for cp in cps]
         last = cps[-1] if cps else None
         metric, dimension, segment = s.key
+        cause = []
+        if last is not None and dimension == "all":
+            cause = change_root_cause(s, s.dates.index(last.date), i, series)
         rows.append({
             "as_of_date": day, "metric": metric, "dimension": dimension, "segment": segment,
             "n": mk["n"], "slope": mk["slope"], "tau": mk["tau"], "p_value": mk["p_value"], "q_value": None,
@@ -265,6 +298,7 @@ def trends_for_day(day: date, series: Sequence[Series]) -> list[dict[str, Any]]:
             "last_change_date": last.date if last else None,
             "last_change_shift": last.shift if last else None,
             "last_change_relative": last.relative_shift if last else None,
+            "root_cause": json.dumps(cause),
         })
     tested = [r for r in rows if r["p_value"] is not None and math.isfinite(r["p_value"])]
     if tested:

@@ -21,8 +21,10 @@ create table if not exists analytics.trends (
     change_points      json,     -- [{date, mean_before, mean_after, shift, relative_shift}]
     last_change_date   date,
     last_change_shift  double,
-    last_change_relative double
+    last_change_relative double,
+    root_cause         json      -- for a total count's latest change point: the segments that explain it
 );
+alter table analytics.trends add column if not exists root_cause json;
 
 -- name: delete_day
 delete from analytics.trends where as_of_date = $day::date;
