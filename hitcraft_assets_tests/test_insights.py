@@ -31,6 +31,7 @@ from hitcraft_assets.insights import (
 )
 from hitcraft_assets.insights.generators import insight_context, insight_id
 from hitcraft_assets.insights.ranking import importance, impact_score
+from hitcraft_assets.insights.rules import unsupported_numbers
 from hitcraft_assets.warehouse import ensure_schema, named_statements
 
 DAY = date(2026, 11, 23)
@@ -467,3 +468,20 @@ def test_context_areas_from_config_and_glossary():
     assert insight_context("event_users:Sketch Uploaded", "all", config)["area"] == "billing"
     glossary = insight_context(MP2, "all", CONFIG)["glossary"]
     assert set(glossary) == {"Production Started", "Sketch Uploaded"}
+
+
+def test_a_level_shift_of_a_total_names_the_segments_behind_it(planted):
+    shift = {"date": (DAY - timedelta(days=6)).isoformat(), "mean_before": 420.0, "mean_after": 260.0,
+             "shift": -160.0, "relative_shift": -160.0 / 420.0}
+    plant_trend(planted, DAY, "event_users:Sketch Uploaded", "all", "all", -2.0, 0.3, 262.0, -0.02, 300.0,
+                -0.2, [shift])
+    cause = [{"dimension": "platform", "segment": "Android", "before": 170.0, "after": 22.0,
+              "contribution": 0.925, "summary": "platform = Android: 92% of the drop"}]
+    planted.execute("update analytics.trends set root_cause = ? where metric = 'event_users:Sketch Uploaded'",
+                    [json.dumps(cause)])
+    found = by_series(generate_insights(planted, DAY, CONFIG))
+    risk = found[("risk", "event_users:Sketch Uploaded", "all", "all")]
+    assert risk.evidence["change_point"]["root_cause"][0]["segment"] == "Android"
+    text = rule_recommendation(risk)
+    assert "Driven by platform = Android: 92% of the drop" in text
+    assert not unsupported_numbers(text, risk.evidence)

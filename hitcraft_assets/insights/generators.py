@@ -453,6 +453,10 @@ def _trends(conn, day: date, config: ProductConfig, sizes: _Sizes) -> list[_Face
             block = {"source": "analytics.trends", "date": r["last_change_date"],
                      "mean_before": last.get("mean_before"), "mean_after": last.get("mean_after"),
                      "shift": r["last_change_shift"], "relative_shift": rel_shift}
+            cause = r.get("root_cause")
+            cause = json.loads(cause) if isinstance(cause, str) else (cause or [])
+            if cause:
+                block["root_cause"] = cause
             out.append(_Facet(key, "change_point", "success" if rel_shift > 0 else "risk", block,
                               CHANGE_POINT_CONFIDENCE, users, rel_shift))
     return out

@@ -238,7 +238,7 @@ def _facet_sentence(name: str, ev: dict) -> str:
                 f"z={fmt_number(b['score'])}, q={fmt_p(b['q_value'])}). {_drivers(b, limit=3)}").strip()
     if name == "change_point":
         return (f"A level shift on {b['date']}: from {fmt_number(b['mean_before'])} to {fmt_number(b['mean_after'])} "
-                f"on average ({fmt_change(b['relative_shift'])}).")
+                f"on average ({fmt_change(b['relative_shift'])}). {_drivers(b, limit=3)}").strip()
     if name == "persisted":
         return (f"It jumped on {b['anomaly_date']} ({fmt_number(b['observed'])} vs {fmt_number(b['expected'])} "
                 f"expected) and has stayed above the band's upper edge of {fmt_number(b['upper'])}: "
@@ -366,7 +366,7 @@ def _risk(ev: dict) -> str:
         cp = ev["change_point"]
         return (f"{ev['label']} for {segment_label(ev)} moved from {fmt_number(cp['mean_before'])} to "
                 f"{fmt_number(cp['mean_after'])} ({fmt_change(cp['relative_shift'])}) from {cp['date']} on. "
-                f"Find what shipped or changed on {cp['date']} affecting {where} and fix or revert it.")
+                f"{_drivers(cp)}Find what shipped or changed on {cp['date']} affecting {where} and fix or revert it.")
     t = ev["trend"]
     return (f"{ev['label']} for {segment_label(ev)} has been falling for {fmt_number(t['n'])} days "
             f"({fmt_number(abs(t['slope'] or 0.0))} a day, {fmt_change(t['pct_change_28d'])} over the last "
@@ -415,7 +415,7 @@ def _success(ev: dict) -> str:
         cp = ev["change_point"]
         return (f"{ev['label']} for {segment_label(ev)} rose from {fmt_number(cp['mean_before'])} to "
                 f"{fmt_number(cp['mean_after'])} ({fmt_change(cp['relative_shift'])}) from {cp['date']} on. "
-                f"Record what shipped on {cp['date']} at {where}, keep it, and check that it holds for every "
+                f"{_drivers(cp)}Record what shipped on {cp['date']} at {where}, keep it, and check that it holds for every "
                 f"segment before rolling the idea out to similar steps.")
     if lead == "trend":
         t = ev["trend"]

@@ -94,7 +94,7 @@ order by dimension <> 'all', q_value, metric, dimension, segment;
 -- The day's significant trends, and the series with a recent change point (significant or not).
 select as_of_date, metric, dimension, segment, n, slope, tau, p_value, q_value, trend, current_7d,
        pct_change_7d, current_28d, pct_change_28d, last_change_date, last_change_shift, last_change_relative,
-       change_points
+       change_points, root_cause
 from analytics.trends
 where as_of_date = $day::date
   and ((q_value <= $alpha and trend <> 'no trend')
