@@ -12,6 +12,8 @@ import duckdb
 from hitcraft_assets_tests.conftest import event_line, ms, write_day
 
 REPO = Path(__file__).resolve().parent.parent
+# the `hitcraft` console script, run by the interpreter under test (independent of PATH and shims)
+HITCRAFT = [sys.executable, "-m", "hitcraft_assets.cli"]
 
 
 def env_for(tmp_path: Path, **extra) -> dict:
@@ -50,11 +52,11 @@ def test_hitcraft_generate_demo_then_run_prints_the_ground_truth_numbers(tmp_pat
 
     export = tmp_path / "demo"
     env = env_for(tmp_path, HITCRAFT_EXPORT_DIR=str(export))
-    gen = subprocess.run(["hitcraft", "generate-demo", "--days", "20", "--users", "400", "--end-date", "2026-03-20",
+    gen = subprocess.run([*HITCRAFT, "generate-demo", "--days", "20", "--users", "400", "--end-date", "2026-03-20",
                           "--out", str(export)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert gen.returncode == 0, gen.stderr[-3000:]
     truth = json.loads((export / "ground_truth.json").read_text())
-    run = subprocess.run(["hitcraft", "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    run = subprocess.run([*HITCRAFT, "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     assert "hitcraft run: 2026-03-01 .. 2026-03-20 (20 days)" in out
@@ -71,3 +73,10 @@ def test_hitcraft_generate_demo_then_run_prints_the_ground_truth_numbers(tmp_pat
     instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
     assert len(instance.get_materialized_partitions(dg.AssetKey("raw_events"))) == 20
     instance.dispose()
+
+
+def test_the_hitcraft_console_script_is_installed():
+    from importlib.metadata import entry_points
+
+    [script] = [e for e in entry_points(group="console_scripts") if e.name == "hitcraft"]
+    assert script.value == "hitcraft_assets.cli:main"
