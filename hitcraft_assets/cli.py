@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from hitcraft_assets import settings
+from hitcraft_assets.warehouse import existing_tables
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 _DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.jsonl(\.gz)?$")
@@ -100,10 +101,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from hitcraft_assets import progress
     from hitcraft_assets.definitions import defs
-    from hitcraft_assets.partitions import RAW_DAILY
+    from hitcraft_assets.partitions import first_partition
     from hitcraft_assets.schedules import RANGE_END, RANGE_START
 
-    first = date.fromisoformat(RAW_DAILY.start.strftime("%Y-%m-%d"))
+    first = first_partition()
     if settings.start_date() < first:
         # the partitions were built when the package was imported, before a demo was generated here
         raise SystemExit(f"hitcraft: the source starts on {settings.start_date()}, before the first partition "
@@ -142,8 +143,7 @@ def print_top_insights(day: date, limit: int = 10) -> None:
     import duckdb
 
     with duckdb.connect(str(settings.duckdb_path()), read_only=True) as conn:
-        tables = {r[0] for r in conn.execute("select schema_name || '.' || table_name from duckdb_tables()").fetchall()}
-        if "insights.insights" not in tables:
+        if "insights.insights" not in existing_tables(conn):
             return
         rows = conn.execute(
             "select as_of_date, priority_rank, kind, status, title, recommendation, generated_by "
@@ -179,12 +179,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from hitcraft_assets.config import load_config
     from hitcraft_assets.definitions import all_assets, build_resources
     from hitcraft_assets.detection.evaluate import format_coverage, format_report, score, top_insight_coverage
-    from hitcraft_assets.partitions import DAILY
+    from hitcraft_assets.partitions import first_partition
     from hitcraft_assets.schedules import RANGE_END, RANGE_START
 
     truth = json.loads((out / "export" / "ground_truth.json").read_text())
     start, end = date.fromisoformat(truth["start_date"]), date.fromisoformat(truth["end_date"])
-    first = date.fromisoformat(DAILY.start.strftime("%Y-%m-%d"))
+    first = first_partition()
     if start < first:
         raise SystemExit(f"hitcraft: the demo starts on {start}, before the first partition {first}: "
                          f"set HITCRAFT_START_DATE={start}")
@@ -237,8 +237,7 @@ def print_summary(start: date, end: date, run_id: str, elapsed: float) -> None:
             "select count(*), count(distinct distinct_id) from raw.events where event_date between ? and ?",
             [start, end]).fetchall()[0]
         profiles = conn.execute("select count(*) from raw.user_profiles").fetchall()[0][0]
-        tables = {schema + "." + name for schema, name in conn.execute(
-            "select schema_name, table_name from duckdb_tables()").fetchall()}
+        tables = existing_tables(conn)
         analysis = []
         for table, label, where in ANALYSIS_SUMMARY:
             if table in tables:

@@ -86,12 +86,11 @@ def build_defs() -> dg.Definitions:
         execution_timezone=config.timezone, default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Every day at 03:00: refresh the Engage profiles snapshot.",
     )
-    window_days = max((f.window_days for f in config.funnels), default=7)
     return dg.Definitions(
         assets=all_assets,
         jobs=[daily_ingest_job, daily_analysis_job, profiles_job, all_assets_job],
         schedules=[build_daily_schedule(daily_ingest_job, config.timezone), profiles_schedule],
-        sensors=[build_analysis_sensor(daily_ingest_job, daily_analysis_job, config.timezone, window_days)],
+        sensors=[build_analysis_sensor(daily_ingest_job, daily_analysis_job, config.timezone, config.max_window_days)],
         resources=build_resources(),
     )
 

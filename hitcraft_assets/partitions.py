@@ -10,6 +10,8 @@ days that can overlap it: the day before, the day itself and the day after (any 
 
 from __future__ import annotations
 
+from datetime import date
+
 import dagster as dg
 
 from hitcraft_assets import settings
@@ -20,6 +22,11 @@ def daily_partitions() -> dg.DailyPartitionsDefinition:
 
 
 DAILY = daily_partitions()
+
+
+def first_partition() -> date:
+    """The first daily partition's day."""
+    return date.fromisoformat(DAILY.start.strftime("%Y-%m-%d"))
 RAW_DAILY = DAILY          # keys are UTC days
 ANALYSIS_DAILY = DAILY     # keys are local days of the reporting timezone
 

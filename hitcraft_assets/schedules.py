@@ -5,17 +5,13 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 
-from hitcraft_assets.partitions import DAILY
+from hitcraft_assets.partitions import first_partition
 
 # Mixpanel accepts events up to 5 days late (SDK /track, offline queues): re-pull that many days.
 LATE_EVENT_LOOKBACK_DAYS = 5
 DAILY_CRON = "30 2 * * *"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
-
-
-def first_partition() -> date:
-    return date.fromisoformat(DAILY.start.strftime("%Y-%m-%d"))
 
 
 def daily_range(scheduled: datetime, first: date, lookback_days: int = LATE_EVENT_LOOKBACK_DAYS

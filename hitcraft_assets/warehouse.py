@@ -14,6 +14,8 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 _NAME = re.compile(r"(?m)^-- name: *([a-z_][a-z0-9_]*) *$")
+_PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
+_COMMENT = re.compile(r"--[^\n]*")
 
 
 def sql_dir() -> Path:
@@ -35,6 +37,28 @@ def named_statements(relative_path: str) -> dict[str, str]:
     if not statements:
         statements[Path(relative_path).stem] = text.strip()
     return statements
+
+
+def sql_parameters(sql: str) -> set[str]:
+    """The `$name` parameters a statement uses (comments don't count)."""
+    return set(_PARAM.findall(_COMMENT.sub("", sql)))
+
+
+def run_sql(conn: duckdb.DuckDBPyConnection, sql: str, params: dict) -> duckdb.DuckDBPyConnection:
+    """Execute `sql` with the subset of `params` it names (DuckDB rejects parameters a statement lacks)."""
+    wanted = sql_parameters(sql)
+    used = {k: v for k, v in params.items() if k in wanted}
+    return conn.execute(sql, used) if used else conn.execute(sql)
+
+
+def run_named(conn: duckdb.DuckDBPyConnection, sql_file: str, name: str, params: dict) -> duckdb.DuckDBPyConnection:
+    """Run statement `name` of `sql_file` with the parameters it uses."""
+    return run_sql(conn, named_statements(sql_file)[name], params)
+
+
+def existing_tables(conn: duckdb.DuckDBPyConnection) -> set[str]:
+    """Every table of the warehouse as `schema.table`."""
+    return {r[0] for r in conn.execute("select schema_name || '.' || table_name from duckdb_tables()").fetchall()}
 
 
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:

@@ -31,10 +31,6 @@ DAILY_KW = dict(
 )
 
 
-def _max_funnel_window_days() -> int:
-    return max((f.window_days for f in load_config().funnels), default=7)
-
-
 def _per_day(context: dg.AssetExecutionContext, duckdb: WarehouseResource, name: str, compute) -> dg.MaterializeResult:
     """Run `compute(conn, day, config)` for every partition of the step, one transaction each."""
     config = load_config()
@@ -89,7 +85,7 @@ def daily_metrics(context: dg.AssetExecutionContext, duckdb: WarehouseResource) 
     return _per_day(context, duckdb, "daily_metrics", compute_daily_metrics)
 
 
-@dg.asset(deps=[dg.AssetDep("raw_events", partition_mapping=raw_days_of_local_day(extra_days_after=_max_funnel_window_days())),
+@dg.asset(deps=[dg.AssetDep("raw_events", partition_mapping=raw_days_of_local_day(extra_days_after=load_config().max_window_days)),
                 identity_map], **DAILY_KW)
 def funnels(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     """Every configured funnel with Mixpanel's rules, by entry date: ordered steps, unique users, a window

@@ -50,7 +50,6 @@ partition for `day` is final once the data up to day + W + 1 is loaded.
 
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
 
 import duckdb
@@ -58,25 +57,21 @@ import duckdb
 from hitcraft_assets.analysis.days import local_day, sql_params
 from hitcraft_assets.analysis.identity import ensure_identity
 from hitcraft_assets.config import ConfigError, Funnel, ProductConfig
-from hitcraft_assets.warehouse import ensure_schema, named_statements, transaction
+from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, sql_parameters, transaction
 
 SQL_FILE = "analysis/funnels.sql"
 GRACE_SECONDS = 2
 _US = 1_000_000
-_PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
-_COMMENT = re.compile(r"--[^\n]*")
 _TEMP_TABLES = ("hc_funnel_events", "hc_funnel_reached")
 
 
 def _run(conn: duckdb.DuckDBPyConnection, name: str, params: dict) -> duckdb.DuckDBPyConnection:
     """Run statement `name` with the parameters it uses (DuckDB rejects unused ones; comments don't count)."""
     sql = named_statements(SQL_FILE)[name]
-    wanted = set(_PARAM.findall(_COMMENT.sub("", sql)))
-    missing = wanted - params.keys()
+    missing = sql_parameters(sql) - params.keys()
     if missing:
         raise KeyError(f"statement {name} of {SQL_FILE} needs parameters {sorted(missing)}")
-    used = {k: v for k, v in params.items() if k in wanted}
-    return conn.execute(sql, used) if used else conn.execute(sql)
+    return run_sql(conn, sql, params)
 
 
 def json_pointer(prop: str) -> str:

@@ -26,9 +26,9 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 
-from hitcraft_assets.analysis.sessions import day_params, ensure_sessions, run_named
+from hitcraft_assets.analysis.sessions import day_params, ensure_sessions
 from hitcraft_assets.config import ProductConfig
-from hitcraft_assets.warehouse import named_statements, transaction
+from hitcraft_assets.warehouse import named_statements, run_named, transaction
 
 SQL_FILE = "analysis/daily_metrics.sql"
 METRICS = ("dau", "wau", "mau", "stickiness", "new_users", "sessions", "session_duration_median_s",

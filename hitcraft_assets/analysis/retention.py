@@ -10,7 +10,6 @@ The SQL is sql/analysis/retention.sql; this module picks the parameters and writ
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -19,7 +18,7 @@ import duckdb
 from hitcraft_assets.analysis.days import local_day
 from hitcraft_assets.analysis.identity import ensure_identity
 from hitcraft_assets.config import ProductConfig
-from hitcraft_assets.warehouse import ensure_schema, named_statements, transaction
+from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, transaction
 
 SQL_FILE = "analysis/retention.sql"
 DEFAULT_WEEKS = 8
@@ -28,14 +27,6 @@ DEFAULT_WEEKS = 8
 WEEK1_LAST_BIRTH_DAYS_AGO = 14
 # The segment of a missing or empty property (as in analytics.funnel_steps, core.sessions, daily_metrics).
 NOT_SET = "(none)"
-_PARAM = re.compile(r"\$([a-z_]+)")
-
-
-def run_statement(conn: duckdb.DuckDBPyConnection, sql: str, params: dict) -> duckdb.DuckDBPyConnection:
-    """Execute `sql` with the subset of `params` it names as `$name`."""
-    names = set(_PARAM.findall(sql))
-    used = {k: v for k, v in params.items() if k in names}
-    return conn.execute(sql, used) if used else conn.execute(sql)
 
 
 def event_params(config: ProductConfig) -> dict:
@@ -52,7 +43,7 @@ def json_path(prop: str) -> str:
 def data_cutoff(conn: duckdb.DuckDBPyConnection, tz: str, as_of: date | None) -> datetime | None:
     """The instant up to which events are counted: the end of local day `as_of`, but never past the end of
     the last loaded UTC day (the data horizon); the horizon itself when `as_of` is None. None: no data."""
-    last_day = run_statement(conn, named_statements(SQL_FILE)["data_horizon"], {}).fetchall()[0][0]
+    last_day = run_sql(conn, named_statements(SQL_FILE)["data_horizon"], {}).fetchall()[0][0]
     if last_day is None:
         return None
     horizon = datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=timezone.utc)
@@ -74,7 +65,7 @@ def compute_retention(conn: duckdb.DuckDBPyConnection, config: ProductConfig, as
     with transaction(conn):
         conn.execute(statements["create_table"])
         if cutoff is not None:
-            run_statement(conn, statements["insert"], params)
+            run_sql(conn, statements["insert"], params)
     rows, cohorts, users, complete = conn.execute(
         "select count(*), count(distinct cohort_week), "
         "coalesce(sum(cohort_size) filter (where weeks_since = 0 and measure = 'on'), 0), count_if(complete) "
@@ -126,5 +117,5 @@ def week1_retention_by_segment(conn: duckdb.DuckDBPyConnection, day: date,
         "dim_paths": [json_path(d.property) for d in config.dimensions],
         "not_set": NOT_SET,
     }
-    rows = run_statement(conn, named_statements(SQL_FILE)["week1_by_segment"], params).fetchall()
+    rows = run_sql(conn, named_statements(SQL_FILE)["week1_by_segment"], params).fetchall()
     return [SegmentRetention(dim, seg, int(n), int(r)) for dim, seg, n, r in rows]

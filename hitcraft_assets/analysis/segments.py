@@ -31,9 +31,9 @@ import numpy as np
 from hitcraft_assets.analysis import stats
 from hitcraft_assets.analysis.days import local_day
 from hitcraft_assets.analysis.identity import ensure_identity
-from hitcraft_assets.analysis.retention import NOT_SET, json_path, run_statement, week1_retention_by_segment
+from hitcraft_assets.analysis.retention import NOT_SET, json_path, week1_retention_by_segment
 from hitcraft_assets.config import ProductConfig
-from hitcraft_assets.warehouse import ensure_schema, named_statements, transaction
+from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, transaction
 
 SQL_FILE = "analysis/segments.sql"
 
@@ -148,14 +148,14 @@ def _has_segment_map(columns: dict[str, str] | None, required: set[str]) -> bool
 
 
 def _samples(conn, statement: str, params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    got = run_statement(conn, named_statements(SQL_FILE)[statement], params).fetchnumpy()
+    got = run_sql(conn, named_statements(SQL_FILE)[statement], params).fetchnumpy()
     return (np.asarray(got["dimension"], dtype=object), np.asarray(got["segment"], dtype=object),
             np.asarray(got["value"], dtype=float))
 
 
 def funnel_comparisons(conn, params: dict) -> list[Comparison]:
     out = []
-    for funnel, step, dim, seg, seg_prev, seg_users, all_prev, all_users in run_statement(
+    for funnel, step, dim, seg, seg_prev, seg_users, all_prev, all_users in run_sql(
             conn, named_statements(SQL_FILE)["funnel_counts"], params).fetchall():
         found = compare_proportions(funnel_metric(funnel, step), dim, seg, seg_users, seg_prev,
                                     all_users - seg_users, all_prev - seg_prev)
@@ -213,7 +213,7 @@ def compute_segments(conn: duckdb.DuckDBPyConnection, day: date, config: Product
 
     rows = [(day, *row) for row in with_q_values(comparisons)]
     with transaction(conn):
-        run_statement(conn, statements["delete_day"], params)
+        run_sql(conn, statements["delete_day"], params)
         if rows:
             conn.executemany(statements["insert_row"], rows)
     by_metric: dict[str, int] = {}

@@ -21,20 +21,12 @@ import duckdb
 from hitcraft_assets.analysis.days import local_day, sql_params
 from hitcraft_assets.analysis.identity import ensure_identity
 from hitcraft_assets.config import ConfigError, ProductConfig
-from hitcraft_assets.warehouse import ensure_schema, named_statements, transaction
+from hitcraft_assets.warehouse import ensure_schema, named_statements, run_named, transaction
 
 SQL_FILE = "analysis/sessions.sql"
 NONE_SEGMENT = "(none)"
 # A property name that can sit inside a quoted JSON path ('$."$os"') without escaping.
 _SAFE_PROPERTY = re.compile(r"^\$?[A-Za-z0-9_][A-Za-z0-9_ .:\-]{0,127}$")
-_PARAM = re.compile(r"\$([a-z_]+)")
-
-
-def run_named(conn: duckdb.DuckDBPyConnection, sql_file: str, name: str, params: dict):
-    """Run statement `name` of `sql_file` with the parameters it uses (DuckDB rejects unused ones)."""
-    sql = named_statements(sql_file)[name]
-    used = {k: v for k, v in params.items() if k in set(_PARAM.findall(sql))}
-    return conn.execute(sql, used) if used else conn.execute(sql)
 
 
 def dimension_params(config: ProductConfig) -> dict:

@@ -45,6 +45,11 @@ class ProductConfig:
     metric_importance: dict[str, float] = field(default_factory=dict)
 
     @property
+    def max_window_days(self) -> int:
+        """The longest funnel conversion window (7 days with no funnel): how long entry days stay open."""
+        return max((f.window_days for f in self.funnels), default=7)
+
+    @property
     def product_name(self) -> str:
         return str(self.product.get("name", "product"))
 

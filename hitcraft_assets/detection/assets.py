@@ -10,7 +10,7 @@ from hitcraft_assets.analysis.assets import daily_metrics, funnels
 from hitcraft_assets.detection import scan
 from hitcraft_assets.partitions import DAILY
 from hitcraft_assets.progress import report_progress
-from hitcraft_assets.warehouse import WarehouseResource, ensure_schema, named_statements, transaction
+from hitcraft_assets.warehouse import WarehouseResource, ensure_schema, existing_tables, named_statements, transaction
 
 FUNNEL_LAG_DAYS = 1   # an entry day is judged once it has had a full day to convert
 KW = dict(
@@ -36,8 +36,7 @@ def load_series(conn, first_day: date, last_day: date) -> tuple[list[scan.Series
     span = (last_day - first_day).days + scan.HISTORY_DAYS
     params = {"from_day": (last_day - timedelta(days=span - 1)).isoformat(), "to_day": last_day.isoformat()}
     frames = [conn.sql(statements["metric_series"], params=params).pl()]
-    tables = {r[0] for r in conn.execute("select schema_name || '.' || table_name from duckdb_tables()").fetchall()}
-    if "analytics.funnel_steps" in tables:
+    if "analytics.funnel_steps" in existing_tables(conn):
         frames.append(conn.sql(statements["funnel_series"],
                                params=params | {"funnel_lag_days": FUNNEL_LAG_DAYS}).pl())
     frames = [f.with_columns(pl.col("value").cast(pl.Float64), pl.col("volume").cast(pl.Float64)) for f in frames

@@ -170,15 +170,13 @@ def _row(day: date, key: SeriesKey, p: PointAssessment, q: float | None, cause: 
             "root_cause": json.dumps(cause), "status": status, "episode_start": episode_start}
 
 
-def _alerted(points: list[PointAssessment], i: int, calendar: Sequence[date], q_ok) -> date | None:
-    """The day the episode that point i continues was alerted (walking back over its continuation days),
-    or None when that alert did not pass the day's false-discovery control."""
+def _episode_start(points: list[PointAssessment], i: int, calendar: Sequence[date]) -> date | None:
+    """The day the detector alerted the episode that point i continues (walking back over its
+    continuation days), or None."""
     j = i - 1
     while j >= 0 and points[j].status == CONTINUATION:
         j -= 1
-    if j >= 0 and points[j].flagged and q_ok(points, j):
-        return calendar[j]
-    return None
+    return calendar[j] if j >= 0 and points[j].flagged else None
 
 
 def anomalies_for_day(day: date, calendar: Sequence[date], assessed: dict[SeriesKey, list[PointAssessment]],
@@ -203,8 +201,8 @@ def anomalies_for_day(day: date, calendar: Sequence[date], assessed: dict[Series
             alerted_q[(k, day)] = q
             rows.append(_row(day, k, p, q, cause, "new", day))
         elif p.status == CONTINUATION:
-            start = _alerted(assessed[k], i, calendar, lambda pts, j, k=k: (k, calendar[j]) in alerted_q)
-            if start is not None:
+            start = _episode_start(assessed[k], i, calendar)
+            if (k, start) in alerted_q:      # only episodes whose alert passed that day's FDR control
                 rows.append(_row(day, k, p, alerted_q[(k, start)], cause, "continuing", start))
     return rows, decision.tested
 

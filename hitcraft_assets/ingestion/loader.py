@@ -6,18 +6,16 @@ and Mixpanel's deduplication are the SQL in sql/ingestion/raw_events.sql.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 import duckdb
 
-from hitcraft_assets.warehouse import ensure_schema, named_statements, transaction
+from hitcraft_assets.warehouse import ensure_schema, run_named, transaction
 
 SQL_FILE = "ingestion/raw_events.sql"
 DEFAULT_TOLERANCE_S = 3600
-_PARAM = re.compile(r"\$([a-z_]+)")
 
 
 @dataclass(frozen=True)
@@ -38,9 +36,7 @@ class LoadStats:
 
 
 def _run(conn: duckdb.DuckDBPyConnection, name: str, params: dict) -> duckdb.DuckDBPyConnection:
-    sql = named_statements(SQL_FILE)[name]
-    used = {k: v for k, v in params.items() if k in set(_PARAM.findall(sql))}
-    return conn.execute(sql, used) if used else conn.execute(sql)
+    return run_named(conn, SQL_FILE, name, params)
 
 
 def load_day(

@@ -65,7 +65,7 @@ from hitcraft_assets.insights.ranking import (
     parse_funnel_metric,
 )
 from hitcraft_assets.insights.rules import insight_summary, insight_title
-from hitcraft_assets.warehouse import named_statements, transaction
+from hitcraft_assets.warehouse import existing_tables, named_statements, transaction
 
 SQL = "insights/insights.sql"
 KINDS = ("risk", "opportunity", "success", "trend", "anomaly")
@@ -226,10 +226,6 @@ def _rows(conn, name: str, **params) -> list[dict]:
                                                      for k, v in params.items()})
     cols = [d[0] for d in cur.description]
     return [dict(zip(cols, r)) for r in cur.fetchall()]
-
-
-def _tables(conn) -> set[str]:
-    return {r[0] for r in conn.execute(named_statements(SQL)["existing_tables"]).fetchall()}
 
 
 def _clean(value: Any) -> Any:
@@ -611,7 +607,7 @@ def _build(g: _Group, day: date, config: ProductConfig) -> Insight:
 def generate_insights(conn, day: date, config: ProductConfig) -> list[Insight]:
     """The day's findings, unranked (status 'new', no recommendation), at most MAX_INSIGHTS of them, in a
     deterministic order (kind, then series)."""
-    tables = _tables(conn)
+    tables = existing_tables(conn)
     dau = _rows(conn, "segment_users", day=day) if "analytics.daily_metrics" in tables else []
     volumes = (_rows(conn, "funnel_volumes", day=day, from_day=day - timedelta(days=7))
                if "analytics.funnel_steps" in tables else [])
@@ -690,7 +686,7 @@ def write_insights(conn, day: date, insights: list[Insight]) -> int:
 def previous_state(conn, day: date) -> tuple[set[str], list[dict]]:
     """The ids of the latest as_of_date before `day` that has insights, and its open (new or ongoing) rows
     as dicts (evidence and context parsed). Nothing before: (set(), [])."""
-    if "insights.insights" not in _tables(conn):
+    if "insights.insights" not in existing_tables(conn):
         return set(), []
     prev = conn.execute(named_statements(SQL)["previous_day"], {"day": day.isoformat()}).fetchone()[0]
     if prev is None:

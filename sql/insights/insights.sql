@@ -28,10 +28,6 @@ delete from insights.insights where as_of_date = $day::date;
 -- name: insert_row
 insert into insights.insights values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);
 
--- name: existing_tables
-select schema_name || '.' || table_name from duckdb_tables()
-where schema_name in ('analytics', 'insights');
-
 -- name: previous_day
 -- The latest day before $day that has insights.
 select max(as_of_date) from insights.insights where as_of_date < $day::date;
