@@ -35,7 +35,7 @@ from hitcraft_assets.detection.anomalies import (
 )
 from hitcraft_assets.detection.changepoints import find_change_points
 from hitcraft_assets.detection.rootcause import rank_contributors
-from hitcraft_assets.detection.trends import trend_summary
+from hitcraft_assets.detection.trends import trend_summary, window_change
 
 FDR_ALPHA = 0.05
 HISTORY_DAYS = 120            # how far back a day's scan reads its series
@@ -274,8 +274,9 @@ def trends_for_day(day: date, series: Sequence[Series]) -> list[dict[str, Any]]:
         trials = s.volume[: i + 1][-TREND_DAYS:]
         if is_rate(s.metric) and not (np.isfinite(trials).any() and np.nanmedian(trials) >= MIN_TRIALS):
             continue
-        summary = trend_summary(values[-2 * TREND_DAYS:], windows=(7, 28))
         mk = trend_summary(recent, windows=())
+        summary = {f"{key}_{w}d": getattr(wc, key) if wc else None
+                   for w in (7, TREND_DAYS) for wc in [window_change(values, w)] for key in ("current", "pct_change")}
         cps = []
         if _worth_a_change_point_search(s.key, mk, summary):
             window = values[-CHANGE_POINT_DAYS:]
