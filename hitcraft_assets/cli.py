@@ -261,7 +261,7 @@ ANALYSIS_SUMMARY = [
     ("analytics.funnel_steps", "funnel rows", "cohort_date between ? and ?"),
     ("analytics.retention", "retention rows", None),
     ("analytics.segment_comparisons", "significant", "metric_date between ? and ? and significant"),
-    ("analytics.anomalies", "anomalies", "metric_date between ? and ?"),
+    ("analytics.anomalies", "anomalies", "metric_date between ? and ? and status = 'new'"),
     ("analytics.trends", "trend rows", "as_of_date between ? and ?"),
 ]
 
