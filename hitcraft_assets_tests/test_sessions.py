@@ -158,13 +158,29 @@ def test_first_event_sets_platform_country_channel_and_segments(tmp_path):
 
 
 @pytest.mark.parametrize("dimension, code", [
-    (Dimension("platform", 'os"; drop table raw.events; --'), "CONFIG_DIMENSION"),
+    (Dimension("platform", "o\x00s"), "CONFIG_DIMENSION"),
+    (Dimension("platform", ""), "CONFIG_DIMENSION"),
     (Dimension("all", "$os"), "CONFIG_DIMENSION"),
 ])
-def test_unsafe_or_reserved_dimension_is_refused(tmp_path, dimension, code):
+def test_invalid_or_reserved_dimension_is_refused(tmp_path, dimension, code):
     conn = fresh_warehouse(tmp_path / "w.duckdb")
     with pytest.raises(ConfigError, match=code):
         compute_sessions(conn, date(2026, 3, 2), dataclasses.replace(CONFIG, dimensions=(dimension,)))
+
+
+def test_any_property_name_is_read_literally_never_as_sql(tmp_path):
+    # property names travel as JSON pointers in parameters (config.property_path), so quotes, slashes,
+    # tildes and SQL are just characters of a name
+    conn = fresh_warehouse(tmp_path / "w.duckdb")
+    odd = {"quote": 'os"; drop table raw.events; --', "slash": "a/b~c", "space": "utm source"}
+    load_journeys(conn, {"p": [("Login", "2026-03-02T10:00:00+00:00",
+                                {odd["quote"]: "q1", odd["slash"]: "s1", odd["space"]: "v1", "src": "x"})]})
+    config = dataclasses.replace(CONFIG, dimensions=tuple(Dimension(k, v) for k, v in odd.items()),
+                                 session_properties={"platform": odd["slash"], "country": None, "utm_source": "src"})
+    compute_sessions(conn, date(2026, 3, 2), config)
+    assert conn.execute("select platform, country, utm_source, segments from core.sessions").fetchall() == [
+        ("s1", None, "x", {"quote": "q1", "slash": "s1", "space": "v1"})]
+    assert conn.execute("select count(*) from raw.events").fetchall() == [(1,)]
 
 
 def test_rerun_is_idempotent_and_replaces_the_day(tmp_path):

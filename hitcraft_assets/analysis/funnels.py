@@ -56,7 +56,7 @@ import duckdb
 
 from hitcraft_assets.analysis.days import local_day, sql_params
 from hitcraft_assets.analysis.identity import ensure_identity
-from hitcraft_assets.config import ConfigError, Funnel, ProductConfig
+from hitcraft_assets.config import Funnel, ProductConfig, property_path
 from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, sql_parameters, transaction
 
 SQL_FILE = "analysis/funnels.sql"
@@ -72,23 +72,6 @@ def _run(conn: duckdb.DuckDBPyConnection, name: str, params: dict) -> duckdb.Duc
     if missing:
         raise KeyError(f"statement {name} of {SQL_FILE} needs parameters {sorted(missing)}")
     return run_sql(conn, sql, params)
-
-
-def json_pointer(prop: str) -> str:
-    """The JSON pointer (RFC 6901) of a top-level property: any name is safe, '$os' and 'a/b' included."""
-    return "/" + prop.replace("~", "~0").replace("/", "~1")
-
-
-def _check(config: ProductConfig) -> None:
-    names = [d.name for d in config.dimensions]
-    if "all" in names or len(set(names)) != len(names):
-        raise ConfigError(f"CONFIG_DIMENSION: dimension names must be unique and not 'all', got {names}")
-    funnels = [f.name for f in config.funnels]
-    if len(set(funnels)) != len(funnels):
-        raise ConfigError(f"CONFIG_FUNNEL: funnel names must be unique, got {funnels}")
-    for f in config.funnels:
-        if not f.steps or f.window_days < 1:
-            raise ConfigError(f"CONFIG_FUNNEL: funnel {f.name!r} needs steps and window_days >= 1")
 
 
 def funnel_params(ld_params: dict, funnel: Funnel, config: ProductConfig) -> dict:
@@ -107,9 +90,9 @@ def funnel_params(ld_params: dict, funnel: Funnel, config: ProductConfig) -> dic
         "events": list(dict.fromkeys(funnel.steps + funnel.exclusions)),
         "exclusions": list(funnel.exclusions),
         "has_hold": bool(funnel.hold_constant),
-        "hold_paths": [json_pointer(p) for p in funnel.hold_constant],
+        "hold_paths": [property_path(p) for p in funnel.hold_constant],
         "dim_names": [d.name for d in config.dimensions],
-        "dim_paths": [json_pointer(d.property) for d in config.dimensions],
+        "dim_paths": [property_path(d.property) for d in config.dimensions],
         "grace_us": GRACE_SECONDS * _US,
         "window_us": funnel.window_days * 86_400 * _US,
         "read_start": read_start,
@@ -130,7 +113,7 @@ def ensure_funnels(conn: duckdb.DuckDBPyConnection) -> None:
 def compute_funnels(conn: duckdb.DuckDBPyConnection, day: date, config: ProductConfig) -> dict:
     """Replace analytics.funnel_steps for cohort_date = `day` (a local day of config.timezone), every
     configured funnel, in one transaction. Returns numbers for the asset's metadata."""
-    _check(config)
+    config.check()
     ensure_funnels(conn)
     base = sql_params(local_day(day, config.timezone))
     entrants: dict[str, int] = {}

@@ -17,7 +17,7 @@ import duckdb
 
 from hitcraft_assets.analysis.days import local_day
 from hitcraft_assets.analysis.identity import ensure_identity
-from hitcraft_assets.config import ProductConfig
+from hitcraft_assets.config import ProductConfig, property_path
 from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, transaction
 
 SQL_FILE = "analysis/retention.sql"
@@ -33,11 +33,6 @@ def event_params(config: ProductConfig) -> dict:
     """The birth and return events of the config (None: any event)."""
     return {"birth_event": config.retention.get("birth_event"),
             "return_event": config.retention.get("return_event")}
-
-
-def json_path(prop: str) -> str:
-    """The JSON path of a top-level event property (names like `$os` or `utm source` quoted)."""
-    return '$."' + prop.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def data_cutoff(conn: duckdb.DuckDBPyConnection, tz: str, as_of: date | None) -> datetime | None:
@@ -114,7 +109,7 @@ def week1_retention_by_segment(conn: duckdb.DuckDBPyConnection, day: date,
         "last_birth_day": (day - timedelta(days=WEEK1_LAST_BIRTH_DAYS_AGO)).isoformat(),
         "end_ts": local_day(day, config.timezone).end,
         "dim_names": [d.name for d in config.dimensions],
-        "dim_paths": [json_path(d.property) for d in config.dimensions],
+        "dim_paths": [property_path(d.property) for d in config.dimensions],
         "not_set": NOT_SET,
     }
     rows = run_sql(conn, named_statements(SQL_FILE)["week1_by_segment"], params).fetchall()

@@ -31,8 +31,8 @@ import numpy as np
 from hitcraft_assets.analysis import stats
 from hitcraft_assets.analysis.days import local_day
 from hitcraft_assets.analysis.identity import ensure_identity
-from hitcraft_assets.analysis.retention import NOT_SET, json_path, week1_retention_by_segment
-from hitcraft_assets.config import ProductConfig
+from hitcraft_assets.analysis.retention import NOT_SET, week1_retention_by_segment
+from hitcraft_assets.config import ProductConfig, property_path
 from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, transaction
 
 SQL_FILE = "analysis/segments.sql"
@@ -187,7 +187,7 @@ def compute_segments(conn: duckdb.DuckDBPyConnection, day: date, config: Product
     statements = named_statements(SQL_FILE)
     conn.execute(statements["create_table"])
     params = {**day_params(day, config), "dim_names": [d.name for d in config.dimensions],
-              "dim_paths": [json_path(d.property) for d in config.dimensions], "not_set": NOT_SET}
+              "dim_paths": [property_path(d.property) for d in config.dimensions], "not_set": NOT_SET}
     tables = _columns(conn)
     skipped: dict[str, str] = {}
     comparisons: list[Comparison] = []

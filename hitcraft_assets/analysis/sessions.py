@@ -13,38 +13,33 @@ and neither partition needs, nor can count, the other's events.
 
 from __future__ import annotations
 
-import re
 from datetime import date, timedelta
 
 import duckdb
 
 from hitcraft_assets.analysis.days import local_day, sql_params
 from hitcraft_assets.analysis.identity import ensure_identity
-from hitcraft_assets.config import ConfigError, ProductConfig
+from hitcraft_assets.config import ProductConfig, property_path
 from hitcraft_assets.warehouse import ensure_schema, named_statements, run_named, transaction
 
 SQL_FILE = "analysis/sessions.sql"
 NONE_SEGMENT = "(none)"
-# A property name that can sit inside a quoted JSON path ('$."$os"') without escaping.
-_SAFE_PROPERTY = re.compile(r"^\$?[A-Za-z0-9_][A-Za-z0-9_ .:\-]{0,127}$")
+SESSION_COLUMNS = ("platform", "country", "utm_source")
 
 
 def dimension_params(config: ProductConfig) -> dict:
-    """The configured dimensions as two parallel lists: names and JSON paths of their properties.
+    """The configured dimensions as two parallel lists: names and JSON pointers of their properties; and
+    the pointers of the properties behind core.sessions' platform, country and utm_source columns (config
+    `session_properties`; a column set to null stays null).
 
     The names become map keys and segment labels, the paths go in as parameters: no property name is ever
-    interpolated into SQL. A property is still vetted, so that its quoted path means what it says."""
-    names, paths = [], []
-    for dim in config.dimensions:
-        if dim.name == "all" or dim.name in names:
-            raise ConfigError(f"CONFIG_DIMENSION: dimension name {dim.name!r} is reserved or repeated")
-        if not _SAFE_PROPERTY.match(dim.property):
-            raise ConfigError(
-                f"CONFIG_DIMENSION: property {dim.property!r} of dimension {dim.name!r} must match "
-                f"{_SAFE_PROPERTY.pattern}")
-        names.append(dim.name)
-        paths.append(f'$."{dim.property}"')
-    return {"dim_names": names, "dim_paths": paths}
+    interpolated into SQL (config.property_path is the one rule for every builder)."""
+    config.check()
+    columns = [config.session_properties.get(c) for c in SESSION_COLUMNS]
+    return {"dim_names": [dim.name for dim in config.dimensions],
+            "dim_paths": [property_path(dim.property) for dim in config.dimensions],
+            "session_paths": [property_path(p or "") for p in columns],
+            "session_set": [p is not None for p in columns]}
 
 
 def day_params(day: date, config: ProductConfig) -> dict:

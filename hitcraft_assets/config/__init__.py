@@ -1,4 +1,14 @@
-"""The product config file (HITCRAFT_CONFIG): the only place the engine learns about a product."""
+"""The product config file (HITCRAFT_CONFIG): the only place the engine learns about a product.
+
+The file is validated by a pydantic schema (`schema.py`: unknown keys are refused, types and ranges
+checked) before any run starts; a mistake is a `ConfigError` whose message starts with a stable code and
+names the file and the key (`CONFIG_UNKNOWN_KEY: my.yaml: session_timout_minutes: unknown key (did you
+mean session_timeout_minutes?)`). The validated file becomes the frozen dataclasses below, which the
+engine passes around; `ProductConfig.check()` applies the structural rules again to a config built in code.
+
+Property names from the config (dimensions, hold-constant properties, the session columns) reach SQL
+through one rule only: `property_path`, a JSON pointer passed as a DuckDB parameter.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +18,55 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-
 BUNDLED_CONFIG = Path(__file__).resolve().parent / "hitcraft.yaml"
+RESERVED_SEGMENT_NAMES = ("all",)
+MAX_NAME_LENGTH = 255
+# The core.sessions columns that hold a session's first event's value of a property, and the Mixpanel
+# property each reads unless the config's `session_properties` says otherwise.
+DEFAULT_SESSION_PROPERTIES = {"platform": "$os", "country": "mp_country_code", "utm_source": "utm_source"}
 
 
 class ConfigError(ValueError):
-    """The config file is missing or invalid; the message says which key and why."""
+    """The config file (or a setting that overrides it) is missing or invalid. The message starts with a
+    stable code (`CONFIG_...`) and names the file and the key; `problems` lists every problem found."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.code = message.split(":", 1)[0]
+        self.problems = problems or [message]
+
+
+def name_problem(value: Any, what: str) -> str | None:
+    """Why `value` cannot be an event or property name, or None: names are non-empty text of at most 255
+    characters without control characters (a NUL or a line break in a name is a typo, not a name)."""
+    if not isinstance(value, str):
+        return f"{what} must be text, got {type(value).__name__} {value!r}"
+    if not value.strip():
+        return f"{what} must not be empty"
+    if len(value) > MAX_NAME_LENGTH:
+        return f"{what} is longer than {MAX_NAME_LENGTH} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        return f"{what} {value!r} contains a control character"
+    return None
+
+
+def property_path(name: str) -> str:
+    """The JSON pointer (RFC 6901) of a top-level event property, for DuckDB's json_extract functions.
+
+    The one rule by which a configured property name reaches SQL (always as a parameter): any name is
+    safe, `$os`, `utm source`, `a"b` and `a/b` included."""
+    return "/" + name.replace("~", "~0").replace("/", "~1")
+
+
+def timezone_problem(name: Any) -> str | None:
+    """Why `name` is not an IANA timezone (e.g. `Europe/Berlin`, `UTC`), or None."""
+    if not isinstance(name, str) or not name.strip():
+        return f"must be an IANA timezone name such as Europe/Berlin, got {name!r}"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):   # OSError: a folder such as 'Pacific'
+        return f"unknown timezone {name!r} (an IANA name such as Europe/Berlin or America/New_York)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -43,6 +95,8 @@ class ProductConfig:
     funnels: tuple[Funnel, ...]
     retention: dict[str, Any]
     metric_importance: dict[str, float] = field(default_factory=dict)
+    session_properties: dict[str, str | None] = field(default_factory=lambda: dict(DEFAULT_SESSION_PROPERTIES))
+    mixpanel_project_timezone: str | None = None
 
     @property
     def max_window_days(self) -> int:
@@ -53,53 +107,60 @@ class ProductConfig:
     def product_name(self) -> str:
         return str(self.product.get("name", "product"))
 
+    def check(self) -> None:
+        """The structural rules of the schema, for a config built in code; raises ConfigError."""
+        problems = structural_problems(self)
+        if problems:
+            raise ConfigError(problems[0], problems)
+
+
+def structural_problems(config: ProductConfig) -> list[str]:
+    """Rules across keys that every SQL builder relies on: unique dimension names that are not `all`,
+    valid property names, unique funnel names with at least two steps and a window of at least a day."""
+    where = config.path.name if config.path else "config"
+    out: list[str] = []
+    names = [d.name for d in config.dimensions]
+    for i, dim in enumerate(config.dimensions):
+        key = f"dimensions[{i}]"
+        if problem := name_problem(dim.name, "the dimension name"):
+            out.append(f"CONFIG_DIMENSION: {where}: {key}.name: {problem}")
+        elif dim.name in RESERVED_SEGMENT_NAMES:
+            out.append(f"CONFIG_DIMENSION: {where}: {key}.name: {dim.name!r} is reserved (it labels totals)")
+        elif dim.name in names[:i]:
+            out.append(f"CONFIG_DIMENSION: {where}: {key}.name: dimension name {dim.name!r} is repeated")
+        if problem := name_problem(dim.property, "the property"):
+            out.append(f"CONFIG_DIMENSION: {where}: {key}.property: {problem}")
+    funnel_names = [f.name for f in config.funnels]
+    for i, funnel in enumerate(config.funnels):
+        key = f"funnels[{i}]"
+        if funnel.name in funnel_names[:i]:
+            out.append(f"CONFIG_FUNNEL: {where}: {key}.name: funnel name {funnel.name!r} is repeated")
+        if len(funnel.steps) < 2:
+            out.append(f"CONFIG_FUNNEL: {where}: {key}.steps: funnel {funnel.name!r} needs at least two steps")
+        for j, step in enumerate(funnel.steps):
+            if problem := name_problem(step, "the step's event name"):
+                out.append(f"CONFIG_FUNNEL: {where}: {key}.steps[{j}]: {problem}")
+        if not 1 <= funnel.window_days <= 366:
+            out.append(f"CONFIG_FUNNEL: {where}: {key}.window_days: must be 1..366 days, got {funnel.window_days}")
+        for j, prop in enumerate(funnel.hold_constant):
+            if problem := name_problem(prop, "the property"):
+                out.append(f"CONFIG_FUNNEL: {where}: {key}.hold_constant[{j}]: {problem}")
+    for column, prop in config.session_properties.items():
+        if column not in DEFAULT_SESSION_PROPERTIES:
+            out.append(f"CONFIG_UNKNOWN_KEY: {where}: session_properties.{column}: unknown session column "
+                       f"(one of {', '.join(DEFAULT_SESSION_PROPERTIES)})")
+        elif prop is not None and (problem := name_problem(prop, "the property")):
+            out.append(f"CONFIG_PROPERTY: {where}: session_properties.{column}: {problem}")
+    return out
+
 
 def config_path() -> Path:
     return Path(os.environ.get("HITCRAFT_CONFIG") or BUNDLED_CONFIG)
 
 
 def load_config(path: Path | str | None = None) -> ProductConfig:
-    """Read and validate the config; HITCRAFT_TIMEZONE overrides its `timezone`."""
-    path = Path(path) if path else config_path()
-    if not path.exists():
-        raise ConfigError(f"CONFIG_MISSING: config file {path} does not exist (HITCRAFT_CONFIG)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"CONFIG_YAML: {path} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"CONFIG_SHAPE: {path} must hold a mapping of keys")
-    tz = os.environ.get("HITCRAFT_TIMEZONE") or raw.get("timezone") or "UTC"
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"CONFIG_TIMEZONE: unknown timezone {tz!r} (config `timezone` or HITCRAFT_TIMEZONE)") from None
-    dims = []
-    for d in raw.get("dimensions") or []:
-        if not isinstance(d, dict) or not d.get("name") or not d.get("property"):
-            raise ConfigError(f"CONFIG_DIMENSION: each dimension needs a name and a property, got {d!r}")
-        dims.append(Dimension(str(d["name"]), str(d["property"])))
-    funnels = []
-    for f in raw.get("funnels") or []:
-        steps = tuple(f.get("steps") or ())
-        if not f.get("name") or len(steps) < 2:
-            raise ConfigError(f"CONFIG_FUNNEL: a funnel needs a name and at least two steps, got {f!r}")
-        window = int(f.get("window_days", 7))
-        if not 1 <= window <= 366:
-            raise ConfigError(f"CONFIG_FUNNEL: window_days of {f['name']!r} must be 1..366, got {window}")
-        funnels.append(Funnel(str(f["name"]), steps, window, tuple(f.get("exclusions") or ()),
-                              tuple(f.get("hold_constant") or ())))
-    timeout = int(raw.get("session_timeout_minutes", 30))
-    if not 1 <= timeout <= 24 * 60:
-        raise ConfigError(f"CONFIG_SESSION_TIMEOUT: session_timeout_minutes must be 1..1440, got {timeout}")
-    return ProductConfig(
-        path=path,
-        product=dict(raw.get("product") or {}),
-        timezone=tz,
-        session_timeout_minutes=timeout,
-        time_tolerance_minutes=int(raw.get("time_tolerance_minutes", 60)),
-        dimensions=tuple(dims),
-        funnels=tuple(funnels),
-        retention=dict(raw.get("retention") or {}),
-        metric_importance={str(k): float(v) for k, v in (raw.get("metric_importance") or {}).items()},
-    )
+    """Read and validate the config file; HITCRAFT_TIMEZONE overrides its `timezone` and
+    MIXPANEL_PROJECT_TIMEZONE its `mixpanel_project_timezone`. Raises ConfigError."""
+    from hitcraft_assets.config.schema import parse_config
+
+    return parse_config(Path(path) if path else config_path(), os.environ)

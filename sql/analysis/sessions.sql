@@ -2,7 +2,9 @@
 -- Named statements, run by hitcraft_assets/analysis/sessions.py in one transaction per day. Parameters:
 -- $day (the local day), $start_ts / $end_ts (its half-open UTC interval), $scan_from / $scan_to (the UTC
 -- export days that can hold its events, widened by the load's time tolerance), $timeout_s, $dim_names and
--- $dim_paths (the configured dimensions and their JSON paths, as lists: nothing is interpolated).
+-- $dim_paths (the configured dimensions and their JSON pointers, as lists: nothing is interpolated),
+-- $session_paths / $session_set (the properties behind platform, country and utm_source: config
+-- `session_properties`, Mixpanel's $os, mp_country_code and utm_source by default; unset: null).
 -- Only events of the local day are read, so every session starts and ends inside it: Mixpanel resets
 -- sessions at midnight of the project timezone, and here that is exactly the partition boundary.
 
@@ -16,9 +18,9 @@ create table if not exists core.sessions (
     duration_s     double not null,        -- session_end - session_start (0 for a one-event session)
     event_count    bigint not null,
     first_event    varchar not null,
-    platform       varchar,                -- first event's $os
-    country        varchar,                -- first event's mp_country_code
-    utm_source     varchar,                -- first event's utm_source
+    platform       varchar,                -- first event's $os (config session_properties.platform)
+    country        varchar,                -- first event's mp_country_code (session_properties.country)
+    utm_source     varchar,                -- first event's utm_source (session_properties.utm_source)
     segments       map(varchar, varchar)   -- dimension name -> first event's value ('(none)' if missing)
 );
 
@@ -32,7 +34,7 @@ delete from core.sessions where session_date = $day::date;
 insert into core.sessions
 with day_events as (
     select user_key, time, event,
-           json_extract_string(properties, ['$."$os"', '$.mp_country_code', '$.utm_source']) as defaults,
+           json_extract_string(properties, $session_paths::varchar[]) as defaults,
            json_extract_string(properties, $dim_paths::varchar[]) as dims,
            row_number() over (partition by user_key order by time, event, insert_id nulls last) as seq
     from core.identified_events
@@ -69,9 +71,9 @@ select $day::date,
        epoch(session_end - session_start)::double,
        event_count,
        first_event,
-       defaults[1],
-       defaults[2],
-       defaults[3],
+       case when $session_set[1] then defaults[1] end,
+       case when $session_set[2] then defaults[2] end,
+       case when $session_set[3] then defaults[3] end,
        map($dim_names::varchar[], list_transform(dims, lambda v: coalesce(nullif(v, ''), '(none)')))
 from sessions;
 
