@@ -3,6 +3,7 @@
     hitcraft generate-demo [--days N --users N --events-per-day N --seed S --out DIR --end-date D]
     hitcraft run [--from YYYY-MM-DD] [--to YYYY-MM-DD]
     hitcraft evaluate [--out DIR] [--days N] [--seed S]
+    hitcraft check-config [FILE] [--warehouse PATH]
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from pathlib import Path
 from hitcraft_assets import settings
 from hitcraft_assets.warehouse import existing_tables
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+# the instance config: a copy of the repository's dagster.yaml, packaged so that an installed wheel has it
+INSTANCE_CONFIG = Path(__file__).resolve().parent / "dagster.yaml"
+EXIT_HELD_DAYS = 3   # the run finished, but the quality gate held some days back from analysis
 _DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.jsonl(\.gz)?$")
 
 
@@ -27,8 +30,8 @@ def ensure_dagster_home() -> Path:
     """DAGSTER_HOME (default .dagster_home/), holding the project's dagster.yaml."""
     home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists() and (REPO_ROOT / "dagster.yaml").exists():
-        shutil.copy(REPO_ROOT / "dagster.yaml", home / "dagster.yaml")
+    if not (home / "dagster.yaml").exists():
+        shutil.copy(INSTANCE_CONFIG, home / "dagster.yaml")
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
@@ -88,6 +91,9 @@ def resolve_range(args: argparse.Namespace, first_partition: date) -> tuple[date
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from hitcraft_assets.config import load_config
+
+    load_config()   # a mistake in the config stops the command here, before anything runs
     home = ensure_dagster_home()
     if settings.source_mode() == "files" and not os.environ.get("HITCRAFT_EXPORT_DIR"):
         from hitcraft_assets.demo.simulator import demo_exists
@@ -116,30 +122,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings.duckdb_path().parent.mkdir(parents=True, exist_ok=True)
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def("all_assets_job")
+    from hitcraft_assets import runs
+
+    for reaped in runs.reap_dead_runs(instance):   # runs whose process died (kill -9): failed, slots freed
+        print(f"hitcraft run: {reaped.message}", flush=True)
     progress.add_listener(_progress_printer)
     t0 = time.monotonic()
     try:
-        result = job.execute_in_process(
+        # in a worker thread: SIGINT/SIGTERM cancel the run (exit 130/143), a pool wait is reported
+        outcome = runs.execute_interruptibly(instance, lambda owner_tags: job.execute_in_process(
             instance=instance,
-            tags={RANGE_START: start.isoformat(), RANGE_END: end.isoformat(), "hitcraft/command": "run"},
+            tags={RANGE_START: start.isoformat(), RANGE_END: end.isoformat(), "hitcraft/command": "run",
+                  **owner_tags},
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             raise_on_error=False,
-        )
+        ), command="run")
     finally:
         progress.remove_listener(_progress_printer)
+    if outcome.interrupted:
+        return outcome.exit_code
+    result = outcome.result
     elapsed = time.monotonic() - t0
     if not result.success:
         failure = next((e for e in result.all_events if e.is_step_failure), None)
         reason = failure.step_failure_data.error.message.strip() if failure and failure.step_failure_data.error else ""
         print(f"hitcraft run: FAILED (run {result.run_id}) after {elapsed:.1f} s\n{reason}", file=sys.stderr)
         return 1
-    print_summary(start, end, result.run_id, elapsed)
+    held = print_summary(start, end, result.run_id, elapsed)
     print_top_insights(end)
+    if held:
+        print(f"hitcraft run: {len(held)} day(s) held back from analysis by the quality gate: "
+              f"{', '.join(d.isoformat() for d in held)} (see above; fix the file and run those days again)",
+              file=sys.stderr)
+        return EXIT_HELD_DAYS
     return 0
 
 
 def print_top_insights(day: date, limit: int = 10) -> None:
-    """The top open insights of `day` (or the latest day before it that has insights)."""
+    """The top open insights of the last day up to `day` that has data (a day whose export file was
+    missing or that the quality gate holds back has nothing to say)."""
     import duckdb
 
     with duckdb.connect(str(settings.duckdb_path()), read_only=True) as conn:
@@ -148,7 +169,9 @@ def print_top_insights(day: date, limit: int = 10) -> None:
         rows = conn.execute(
             "select as_of_date, priority_rank, kind, status, title, recommendation, generated_by "
             "from insights.insights where as_of_date = (select max(as_of_date) from insights.insights "
-            "where as_of_date <= ?) and status <> 'resolved' order by priority_rank limit ?", [day, limit]).fetchall()
+            "where as_of_date <= ? and as_of_date not in (select event_date from raw.load_log "
+            "where not source_found or rows_loaded = 0 or gate = 'held')) "
+            "and status <> 'resolved' order by priority_rank limit ?", [day, limit]).fetchall()
     if not rows:
         print("\nno insights")
         return
@@ -160,6 +183,9 @@ def print_top_insights(day: date, limit: int = 10) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run the whole pipeline on a demo in its own folder and score detection against its ground truth."""
+    from hitcraft_assets.config import load_config
+
+    load_config()
     out = Path(args.out).resolve()
     os.environ["HITCRAFT_SOURCE"] = "files"
     os.environ["HITCRAFT_EXPORT_DIR"] = str(out / "export")
@@ -192,15 +218,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         stale.unlink()
     print(f"hitcraft evaluate: {start} .. {end}, warehouse={out / 'warehouse.duckdb'}, DAGSTER_HOME={home}")
     assets = all_assets
+    from hitcraft_assets import runs
+
+    instance = dg.DagsterInstance.get()
+    for reaped in runs.reap_dead_runs(instance):
+        print(f"hitcraft evaluate: {reaped.message}", flush=True)
     progress.add_listener(_progress_printer)
     t0 = time.monotonic()
     try:
-        result = dg.materialize(assets, resources=build_resources(), instance=dg.DagsterInstance.get(),
-                                tags={RANGE_START: start.isoformat(), RANGE_END: end.isoformat(),
-                                      "hitcraft/command": "evaluate"}, raise_on_error=False,
-                                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}})
+        outcome = runs.execute_interruptibly(instance, lambda owner_tags: dg.materialize(
+            assets, resources=build_resources(), instance=instance,
+            tags={RANGE_START: start.isoformat(), RANGE_END: end.isoformat(), "hitcraft/command": "evaluate",
+                  **owner_tags}, raise_on_error=False,
+            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}), command="evaluate")
     finally:
         progress.remove_listener(_progress_printer)
+    if outcome.interrupted:
+        return outcome.exit_code
+    result = outcome.result
     if not result.success:
         print(f"hitcraft evaluate: the pipeline FAILED (run {result.run_id})", file=sys.stderr)
         return 1
@@ -225,7 +260,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_summary(start: date, end: date, run_id: str, elapsed: float) -> None:
+def print_summary(start: date, end: date, run_id: str, elapsed: float) -> list[date]:
+    """The run's figures; returns the raw days of the range that the quality gate held back."""
     import duckdb
 
     with duckdb.connect(str(settings.duckdb_path()), read_only=True) as conn:
@@ -233,6 +269,10 @@ def print_summary(start: date, end: date, run_id: str, elapsed: float) -> None:
             "select count(*), coalesce(sum(lines), 0), coalesce(sum(rejected), 0), "
             "coalesce(sum(duplicates_removed), 0), count(*) filter (where not source_found) "
             "from raw.load_log where event_date between ? and ?", [start, end]).fetchall()[0]
+        held = conn.execute("select event_date, gate_reason from raw.load_log where event_date between ? and ? "
+                            "and gate = 'held' order by 1", [start, end]).fetchall()
+        warned = conn.execute("select count(*) from raw.load_log where event_date between ? and ? "
+                              "and gate = 'warn'", [start, end]).fetchall()[0][0]
         events, users = conn.execute(
             "select count(*), count(distinct distinct_id) from raw.events where event_date between ? and ?",
             [start, end]).fetchall()[0]
@@ -245,13 +285,18 @@ def print_summary(start: date, end: date, run_id: str, elapsed: float) -> None:
                 params = [start, end] if where and "?" in where else []
                 analysis.append((label, conn.execute(sql, params).fetchall()[0][0]))
     print(f"\nrun {run_id} succeeded in {elapsed:.1f} s")
-    print(f"  days            {days:>12,}  ({empty} without a file)")
+    print(f"  days            {days:>12,}  ({empty} without a file, {warned} with warnings, {len(held)} held)")
     print(f"  events          {events:>12,}")
     print(f"  rejected lines  {rejected:>12,}  (raw.rejected_events)")
     print(f"  duplicates      {dups:>12,}  (removed)")
     print(f"  users           {users:>12,}  distinct ids, anonymous devices included ({profiles:,} profiles)")
     for label, n in analysis:
         print(f"  {label:<15} {n:>12,}")
+    if held:
+        print("  held back from analysis (raw.load_log.gate = 'held'):")
+        for day, reason in held:
+            print(f"    {day}: {reason}")
+    return [d for d, _ in held]
 
 
 # (table, label, filter): what the summary counts once the analysis tables exist
@@ -293,14 +338,54 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--days", type=int, default=90)
     ev.add_argument("--seed", type=int, default=42)
     ev.set_defaults(func=cmd_evaluate)
+    cc = sub.add_parser("check-config", help="validate a config file (and its names against a warehouse's events)")
+    cc.add_argument("file", nargs="?", default=None, help="the config file (default: HITCRAFT_CONFIG or the bundled one)")
+    cc.add_argument("--warehouse", default=None, help="a DuckDB warehouse to check names against "
+                                                       "(default: HITCRAFT_DUCKDB_PATH if it exists)")
+    cc.set_defaults(func=cmd_check_config)
     return parser
 
 
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate a config file; with a warehouse, warn about configured names its events never use."""
+    from hitcraft_assets.config import ConfigError, config_path, load_config
+
+    path = Path(args.file) if args.file else config_path()
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"hitcraft check-config: {path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    print(f"{path}: valid ({len(config.funnels)} funnels, {len(config.dimensions)} dimensions, "
+          f"timezone {config.timezone}"
+          + (f", Mixpanel project timezone {config.mixpanel_project_timezone}" if config.mixpanel_project_timezone
+             else "") + ")")
+    warehouse = Path(args.warehouse) if args.warehouse else settings.duckdb_path()
+    if not warehouse.exists():
+        print(f"no warehouse at {warehouse}: event and property names not checked (--warehouse PATH)")
+        return 0
+    import duckdb
+
+    from hitcraft_assets.config.check import check_against_warehouse
+
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        warnings, seen = check_against_warehouse(conn, config)
+    print(f"checked against {warehouse}: {seen.get('events', 0):,} events, {seen.get('event_names', 0)} event names"
+          + (f", last day {seen['last_day']}" if seen.get("last_day") else ""))
+    for warning in warnings:
+        print(f"  warning {warning}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    from hitcraft_assets.config import ConfigError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except settings.SettingsError as exc:
+    except (settings.SettingsError, ConfigError) as exc:
         print(f"hitcraft: {exc}", file=sys.stderr)
         return 2
 

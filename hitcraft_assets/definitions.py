@@ -11,6 +11,7 @@ from hitcraft_assets.warehouse import WarehouseResource
 from hitcraft_assets import settings
 from hitcraft_assets.config import load_config
 from hitcraft_assets.analysis.assets import analysis_assets
+from hitcraft_assets.analysis.days import filing_timezone
 from hitcraft_assets.detection.assets import detection_assets
 from hitcraft_assets.insights.assets import insight_assets
 from hitcraft_assets.insights.llm import LLMResource
@@ -89,8 +90,9 @@ def build_defs() -> dg.Definitions:
     return dg.Definitions(
         assets=all_assets,
         jobs=[daily_ingest_job, daily_analysis_job, profiles_job, all_assets_job],
-        schedules=[build_daily_schedule(daily_ingest_job, config.timezone), profiles_schedule],
-        sensors=[build_analysis_sensor(daily_ingest_job, daily_analysis_job, config.timezone, config.max_window_days)],
+        schedules=[build_daily_schedule(daily_ingest_job, config.timezone, filing_timezone(config)), profiles_schedule],
+        sensors=[build_analysis_sensor(daily_analysis_job, config.timezone, config.max_window_days,
+                                       filing_timezone(config))],
         resources=build_resources(),
     )
 

@@ -558,3 +558,24 @@ def _basic_auth(header: str | None) -> tuple[str, str] | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return user, password
+
+
+def legacy_project_export(lines: Sequence[str], project_timezone: str) -> dict[str, list[str]]:
+    """What Mixpanel exports for a project created before 2023 whose timezone is `project_timezone`,
+    from records whose `properties.time` is true UTC (epoch milliseconds): each record filed under its
+    day in the project timezone, and its `time` rewritten as that local wall clock counted as if it were
+    UTC (Mixpanel converted it at ingestion, with the offset in force at that instant). Pass the result as
+    ``FakeMixpanel(events=...)``."""
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(project_timezone)
+    out: dict[str, list[str]] = {}
+    for line in lines:
+        record = json.loads(line)
+        utc = datetime.fromtimestamp(record["properties"]["time"] / 1000, tz=timezone.utc)
+        local = utc.astimezone(zone)
+        wall = local.replace(tzinfo=timezone.utc)
+        record["properties"]["time"] = int(wall.timestamp() * 1000)
+        out.setdefault(local.date().isoformat(), []).append(json.dumps(record, separators=(",", ":")))
+    return out

@@ -181,3 +181,13 @@ def test_check_config_lists_problems_and_warns_about_unseen_names(tmp_path):
     assert any("dimensions[1].property: property 'utm_sorce'" in w for w in warnings)
     assert not any("'Cart Viewed'" in w or "'$os'" in w or "'Sign Up'" in w for w in warnings)
     assert "3 events" in checked.stdout
+
+
+def test_env_example_lists_only_variables_the_code_reads():
+    import re
+
+    repo = Path(__file__).resolve().parent.parent
+    names = re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", (repo / ".env.example").read_text(), flags=re.M)
+    source = "\n".join(p.read_text() for p in (repo / "hitcraft_assets").rglob("*.py"))
+    assert names and "MIXPANEL_PROJECT_TIMEZONE" in names
+    assert [n for n in names if f'"{n}"' not in source] == []

@@ -36,7 +36,8 @@ def build_warehouse(path) -> None:
                  (day, "dau", "platform", "Android", android)]
         log.append((day, i != MISSING))
     conn.executemany("insert into analytics.daily_metrics values (?, ?, ?, ?, ?)", rows)
-    conn.executemany("insert into raw.load_log values (?, now(), 'test', ?, 0, 0, 0, 0, 0, 0)", log)
+    conn.executemany("insert into raw.load_log (event_date, loaded_at, source, source_found, lines, rows_loaded, "
+                     "rejected, duplicates_removed, distinct_users, bytes_read) values (?, now(), 'test', ?, 0, 0, 0, 0, 0, 0)", log)
     conn.close()
 
 

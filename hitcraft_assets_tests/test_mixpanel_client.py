@@ -33,6 +33,7 @@ from hitcraft_assets.ingestion.mixpanel import (
     RateLimits,
     backoff_delay,
     parse_retry_after,
+    safe_url,
 )
 from hitcraft_assets.ingestion.ratelimit import RateLimiter, Window
 from hitcraft_assets_tests.fake_mixpanel import (
@@ -301,7 +302,7 @@ def test_to_date_later_than_today_explains_the_project_timezone(make_resource, t
     err = info.value
     assert (err.code, err.status) == ("MIXPANEL_TIMEZONE", 400)
     assert "to_date cannot be later than today" in str(err)
-    assert "timezone" in str(err) and "HITCRAFT_TIMEZONE" in str(err)
+    assert "timezone" in str(err) and "MIXPANEL_PROJECT_TIMEZONE" in str(err)
     assert not (tmp_path / "d.jsonl").exists()
 
 
@@ -627,3 +628,38 @@ def test_every_retry_passes_the_limiter(fake, make_resource, tmp_path):
     starts = [r.started for r in fake.export_requests()]
     assert starts[2] - starts[0] >= 0.4 - 0.05
     assert time.time() - t0 >= 0.4
+
+
+# -- override URLs that carry credentials -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("https://proxy.example/api/2.0/export", "https://proxy.example/api/2.0/export"),
+    ("https://bob:pa55word@proxy.example:8443/export?region=eu", "https://***@proxy.example:8443/export?region=eu"),
+    ("https://proxy.example/export?token=t0k3n-abc&x=1", "https://proxy.example/export?token=***&x=1"),
+    ("https://proxy.example/export?p=Zk2Jq9sL0vX7mN4bT8rW", "https://proxy.example/export?p=***"),
+])
+def test_safe_url_hides_userinfo_and_secret_looking_values(url, shown):
+    assert safe_url(url) == shown
+
+
+def test_an_override_url_with_credentials_never_reaches_logs_metadata_or_errors(fake, make_resource, tmp_path):
+    fake.set_events(DAY, [json.dumps({"event": "a", "properties": {"time": 1, "distinct_id": "u"}})])
+    base = fake.export_url.replace("http://", "http://proxyuser:proxy-pass-77@")
+    resource = make_resource(fake, export_url=base + "?access_token=tok-SECRET-123456&project=1", max_attempts=2)
+    records: list[str] = []
+    log = logging.getLogger("test.mixpanel.override")
+    handler = logging.Handler()
+    handler.emit = lambda r: records.append(r.getMessage())
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    fake.script(DAY, [Status(500)])
+    resource.export_day(DAY, tmp_path / "d.jsonl", log=log)
+    described = json.dumps(resource.describe())
+    fake.script(DAY, [Status(403)])
+    with pytest.raises(MixpanelRequestError) as err:
+        resource.export_day(DAY, tmp_path / "d.jsonl", log=log)
+    text = "\n".join(records) + described + str(err.value)
+    assert "GET http://***@127.0.0.1" in "\n".join(records)
+    for secret in ("proxy-pass-77", "proxyuser", "tok-SECRET-123456"):
+        assert secret not in text

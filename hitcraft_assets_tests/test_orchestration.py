@@ -33,19 +33,33 @@ def test_analysis_range_never_starts_before_the_first_partition():
     assert analysis_range(date(2026, 1, 2), date(2026, 1, 3), "UTC", 7, FIRST) == (FIRST, date(2026, 1, 3))
 
 
-def test_sensor_requests_analysis_after_a_successful_ingest_run(tmp_path):
+def _tick(sensor, instance, cursor=None):
+    ctx = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    data = sensor(ctx)
+    requests = [r for r in (data if isinstance(data, list) else [data]) if isinstance(r, dg.RunRequest)]
+    return requests, ctx.cursor
+
+
+def test_sensor_follows_every_materialization_of_raw_events(files_resources):
+    """The daily job, a CLI or UI backfill of raw_events: each is followed by one analysis run; a run that
+    analysed its own days (hitcraft run, a backfill of every asset) is not."""
+    from hitcraft_assets.ingestion.assets import raw_events
+
     sensor = defs.get_sensor_def("analysis_after_ingest_sensor")
     job = defs.resolve_job_def("daily_ingest_job")
     with dg.instance_for_test() as instance:
+        requests, cursor = _tick(sensor, instance)
+        assert requests == []
         # a real run of the ingest job over an empty export folder: three empty days
         result = job.execute_in_process(instance=instance, tags={RANGE_START: "2026-03-07", RANGE_END: "2026-03-09"})
         assert result.success
-        run = instance.get_run_by_id(result.run_id)
-        success = next(e for e in instance.all_logs(result.run_id) if e.dagster_event
-                       and e.dagster_event.event_type_value == "PIPELINE_SUCCESS")
-        ctx = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_instance=instance,
-                                                 dagster_run=run, dagster_event=success.dagster_event)
-        data = sensor(ctx)
-    [request] = data if isinstance(data, list) else [data]
-    assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2026-03-01", "2026-03-09")
-    assert request.run_key == f"analysis-{result.run_id}"
+        [request], cursor = _tick(sensor, instance, cursor)
+        assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2026-03-01", "2026-03-09")
+        assert request.run_key.startswith(f"analysis-{result.run_id}-")
+        assert _tick(sensor, instance, cursor)[0] == []          # the cursor moved on: asked once
+        # a backfill of raw_events alone, as `dagster asset materialize --partition-range` runs it
+        backfill = dg.materialize([raw_events], resources=files_resources, instance=instance,
+                                  tags={RANGE_START: "2026-02-10", RANGE_END: "2026-02-11"})
+        [request], cursor = _tick(sensor, instance, cursor)
+        assert (request.tags[RANGE_START], request.tags[RANGE_END]) == ("2026-02-03", "2026-02-11")
+        assert request.tags["hitcraft/after_run"] == backfill.run_id

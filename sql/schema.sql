@@ -24,7 +24,7 @@ create table if not exists raw.rejected_events (
     source       varchar not null,       -- file path or export URL (no secrets)
     line_no      bigint not null,        -- 1-based line number among the non-blank lines of the day's body
     raw_line     varchar,
-    reason       varchar not null        -- stable code: invalid_json, not_an_object, missing_event, ...
+    reason       varchar not null        -- stable code: invalid_json, not_a_json_object, missing_event, ...
 );
 
 create table if not exists raw.load_log (
@@ -37,8 +37,17 @@ create table if not exists raw.load_log (
     rejected          bigint not null,
     duplicates_removed bigint not null,
     distinct_users    bigint not null,
-    bytes_read        bigint not null
+    bytes_read        bigint not null,
+    placeholder_ids   bigint,            -- rows whose distinct_id is a placeholder such as 'undefined'
+    fault             varchar,           -- why the file could not be read whole (a corrupt .gz ...), or null
+    gate              varchar,           -- the quality gate's decision: pass | warn | held
+    gate_reason       varchar            -- why the day warns or is held
 );
+-- warehouses made before the quality gate existed
+alter table raw.load_log add column if not exists placeholder_ids bigint;
+alter table raw.load_log add column if not exists fault varchar;
+alter table raw.load_log add column if not exists gate varchar;
+alter table raw.load_log add column if not exists gate_reason varchar;
 
 create table if not exists raw.user_profiles (
     distinct_id  varchar not null,

@@ -6,6 +6,7 @@ from datetime import date
 
 import dagster as dg
 
+from hitcraft_assets.analysis.days import held_local_days
 from hitcraft_assets.analysis.funnels import compute_funnels
 from hitcraft_assets.analysis.identity import rebuild_identity
 from hitcraft_assets.analysis.metrics import compute_daily_metrics
@@ -31,20 +32,30 @@ DAILY_KW = dict(
 )
 
 
+def held_metadata(reason: str) -> dict:
+    """What a held day's partition shows: it was not computed, and why (its previous rows, if any, stay)."""
+    return {"held": True, "held_because": reason}
+
+
 def _per_day(context: dg.AssetExecutionContext, duckdb: WarehouseResource, name: str, compute) -> dg.MaterializeResult:
-    """Run `compute(conn, day, config)` for every partition of the step, one transaction each."""
+    """Run `compute(conn, day, config)` for every partition of the step, one transaction each. A day that
+    overlaps a raw day held by the quality gate is not computed: its previous rows stay as they were."""
     config = load_config()
     days = [date.fromisoformat(k) for k in context.partition_keys]
-    totals: dict[str, float] = {}
+    with duckdb.get_connection() as conn:
+        held = held_local_days(conn, days, config)
     for i, day in enumerate(days, start=1):
+        if day in held:
+            context.add_asset_metadata(held_metadata(held[day]), partition_key=day.isoformat())
+            context.log.warning(f"{name} {day}: not computed, {held[day]}")
+            report_progress(name, i, len(days), day.isoformat(), {"held": 1})
+            continue
         with duckdb.get_connection() as conn:
             stats = compute(conn, day, config)
         numeric = {k: v for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        for k, v in numeric.items():
-            totals[k] = totals.get(k, 0) + v
         context.add_asset_metadata(dict(stats) | {"timezone": config.timezone}, partition_key=day.isoformat())
         report_progress(name, i, len(days), day.isoformat(), numeric)
-    return dg.MaterializeResult(metadata={"days": len(days), **{f"{k}_total": v for k, v in totals.items()}})
+    return dg.MaterializeResult()
 
 
 @dg.asset(deps=["raw_events"], pool="duckdb", group_name=GROUP, kinds=KINDS, owners=OWNERS,

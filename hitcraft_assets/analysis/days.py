@@ -41,3 +41,42 @@ def sql_params(ld: LocalDay) -> dict:
     """The parameters every analysis statement of a day takes."""
     return {"day": ld.day.isoformat(), "tz": ld.tz, "start_ts": ld.start, "end_ts": ld.end,
             "first_utc_day": ld.first_utc_day.isoformat(), "last_utc_day": ld.last_utc_day.isoformat()}
+
+
+def filing_timezone(config) -> str:
+    """The timezone whose days the raw partitions (raw.events.event_date) are: UTC, or for a legacy
+    Mixpanel project its project timezone (its export API slices by the project's days)."""
+    return config.mixpanel_project_timezone or "UTC"
+
+
+def filed_days(start: datetime, end: datetime, config, margin: timedelta = timedelta(0)) -> tuple[date, date]:
+    """The raw partitions that can hold events with start <= time < end: the days of the filing timezone
+    that the interval, widened by `margin` (the load's time tolerance), touches."""
+    zone = ZoneInfo(filing_timezone(config))
+    return ((start - margin).astimezone(zone).date(),
+            (end - timedelta(microseconds=1) + margin).astimezone(zone).date())
+
+
+def held_raw_days(conn) -> dict[date, str]:
+    """Raw days the quality gate holds back from analysis, with the reason (raw.load_log.gate = 'held')."""
+    tables = {r[0] for r in conn.execute("select schema_name || '.' || table_name from duckdb_tables()").fetchall()}
+    if "raw.load_log" not in tables:
+        return {}
+    return dict(conn.execute("select event_date, gate_reason from raw.load_log where gate = 'held'").fetchall())
+
+
+def held_local_days(conn, days, config) -> dict[date, str]:
+    """The local days among `days` that overlap a held raw day (their events are incomplete or unreliable),
+    each with a sentence saying why. The load's time tolerance does not widen the overlap: a neighbouring
+    day only loses the few events of the held day that lie within the tolerance of its midnight."""
+    held = held_raw_days(conn)
+    if not held:
+        return {}
+    out = {}
+    for day in days:
+        ld = local_day(day, config.timezone)
+        first, last = filed_days(ld.start, ld.end, config)
+        hit = [d for d in sorted(held) if first <= d <= last]
+        if hit:
+            out[day] = "; ".join(f"raw day {d} is held: {held[d]}" for d in hit)
+    return out

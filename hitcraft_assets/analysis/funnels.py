@@ -54,7 +54,7 @@ from datetime import date, timedelta
 
 import duckdb
 
-from hitcraft_assets.analysis.days import local_day, sql_params
+from hitcraft_assets.analysis.days import filed_days, local_day, sql_params
 from hitcraft_assets.analysis.identity import ensure_identity
 from hitcraft_assets.config import Funnel, ProductConfig, property_path
 from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, sql_parameters, transaction
@@ -78,9 +78,10 @@ def funnel_params(ld_params: dict, funnel: Funnel, config: ProductConfig) -> dic
     """Every parameter the statements of one funnel and day take."""
     start, end = ld_params["start_ts"], ld_params["end_ts"]
     tolerance = timedelta(minutes=max(config.time_tolerance_minutes, 0))
-    tick = timedelta(microseconds=1)
     read_start = start - timedelta(seconds=GRACE_SECONDS * (len(funnel.steps) - 1))
     read_end = end + timedelta(days=funnel.window_days)  # a fixed 86,400 s per day, as the window
+    entry_from, entry_to = filed_days(start, end, config, tolerance)
+    read_from, read_to = filed_days(read_start, read_end, config, tolerance)
     return {
         **ld_params,
         "funnel": funnel.name,
@@ -97,10 +98,10 @@ def funnel_params(ld_params: dict, funnel: Funnel, config: ProductConfig) -> dic
         "window_us": funnel.window_days * 86_400 * _US,
         "read_start": read_start,
         "read_end": read_end,
-        "entry_from": (start - tolerance).date().isoformat(),
-        "entry_to": (end - tick + tolerance).date().isoformat(),
-        "read_from": (read_start - tolerance).date().isoformat(),
-        "read_to": (read_end - tick + tolerance).date().isoformat(),
+        "entry_from": entry_from.isoformat(),
+        "entry_to": entry_to.isoformat(),
+        "read_from": read_from.isoformat(),
+        "read_to": read_to.isoformat(),
     }
 
 

@@ -23,15 +23,15 @@ Proportions use a z-test, chi-square (Yates) or Fisher's exact test depending on
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass
-from datetime import date, timedelta
+from datetime import date
 
 import duckdb
 import numpy as np
 
 from hitcraft_assets.analysis import stats
-from hitcraft_assets.analysis.days import local_day
 from hitcraft_assets.analysis.identity import ensure_identity
 from hitcraft_assets.analysis.retention import NOT_SET, week1_retention_by_segment
+from hitcraft_assets.analysis.sessions import day_params
 from hitcraft_assets.config import ProductConfig, property_path
 from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, transaction
 
@@ -120,16 +120,6 @@ def with_q_values(comparisons: list[Comparison]) -> list[tuple]:
     """Rows of the table (without metric_date): each comparison with its BH q-value over all of them."""
     q = stats.benjamini_hochberg([c.p_value for c in comparisons])
     return [(*astuple(c), float(qi), bool(qi < FDR_Q)) for c, qi in zip(comparisons, q)]
-
-
-def day_params(day: date, config: ProductConfig) -> dict:
-    """The local day as a UTC interval, and the export days that can hold its events: a file may hold events
-    up to the load's time tolerance outside its UTC day."""
-    ld = local_day(day, config.timezone)
-    margin = timedelta(minutes=max(config.time_tolerance_minutes, 0))
-    return {"day": day.isoformat(), "start_ts": ld.start, "end_ts": ld.end,
-            "scan_from": (ld.start - margin).date().isoformat(),
-            "scan_to": (ld.end - timedelta(microseconds=1) + margin).date().isoformat()}
 
 
 def _columns(conn: duckdb.DuckDBPyConnection) -> dict[str, dict[str, str]]:

@@ -6,7 +6,9 @@ import dagster as dg
 import polars as pl
 import pyarrow as pa
 
-from hitcraft_assets.analysis.assets import daily_metrics, funnels
+from hitcraft_assets.analysis.assets import daily_metrics, funnels, held_metadata
+from hitcraft_assets.analysis.days import held_local_days
+from hitcraft_assets.config import load_config
 from hitcraft_assets.detection import scan
 from hitcraft_assets.partitions import DAILY
 from hitcraft_assets.progress import report_progress
@@ -62,6 +64,13 @@ def _write(conn, sql_file: str, table: str, columns: list[str], day: date, rows:
         conn.execute(log["insert_log"], {"day": day.isoformat(), "kind": kind, "tested": tested, "flagged": flagged})
 
 
+def _skip_held(context, name: str, day: date, reason: str, i: int, n: int) -> None:
+    """A day overlapping a raw day held by the quality gate is not judged (its previous rows stay)."""
+    context.add_asset_metadata(held_metadata(reason), partition_key=day.isoformat())
+    context.log.warning(f"{name} {day}: not computed, {reason}")
+    report_progress(name, i, n, day.isoformat(), {"held": 1})
+
+
 def _prepare(conn) -> None:
     ensure_schema(conn)
     conn.execute(named_statements("detection/anomalies.sql")["schema"])
@@ -82,6 +91,7 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> d
     with duckdb.get_connection() as conn:
         _prepare(conn)
         series, calendar = load_series(conn, days[0], days[-1])
+        held = held_local_days(conn, days, load_config())
     assessed = scan.assess_all(series)
     with duckdb.get_connection() as conn:   # alerts of the days before the run, for episodes they began
         alerted_q = {((m, d, s), day): q for m, d, s, day, q in conn.execute(
@@ -90,6 +100,9 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> d
             [calendar[0], days[0] - timedelta(days=1)]).fetchall()}
     tested_total = flagged_total = 0
     for i, day in enumerate(days, start=1):
+        if day in held:
+            _skip_held(context, "anomalies", day, held[day], i, len(days))
+            continue
         rows, tested = scan.anomalies_for_day(day, calendar, assessed, alerted_q)
         new = [r for r in rows if r["status"] == "new"]
         with duckdb.get_connection() as conn:
@@ -106,8 +119,8 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> d
         context.add_asset_metadata(meta, partition_key=day.isoformat())
         report_progress("anomalies", i, len(days), day.isoformat(),
                         {"tested": tested, "flagged": len(new), "continuing": len(rows) - len(new)})
-    return dg.MaterializeResult(metadata={"days": len(days), "series_tested_total": tested_total,
-                                          "series_flagged_total": flagged_total})
+    context.log.info(f"anomalies: {tested_total} series tested, {flagged_total} flagged over {len(days)} days")
+    return dg.MaterializeResult()
 
 
 @dg.asset(**KW)
@@ -123,7 +136,11 @@ def trends(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.M
     with duckdb.get_connection() as conn:
         _prepare(conn)
         series, _ = load_series(conn, days[0], days[-1])
+        held = held_local_days(conn, days, load_config())
     for i, day in enumerate(days, start=1):
+        if day in held:
+            _skip_held(context, "trends", day, held[day], i, len(days))
+            continue
         rows = scan.trends_for_day(day, series)
         significant = sum(1 for r in rows if r["q_value"] is not None and r["q_value"] <= scan.FDR_ALPHA)
         with duckdb.get_connection() as conn:
@@ -134,7 +151,7 @@ def trends(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.M
                                     "series_with_change_points": with_cps}, partition_key=day.isoformat())
         report_progress("trends", i, len(days), day.isoformat(),
                         {"tested": len(rows), "significant": significant, "change_points": with_cps})
-    return dg.MaterializeResult(metadata={"days": len(days)})
+    return dg.MaterializeResult()
 
 
 detection_assets = [anomalies, trends]

@@ -9,7 +9,7 @@ import dagster as dg
 from hitcraft_assets.config import load_config
 from hitcraft_assets.ingestion import checks
 from hitcraft_assets.ingestion.loader import LoadStats, load_day
-from hitcraft_assets.ingestion.mixpanel import MixpanelConfigError, MixpanelRequestError
+from hitcraft_assets.ingestion.mixpanel import MixpanelConfigError, MixpanelRequestError, MixpanelRetryExhausted
 from hitcraft_assets.ingestion.sources import ExportSourceResource
 from hitcraft_assets.partitions import RAW_DAILY
 from hitcraft_assets.progress import report_progress
@@ -21,16 +21,62 @@ OWNERS = ["team:data-platform"]
 
 
 def _stats_metadata(stats: LoadStats) -> dict:
+    """The day's own figures (each partition's materialization shows its day, never run-wide totals)."""
     return {
         "rows": stats.rows_loaded,
         "lines": stats.lines,
         "rejected": stats.rejected,
         "duplicates_removed": stats.duplicates_removed,
         "distinct_users": stats.distinct_users,
+        "placeholder_ids": stats.placeholder_ids,
         "bytes_read": stats.bytes_read,
         "source": stats.source,
         "source_found": stats.source_found,
+        "load_path": stats.path,
+        "gate": stats.gate,
+        "gate_reason": stats.gate_reason or "",
+        "fault": stats.fault or "",
     }
+
+
+def transient(exc: BaseException) -> bool:
+    """Faults worth Dagster's retry policy: a Mixpanel request that kept failing for network reasons, a
+    warehouse another process held locked. Everything else (bad data, a missing folder, a bug) fails at
+    once with its real cause."""
+    if isinstance(exc, MixpanelRetryExhausted):
+        return True
+    text = str(exc)
+    return "WAREHOUSE_LOCKED" in text or "Could not set lock" in text or "Conflicting lock" in text
+
+
+def load_partition(context, duckdb: WarehouseResource, export_source: ExportSourceResource, day: date,
+                   config) -> tuple[LoadStats, str]:
+    """Fetch and load one day; a fault that retrying cannot fix becomes a dg.Failure without retries."""
+    try:
+        fetched = export_source.fetch_day(day, log=context.log)
+    except (MixpanelRequestError, MixpanelConfigError) as exc:
+        raise dg.Failure(description=str(exc), metadata={"day": day.isoformat(), "code": exc.code},
+                         allow_retries=False) from None
+    except MixpanelRetryExhausted:
+        raise
+    except OSError as exc:
+        raise dg.Failure(description=f"SOURCE_UNREADABLE: cannot fetch {day}: {exc}",
+                         metadata={"day": day.isoformat()}, allow_retries=False) from None
+    try:
+        with duckdb.get_connection() as conn:
+            stats = load_day(conn, day, fetched.path, source=fetched.source, bytes_read=fetched.bytes_read,
+                             tolerance_s=config.time_tolerance_minutes * 60,
+                             project_tz=config.mixpanel_project_timezone)
+    except Exception as exc:
+        if transient(exc):
+            raise
+        raise dg.Failure(description=f"loading {day} from {fetched.source} failed: {type(exc).__name__}: {exc}",
+                         metadata={"day": day.isoformat(), "error": type(exc).__name__},
+                         allow_retries=False) from None
+    finally:
+        if fetched.is_staged and fetched.path is not None:
+            Path(fetched.path).unlink(missing_ok=True)
+    return stats, fetched.note
 
 
 @dg.asset(
@@ -47,49 +93,39 @@ def _stats_metadata(stats: LoadStats) -> dict:
 def raw_events(
     context: dg.AssetExecutionContext, duckdb: WarehouseResource, export_source: ExportSourceResource
 ):
-    """Every product event of a UTC day as Mixpanel exported it: typed, validated and deduplicated.
+    """Every product event of a day as Mixpanel exported it: typed, validated and deduplicated.
 
     Grain: one row per event (Mixpanel's dedup key: event, distinct_id, time, $insert_id; the latest
-    `mp_processing_time_ms` wins). Source: the Raw Export API (one request per day) or a folder of export
-    files. Lines that fail validation go to `raw.rejected_events` with their reason; nothing is dropped.
-    Each day is replaced in one transaction, so a failed run leaves the previous data in place.
+    `mp_processing_time_ms` wins). A partition is a UTC day, or for a legacy Mixpanel project (config
+    `mixpanel_project_timezone`) a day of the project's timezone, as the export API slices it; `time` is
+    always true UTC. Source: the Raw Export API (one request per day) or a folder of export files. Lines
+    that fail validation go to `raw.rejected_events` with their reason; nothing is dropped. Each day is
+    replaced in one transaction and judged by the quality gate: a day that is clearly broken is held back
+    from analysis (raw.load_log.gate = 'held') while the other days go on.
     """
     config = load_config()
-    tolerance_s = config.time_tolerance_minutes * 60
     days = [date.fromisoformat(k) for k in context.partition_keys]
     all_stats: list[LoadStats] = []
     for i, day in enumerate(days, start=1):
-        try:
-            fetched = export_source.fetch_day(day, log=context.log)
-        except (MixpanelRequestError, MixpanelConfigError) as exc:
-            raise dg.Failure(description=str(exc), metadata={"day": day.isoformat(), "code": exc.code},
-                             allow_retries=False) from None
-        try:
-            with duckdb.get_connection() as conn:
-                stats = load_day(conn, day, fetched.path, source=fetched.source, bytes_read=fetched.bytes_read,
-                                 tolerance_s=tolerance_s)
-        finally:
-            if fetched.is_staged and fetched.path is not None:
-                Path(fetched.path).unlink(missing_ok=True)
+        stats, note = load_partition(context, duckdb, export_source, day, config)
         all_stats.append(stats)
-        meta = _stats_metadata(stats) | {"note": fetched.note}
+        meta = _stats_metadata(stats) | {"note": note}
         context.add_asset_metadata(meta, partition_key=day.isoformat())
-        context.log.info(f"{day}: {stats.rows_loaded} rows, {stats.rejected} rejected, "
-                         f"{stats.duplicates_removed} duplicates removed ({fetched.note})")
+        held = f"; HELD: {stats.gate_reason}" if stats.held else ""
+        (context.log.warning if stats.held else context.log.info)(
+            f"{day}: {stats.rows_loaded} rows, {stats.rejected} rejected, "
+            f"{stats.duplicates_removed} duplicates removed ({note}){held}")
         report_progress("raw_events", i, len(days), day.isoformat(), meta)
 
+    yield checks.placeholder_distinct_ids(all_stats)
     with duckdb.get_connection() as conn:
-        yield checks.keys_not_null(conn, days)
         yield checks.no_duplicates(conn, days)
         yield checks.volume_vs_trailing_median(conn, days)
     yield checks.rejected_share(all_stats)
-    yield dg.MaterializeResult(metadata={
-        "days": len(days),
-        "rows_total": sum(s.rows_loaded for s in all_stats),
-        "rejected_total": sum(s.rejected for s in all_stats),
-        "duplicates_removed_total": sum(s.duplicates_removed for s in all_stats),
-        "empty_days": [s.day.isoformat() for s in all_stats if not s.source_found],
-    })
+    held = [s.day.isoformat() for s in all_stats if s.held]
+    context.log.info(f"loaded {len(days)} days, {sum(s.rows_loaded for s in all_stats)} rows"
+                     + (f"; held back from analysis: {', '.join(held)}" if held else ""))
+    yield dg.MaterializeResult()
 
 
 @dg.asset(

@@ -1,21 +1,42 @@
 """Load one export day (a Mixpanel raw-export JSONL body on disk) into raw.events, in one transaction.
 
-DuckDB parses the body (plain or .gz): no event is ever held in Python. Validation, quarantine of bad lines
-and Mixpanel's deduplication are the SQL in sql/ingestion/raw_events.sql.
+DuckDB parses the body (plain or .gz): no event is held in Python on the usual paths. Validation,
+quarantine of bad lines and Mixpanel's deduplication are the SQL in sql/ingestion/raw_events.sql; its
+header describes the three paths through a day. The exact path (rare: a bare carriage return inside a
+line, a line over 2 MB, bytes that are not UTF-8, a compressed file that ends early) streams the body's
+lines through Python in batches, into a temp table, and never holds the whole day.
+
+Every day is judged by the quality gate (quality.py) and the verdict is recorded with the load in
+raw.load_log, in the same transaction as the rows.
 """
 
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import duckdb
+import pyarrow as pa
 
+from hitcraft_assets.ingestion import quality
 from hitcraft_assets.warehouse import ensure_schema, run_named, transaction
 
 SQL_FILE = "ingestion/raw_events.sql"
 DEFAULT_TOLERANCE_S = 3600
+# Mixpanel refuses events over 1 MB; a longer line is not an event (and DuckDB's text reader stops at 2 MB).
+MAX_LINE_BYTES = 2 * 1024 * 1024
+BATCH_LINES = 20_000
+_BOM = b"\xef\xbb\xbf"
+_LINES_SCHEMA = pa.schema([("line_no", pa.int64()), ("line", pa.string()), ("raw_line", pa.string()),
+                           ("problem", pa.string())])
+
+
+class LoadError(RuntimeError):
+    """A day could not be loaded for a reason that is not its data (the message starts with a stable code)."""
 
 
 @dataclass(frozen=True)
@@ -29,14 +50,40 @@ class LoadStats:
     duplicates_removed: int
     distinct_users: int
     bytes_read: int
+    placeholder_ids: int = 0
+    fault: str | None = None       # why the body could not be read whole, or None
+    path: str = "fast"             # fast | quarantine | exact | empty
+    gate: str = quality.PASS
+    gate_reason: str | None = None
 
     @property
     def rejected_share(self) -> float:
         return self.rejected / self.lines if self.lines else 0.0
 
+    @property
+    def held(self) -> bool:
+        return self.gate == quality.HELD
+
+
+class _NeedsExactPath(Exception):
+    """Internal: the text reader cannot follow the JSON reader's lines; load the day on the exact path."""
+
+
+def day_window(day: date, project_tz: str | None) -> tuple[datetime, datetime]:
+    """The UTC bounds of export day `day`: a UTC day, or for a legacy project a day of its timezone (the
+    export API slices such projects by their own days)."""
+    zone = ZoneInfo(project_tz) if project_tz else timezone.utc
+    start = datetime.combine(day, time(0), tzinfo=zone).astimezone(timezone.utc)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone).astimezone(timezone.utc)
+    return start, end
+
 
 def _run(conn: duckdb.DuckDBPyConnection, name: str, params: dict) -> duckdb.DuckDBPyConnection:
     return run_named(conn, SQL_FILE, name, params)
+
+
+def _one(conn: duckdb.DuckDBPyConnection, name: str, params: dict) -> int:
+    return int(_run(conn, name, params).fetchall()[0][0])
 
 
 def load_day(
@@ -47,46 +94,203 @@ def load_day(
     source: str,
     bytes_read: int = 0,
     tolerance_s: int = DEFAULT_TOLERANCE_S,
+    project_tz: str | None = None,
 ) -> LoadStats:
-    """Replace the partition `day` with the rows of `path` (None: an empty day), atomically.
+    """Replace the partition `day` with the rows of `path` (None: an empty day), atomically, and record the
+    load and the quality gate's verdict in raw.load_log.
 
-    On any error the transaction rolls back and the previous rows of the day stay as they were.
+    On any error the transaction rolls back and the previous rows of the day stay as they were. A body that
+    cannot be read whole is not an error: what could be read is loaded and the day is held.
     """
     ensure_schema(conn)
-    day_start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc).timestamp()
+    start, end = day_window(day, project_tz)
     params = {"day": day.isoformat(), "path": str(path) if path else None, "source": source,
-              "min_s": day_start - tolerance_s, "max_s": day_start + 86400 + tolerance_s}
-    for macro in ("epoch_macro", "parse_macro", "reason_macro"):
+              "project_tz": project_tz, "min_s": start.timestamp() - tolerance_s,
+              "max_s": end.timestamp() + tolerance_s}
+    for macro in ("epoch_macro", "reason_macro", "rows_macro"):
         _run(conn, macro, params)
-    with transaction(conn):
-        _run(conn, "delete_partition", params)
-        _run(conn, "delete_rejected", params)
-        lines = loaded = rejected = duplicates = 0
-        if path is not None:
-            conn.execute("set preserve_insertion_order = false")  # parallel insert; row order is irrelevant
-            try:
-                inserted = _run(conn, "insert_events", params).fetchall()[0][0]
-            finally:
-                conn.execute("reset preserve_insertion_order")
-            duplicates = _run(conn, "remove_duplicates", params).fetchall()[0][0]
-            lines = _run(conn, "count_lines", params).fetchall()[0][0]
-            if lines != inserted:
-                rejected = _run(conn, "insert_rejected", params).fetchall()[0][0]
-            if inserted + rejected != lines:
-                raise RuntimeError(
-                    f"LOAD_LINE_MISMATCH: {source} for {day} has {lines} non-blank lines, but {inserted} were "
-                    f"loaded and {rejected} quarantined; nothing was changed")
-            loaded = inserted - duplicates
-        rows_loaded, users = _run(conn, "day_stats", params).fetchall()[0]
-        if rows_loaded != loaded:
-            raise RuntimeError(f"LOAD_COUNT_MISMATCH: expected {loaded} rows for {day}, found {rows_loaded}")
-        _record(conn, day, source, path is not None, lines, loaded, rejected, duplicates, users, bytes_read)
-    return LoadStats(day, source, path is not None, lines, loaded, rejected, duplicates, users, bytes_read)
+    if path is not None and not Path(path).is_file():
+        raise LoadError(f"SOURCE_UNREADABLE: {source} for {day} is not a readable file")
+    conn.execute("set preserve_insertion_order = false")  # parallel insert; row order is irrelevant
+    try:
+        try:
+            with transaction(conn):
+                counts = _load_fast(conn, params) if path is not None else _empty(conn, params)
+                return _finish(conn, day, source, path, bytes_read, params, counts)
+        except _NeedsExactPath:
+            pass
+        with transaction(conn):
+            counts = _load_exact(conn, params, Path(path))
+            return _finish(conn, day, source, path, bytes_read, params, counts)
+    finally:
+        conn.execute("reset preserve_insertion_order")
+        conn.execute("drop table if exists temp.hc_lines")
 
 
-def _record(conn, day, source, found, lines, loaded, rejected, duplicates, users, bytes_read) -> None:
-    conn.execute("delete from raw.load_log where event_date = ?", [day])
+def _empty(conn: duckdb.DuckDBPyConnection, params: dict) -> dict:
+    _run(conn, "delete_partition", params)
+    _run(conn, "delete_rejected", params)
+    return {"lines": 0, "inserted": 0, "rejected": 0, "duplicates": 0, "fault": None, "path": "empty"}
+
+
+def _is_read_fault(exc: duckdb.Error) -> bool:
+    """A DuckDB error that comes from reading the body (a compression or encoding problem, a line too long
+    for the text reader), not from the warehouse."""
+    text = str(exc).lower()
+    if "could not set lock" in text or "conflicting lock" in text:
+        return False
+    return isinstance(exc, (duckdb.IOException, duckdb.InvalidInputException, duckdb.ConversionException))
+
+
+def _load_fast(conn: duckdb.DuckDBPyConnection, params: dict) -> dict:
+    """Paths 1 and 2 of raw_events.sql; raises _NeedsExactPath when the text reader cannot be trusted."""
+    _run(conn, "delete_partition", params)
+    _run(conn, "delete_rejected", params)
+    try:
+        inserted = _one(conn, "insert_events", params)
+        duplicates = _one(conn, "remove_duplicates", params)
+        lines = _one(conn, "count_lines", params)
+        if lines == inserted:
+            return {"lines": lines, "inserted": inserted, "rejected": 0, "duplicates": duplicates,
+                    "fault": None, "path": "fast"}
+        rejected = _one(conn, "insert_rejected", params)
+        recovered = 0
+        if inserted + rejected < lines:
+            recovered = _one(conn, "insert_recovered", params)
+            duplicates += _one(conn, "remove_duplicates", params)
+        records = _one(conn, "count_records", params)
+        blank = _one(conn, "count_blank", params)
+    except duckdb.Error as exc:
+        if _is_read_fault(exc):
+            raise _NeedsExactPath() from None
+        raise
+    if inserted + recovered + rejected != lines or lines - blank != records:
+        raise _NeedsExactPath()
+    return {"lines": lines, "inserted": inserted + recovered, "rejected": rejected, "duplicates": duplicates,
+            "fault": None, "path": "quarantine"}
+
+
+def _load_exact(conn: duckdb.DuckDBPyConnection, params: dict, path: Path) -> dict:
+    """Path 3: the body's lines split at "\\n" by Python, judged by the same SQL rule."""
+    _run(conn, "delete_partition", params)
+    _run(conn, "delete_rejected", params)
+    _run(conn, "exact_table", params)
+    _run(conn, "exact_macro", params)
+    reader = _LineReader(path)
+    stream = pa.RecordBatchReader.from_batches(_LINES_SCHEMA, reader.batches())
+    conn.register("hc_line_stream", stream)
+    try:
+        conn.execute("insert into temp.hc_lines select * from hc_line_stream")
+    finally:
+        conn.unregister("hc_line_stream")
+    inserted = _one(conn, "exact_events", params)
+    duplicates = _one(conn, "remove_duplicates", params)
+    rejected = _one(conn, "exact_rejected", params)
+    lines = conn.execute("select count(*) from temp.hc_lines").fetchall()[0][0]
+    return {"lines": lines, "inserted": inserted, "rejected": rejected, "duplicates": duplicates,
+            "fault": reader.fault, "path": "exact"}
+
+
+def _finish(conn, day, source, path, bytes_read, params, counts) -> LoadStats:
+    if counts["inserted"] + counts["rejected"] != counts["lines"]:
+        raise LoadError(
+            f"LOAD_LINE_MISMATCH: {source} for {day} has {counts['lines']} non-blank lines, but "
+            f"{counts['inserted']} were loaded and {counts['rejected']} quarantined; nothing was changed")
+    loaded = counts["inserted"] - counts["duplicates"]
+    rows_loaded, users, placeholders = _run(conn, "day_stats", params).fetchall()[0]
+    if rows_loaded != loaded:
+        raise LoadError(f"LOAD_COUNT_MISMATCH: expected {loaded} rows for {day}, found {rows_loaded}")
+    verdict = quality.judge_day(lines=counts["lines"], rejected=counts["rejected"], source_found=path is not None,
+                                fault=counts["fault"], rows=rows_loaded, placeholder_ids=placeholders)
+    stats = LoadStats(day, source, path is not None, counts["lines"], loaded, counts["rejected"],
+                      counts["duplicates"], users, bytes_read, placeholders, counts["fault"], counts["path"],
+                      verdict.gate, verdict.reason)
+    _record(conn, stats)
+    return stats
+
+
+def _record(conn: duckdb.DuckDBPyConnection, s: LoadStats) -> None:
+    conn.execute("delete from raw.load_log where event_date = ?", [s.day])
     conn.execute(
-        "insert into raw.load_log values (?, now(), ?, ?, ?, ?, ?, ?, ?, ?)",
-        [day, source, found, lines, loaded, rejected, duplicates, users, bytes_read],
+        "insert into raw.load_log (event_date, loaded_at, source, source_found, lines, rows_loaded, rejected, "
+        "duplicates_removed, distinct_users, bytes_read, placeholder_ids, fault, gate, gate_reason) "
+        "values (?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [s.day, s.source, s.source_found, s.lines, s.rows_loaded, s.rejected, s.duplicates_removed,
+         s.distinct_users, s.bytes_read, s.placeholder_ids, s.fault, s.gate, s.gate_reason],
     )
+
+
+class _LineReader:
+    """The body's lines, exactly as split at "\\n", in Arrow batches; `fault` says why reading stopped
+    early (a truncated or corrupt compressed file), after the batches were consumed."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.fault: str | None = None
+
+    def _chunks(self) -> Iterator[bytes]:
+        if self.path.suffix == ".gz":
+            # zlib by hand rather than gzip.open, so that every byte before a cut is still delivered
+            decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out = 0
+            with open(self.path, "rb") as f:
+                try:
+                    while raw := f.read(1 << 20):
+                        while raw:
+                            data = decoder.decompress(raw)
+                            out += len(data)
+                            yield data
+                            raw = b""
+                            if decoder.eof and decoder.unused_data:   # a further gzip member
+                                raw = decoder.unused_data
+                                decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    tail = decoder.flush()
+                    out += len(tail)
+                    yield tail
+                    if not decoder.eof:
+                        self.fault = f"the gzip stream ends early, after {out:,} decompressed bytes"
+                except zlib.error as exc:
+                    kind = "not a gzip stream" if out == 0 else "a corrupt gzip stream"
+                    self.fault = f"{kind} (after {out:,} decompressed bytes: {exc})"
+            return
+        with open(self.path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                yield chunk
+
+    def _lines(self) -> Iterator[bytes]:
+        rest = b""
+        for chunk in self._chunks():
+            parts = (rest + chunk).split(b"\n")
+            rest = parts.pop()
+            yield from parts
+        if rest:
+            yield rest
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        cols: tuple[list, list, list, list] = ([], [], [], [])
+        for number, raw in enumerate(self._lines(), start=1):
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            if not raw:
+                continue
+            line = raw[len(_BOM):] if raw.startswith(_BOM) else raw
+            problem = shown = None
+            if len(raw) > MAX_LINE_BYTES:
+                problem, text = "line_too_long", None
+                shown = raw.decode("utf-8", errors="backslashreplace")
+            else:
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError:
+                    problem, text = "invalid_utf8", None
+                    shown = raw.decode("utf-8", errors="backslashreplace")
+                else:
+                    if line is not raw:
+                        shown = raw.decode("utf-8", errors="backslashreplace")
+            for col, value in zip(cols, (number, text, shown, problem)):
+                col.append(value)
+            if len(cols[0]) >= BATCH_LINES:
+                yield pa.record_batch(list(cols), schema=_LINES_SCHEMA)
+                cols = ([], [], [], [])
+        if cols[0]:
+            yield pa.record_batch(list(cols), schema=_LINES_SCHEMA)

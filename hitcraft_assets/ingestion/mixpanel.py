@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import date, timezone
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import dagster as dg
 import requests
@@ -160,6 +160,27 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return min(max(seconds, 0.0), RETRY_AFTER_CAP_S)
 
 
+_SECRET_NAMES = ("secret", "token", "key", "password", "passwd", "pwd", "auth", "sig", "signature",
+                 "credential", "session", "access", "code")
+
+
+def safe_url(url: str) -> str:
+    """`url` fit for logs, metadata and messages: no user:password@ and no value of a query parameter whose
+    name suggests a secret (token, key, sig, ...) or that looks like one (a long random string)."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    if parts.username or parts.password:
+        netloc = "***@" + netloc
+    query = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        secretish = any(word in name.lower() for word in _SECRET_NAMES) or (
+            len(value) >= 20 and any(c.isdigit() for c in value) and any(c.isalpha() for c in value))
+        query.append(f"{name}={'***' if secretish and value else value}")
+    return urlunsplit((parts.scheme, netloc, parts.path, "&".join(query), ""))
+
+
 def _short_text(body: bytes) -> str:
     """The server's error text, one line, at most 300 characters; the ``error`` key if JSON."""
     text = body.decode("utf-8", errors="replace").strip()
@@ -278,7 +299,7 @@ class MixpanelClient:
         for url in (self.export_url, self.engage_url):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise MixpanelConfigError(f"not an http(s) URL: {url!r}")
+                raise MixpanelConfigError(f"not an http(s) URL: {safe_url(url)!r}")
         if settings.max_attempts < 1:
             raise MixpanelConfigError(f"max_attempts must be >= 1, got {settings.max_attempts}")
 
@@ -297,8 +318,8 @@ class MixpanelClient:
             "region": self.region,
             "host": urlsplit(self.export_url).hostname,
             "api_host": urlsplit(self.api_url).hostname,
-            "export_url": self.export_url,
-            "engage_url": self.engage_url,
+            "export_url": safe_url(self.export_url),
+            "engage_url": safe_url(self.engage_url),
             "auth_mode": self.auth_mode,
             "project_id": self.s.project_id,
         }
@@ -340,6 +361,13 @@ class MixpanelClient:
         if self.s.api_secret:
             out.append(self.s.api_secret)
             out.append(base64.b64encode(f"{self.s.api_secret}:".encode()).decode())
+        # an override URL may carry credentials of a proxy: its userinfo and secret-looking query values
+        for url in (self.s.export_url, self.s.api_url):
+            if url:
+                parts = urlsplit(url)
+                out += [v for v in (parts.username, parts.password) if v]
+                masked = dict(parse_qsl(urlsplit(safe_url(url)).query, keep_blank_values=True))
+                out += [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if masked.get(k) == "***"]
         return [s for s in out if len(s) >= 4]
 
     def _redact(self, text: str) -> str:
@@ -413,8 +441,8 @@ class MixpanelClient:
                 f"{what}: Mixpanel refused the date ({quoted}). The day has not started yet in the "
                 "project's timezone: projects created before 1 January 2023 interpret "
                 "from_date/to_date in the project timezone, not UTC. Check the timezone in Mixpanel's "
-                "project settings, set HITCRAFT_TIMEZONE to match, and do not request a day that has "
-                "not begun there.",
+                "project settings, set MIXPANEL_PROJECT_TIMEZONE (or the config's "
+                "mixpanel_project_timezone) to it, and do not request a day that has not begun there.",
                 code="MIXPANEL_TIMEZONE",
                 status=status,
             )
@@ -514,7 +542,7 @@ class MixpanelClient:
         with requests.Session() as session:
 
             def attempt(n: int) -> tuple[int, int, int, bool]:
-                log.info(f"mixpanel {what}: attempt {n}/{self.s.max_attempts} GET {self.export_url}")
+                log.info(f"mixpanel {what}: attempt {n}/{self.s.max_attempts} GET {safe_url(self.export_url)}")
                 resp = self._request(
                     what,
                     lambda: session.get(
@@ -622,7 +650,7 @@ class MixpanelClient:
                     what = f"engage page {page}"
 
                     def attempt(n: int, form: dict[str, str] = form, what: str = what) -> dict[str, Any]:
-                        log.info(f"mixpanel {what}: attempt {n}/{self.s.max_attempts} POST {self.engage_url}")
+                        log.info(f"mixpanel {what}: attempt {n}/{self.s.max_attempts} POST {safe_url(self.engage_url)}")
                         return self._engage_page(session, auth, params, form, what)
 
                     body, _ = self._with_retries(what, limiter, log, attempt)

@@ -5,7 +5,8 @@ from datetime import date
 
 import dagster as dg
 
-from hitcraft_assets.analysis.assets import daily_metrics, funnels, segments
+from hitcraft_assets.analysis.assets import daily_metrics, funnels, held_metadata, segments
+from hitcraft_assets.analysis.days import held_local_days
 from hitcraft_assets.config import load_config
 from hitcraft_assets.detection.assets import anomalies, trends
 from hitcraft_assets.ingestion.assets import NETWORK_RETRY
@@ -67,13 +68,21 @@ def insights(context: dg.AssetExecutionContext, duckdb: WarehouseResource, llm: 
     """
     config = load_config()
     days = sorted(date.fromisoformat(k) for k in context.partition_keys)
+    with duckdb.get_connection() as conn:
+        held = held_local_days(conn, days, config)
+    readable = [d for d in days if d not in held]
     for n, day in enumerate(days, start=1):
+        if day in held:
+            context.add_asset_metadata(held_metadata(held[day]), partition_key=day.isoformat())
+            context.log.warning(f"insights {day}: not computed, {held[day]}")
+            report_progress("insights", n, len(days), day.isoformat(), {"held": 1})
+            continue
         with duckdb.get_connection() as conn:
             previous_ids, previous_open = previous_state(conn, day)
             found = generate_insights(conn, day, config)
         ranked = rank_insights(with_status(found, previous_ids, previous_open, day=day), config)
         # the LLM writes for the day people read (the last of the run): a backfill stays within budget
-        final = with_llm_text(ranked, llm if day == days[-1] else LLMResource(), config, context.log)
+        final = with_llm_text(ranked, llm if day == readable[-1] else LLMResource(), config, context.log)
         with duckdb.get_connection() as conn:
             written = write_insights(conn, day, final)
         top = [i for i in final if i.status != "resolved"][:5]
@@ -85,7 +94,7 @@ def insights(context: dg.AssetExecutionContext, duckdb: WarehouseResource, llm: 
         context.add_asset_metadata(meta, partition_key=day.isoformat())
         report_progress("insights", n, len(days), day.isoformat(),
                         {k: v for k, v in meta.items() if isinstance(v, int)})
-    return dg.MaterializeResult(metadata={"days": len(days)})
+    return dg.MaterializeResult()
 
 
 insight_assets = [insights]

@@ -1,43 +1,126 @@
 -- raw_events: one export day's JSONL body -> typed, validated, deduplicated rows of raw.events (grain: one event).
--- Named statements, run in order by hitcraft_assets/ingestion/loader.py. Parameters: $path, $day, $source,
--- $min_s and $max_s (accepted event times in epoch seconds: the UTC day widened by the tolerance).
--- The whole day is replaced in one transaction opened by the loader.
+-- Named statements, run by hitcraft_assets/ingestion/loader.py inside one transaction per day. Parameters:
+-- $path, $day, $source, $min_s and $max_s (accepted event times in epoch seconds: the day widened by the
+-- tolerance), $project_tz (legacy Mixpanel projects: the timezone their exported `time` is in; null: UTC),
+-- Three ways through a day, each judging lines by the one rule in hc_reject_reason:
+--   1. the fast path: DuckDB's JSON reader inserts the valid lines; when the body's line count equals the
+--      rows inserted, nothing was rejected and the day is done;
+--   2. quarantine: otherwise every line is read again as text (read_csv), judged, and each failing line is
+--      kept with its line number, text and reason; a line that starts with a byte-order mark is judged
+--      without it (and loaded when valid);
+--   3. the exact path: when the text reader cannot follow the JSON reader's lines (a bare carriage return
+--      inside a line, a line over DuckDB's 2 MB text limit, bytes that are not UTF-8), the loader streams
+--      the body's newline-delimited lines into temp.hc_lines itself, and the day is loaded from there
+--      (also a compressed file that ends early: what could be read is loaded, and the day is held).
 
 -- name: epoch_macro
 -- Mixpanel exports `time` in seconds, or in milliseconds with time_in_ms=true: accept both. Null when the
--- value is not a JSON number.
-create or replace temp macro hc_epoch_s(t) as case when t >= 1e11 then t / 1000.0 else t end;
-
--- name: parse_macro
--- One row per non-blank line of the body (a malformed line gives a row of NULLs, which the rule rejects);
--- the properties are parsed once for every field we need, the time converted once.
-create or replace temp macro hc_export_rows(path) as table
-select event, properties, hc_epoch_s(t) as t_s, distinct_id, insert_id, device_id, user_id
-from (
-    select event, properties,
-           case when json_type(f[1]) in ('UBIGINT', 'BIGINT', 'DOUBLE') then f[1]::double end as t,
-           f[2] ->> '$' as distinct_id,
-           f[3] ->> '$' as insert_id,
-           f[4] ->> '$' as device_id,
-           f[5] ->> '$' as user_id
-    from (
-        select event, properties,
-               json_extract(properties, ['$.time', '$.distinct_id', '$."$insert_id"', '$."$device_id"', '$."$user_id"']) as f
-        from read_ndjson(path, ignore_errors = true, columns = {'event': 'VARCHAR', 'properties': 'JSON'})
-    )
-);
+-- value is not a JSON number. Projects created before 2023 export `time` as seconds since the epoch in the
+-- project timezone (a local wall clock written as if it were UTC): with $project_tz it becomes true UTC
+-- with the offset in force at that local time (DST-aware; a local time in the repeated hour of a
+-- fall-back is read as the later of its two instants, standard time).
+create or replace temp macro hc_epoch_s(t, project_tz) as
+case when t is null then null
+     when project_tz is null then (case when t >= 1e11 then t / 1000.0 else t end)
+     else epoch(timezone(project_tz, timezone('UTC', to_timestamp(case when t >= 1e11 then t / 1000.0 else t end))))
+end;
 
 -- name: reason_macro
--- The validation rule, in one place: null when the row is valid, else a stable reason code.
-create or replace temp macro hc_reject_reason(event, properties, t_s, distinct_id, min_s, max_s) as
+-- The validation rule, in one place: null when the row is valid, else a stable reason code. `event_json`
+-- and `id_json` are the raw JSON values (their types matter), the others already extracted.
+create or replace temp macro hc_reject_reason(event_json, properties, t_s, id_json, min_s, max_s) as
 case
-    when event is null or event = '' then 'missing_event'
-    when properties is null or not starts_with(properties::varchar, '{') then 'missing_properties'
+    when event_json is null or json_type(event_json) = 'NULL' or (event_json ->> '$') = '' then 'missing_event'
+    when json_type(event_json) <> 'VARCHAR' or regexp_matches(event_json ->> '$', '[[:cntrl:]]') then 'invalid_event'
+    when properties is null or json_type(properties) <> 'OBJECT' then 'missing_properties'
     when t_s is null then 'missing_or_non_numeric_time'
-    when distinct_id is null or distinct_id = '' then 'missing_distinct_id'
+    when id_json is null or json_type(id_json) = 'NULL' or trim(id_json ->> '$') = '' then 'missing_distinct_id'
+    when json_type(id_json) not in ('VARCHAR', 'UBIGINT', 'BIGINT') then 'invalid_distinct_id'
     when t_s < min_s or t_s >= max_s then 'time_outside_day'
     else null
 end;
+
+-- name: rows_macro
+-- Everything the engine takes from a record, with its verdict, for the three sources of records: the JSON
+-- reader (hc_export_rows), the body's lines as text (hc_text_rows) and the exact path's lines
+-- (hc_exact_rows). Each extracts the fields with one json_extract and judges with hc_reject_reason, so
+-- the rows are the same whichever path loaded them. A line of text also has the reasons only a line can
+-- have: blank_line, invalid_json, not_a_json_object.
+create or replace temp macro hc_export_rows(path, project_tz, min_s, max_s) as table
+select null::bigint as line_no, null::varchar as line, event_json ->> '$' as event, properties, t_s,
+       f[2] ->> '$' as distinct_id, f[3] ->> '$' as insert_id, f[4] ->> '$' as device_id, f[5] ->> '$' as user_id,
+       hc_reject_reason(event_json, properties, t_s, f[2], min_s, max_s) as reason
+from (
+    select *, hc_epoch_s(case when json_type(f[1]) in ('UBIGINT', 'BIGINT', 'DOUBLE') then f[1]::double end,
+                         project_tz) as t_s
+    from (
+        select event as event_json, properties,
+               case when json_type(properties) = 'OBJECT' then json_extract(properties,
+                   ['$.time', '$.distinct_id', '$."$insert_id"', '$."$device_id"', '$."$user_id"']) end as f
+        from read_ndjson(path, ignore_errors = true, columns = {'event': 'JSON', 'properties': 'JSON'})
+    )
+);
+
+create or replace temp macro hc_text_rows(path, project_tz, min_s, max_s) as table
+select line_no, raw_line as line, event_json ->> '$' as event, properties, t_s,
+       f[2] ->> '$' as distinct_id, f[3] ->> '$' as insert_id, f[4] ->> '$' as device_id, f[5] ->> '$' as user_id,
+       case when regexp_full_match(line, '\s*') then 'blank_line'
+            when j is null then 'invalid_json'
+            when json_type(j) <> 'OBJECT' then 'not_a_json_object'
+            else hc_reject_reason(event_json, properties, t_s, f[2], min_s, max_s) end as reason
+from (
+    select *, hc_epoch_s(case when json_type(f[1]) in ('UBIGINT', 'BIGINT', 'DOUBLE') then f[1]::double end,
+                         project_tz) as t_s
+    from (
+        select *, case when json_type(properties) = 'OBJECT' then json_extract(properties,
+                      ['$.time', '$.distinct_id', '$."$insert_id"', '$."$device_id"', '$."$user_id"']) end as f
+        from (
+            select *, case when json_type(j) = 'OBJECT' then j -> '$.event' end as event_json,
+                      case when json_type(j) = 'OBJECT' then j -> '$.properties' end as properties
+            from (
+                -- a leading byte-order mark is not part of the record (a file concatenated from files
+                -- saved by an editor has one at each join)
+                select line_no, raw_line, line, try(json(line)) as j
+                from (select row_number() over () as line_no, line as raw_line, ltrim(line, chr(65279)) as line
+                      from read_csv(path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
+                                    header = false, auto_detect = false, strict_mode = false))
+                where line is not null
+            )
+        )
+    )
+);
+
+-- name: exact_table
+-- The exact path's lines: text split at "\n" by the loader (raw_line: the text as it was, when it differs).
+create or replace temp table hc_lines (line_no bigint, line varchar, raw_line varchar, problem varchar);
+
+-- name: exact_macro
+create or replace temp macro hc_exact_rows(project_tz, min_s, max_s) as table
+select line_no, coalesce(raw_line, line) as line, event_json ->> '$' as event, properties, t_s,
+       f[2] ->> '$' as distinct_id, f[3] ->> '$' as insert_id, f[4] ->> '$' as device_id, f[5] ->> '$' as user_id,
+       case when problem is not null then problem
+            when regexp_full_match(line, '\s*') then 'blank_line'
+            when j is null then 'invalid_json'
+            when json_type(j) <> 'OBJECT' then 'not_a_json_object'
+            else hc_reject_reason(event_json, properties, t_s, f[2], min_s, max_s) end as reason
+from (
+    select *, hc_epoch_s(case when json_type(f[1]) in ('UBIGINT', 'BIGINT', 'DOUBLE') then f[1]::double end,
+                         project_tz) as t_s
+    from (
+        select *, case when json_type(properties) = 'OBJECT' then json_extract(properties,
+                      ['$.time', '$.distinct_id', '$."$insert_id"', '$."$device_id"', '$."$user_id"']) end as f
+        from (
+            select *, case when json_type(j) = 'OBJECT' then j -> '$.event' end as event_json,
+                      case when json_type(j) = 'OBJECT' then j -> '$.properties' end as properties
+            from (
+                -- the loader split the body at "\n" only, removed one trailing "\r" and a leading
+                -- byte-order mark, and set `problem` for a line it could not pass on
+                select line_no, raw_line, line, problem, case when problem is null then try(json(line)) end as j
+                from temp.hc_lines
+            )
+        )
+    )
+);
 
 -- name: delete_partition
 delete from raw.events where event_date = $day::date;
@@ -46,10 +129,55 @@ delete from raw.events where event_date = $day::date;
 delete from raw.rejected_events where event_date = $day::date;
 
 -- name: insert_events
+-- The fast path: DuckDB's newline-delimited JSON reader (a malformed line gives a row of NULLs, which the
+-- rule rejects).
 insert into raw.events
 select $day::date, event, distinct_id, to_timestamp(t_s), insert_id, device_id, user_id, properties, now()
-from hc_export_rows($path)
-where hc_reject_reason(event, properties, t_s, distinct_id, $min_s, $max_s) is null;
+from hc_export_rows($path, $project_tz, $min_s, $max_s)
+where reason is null;
+
+-- name: count_records
+-- Lines the JSON reader sees (every line that is not blank), for the quarantine path's consistency check.
+select count(*) from read_ndjson($path, ignore_errors = true, columns = {'event': 'JSON'});
+
+-- name: count_lines
+-- The body's non-empty lines, counted by a reader independent of the JSON parser: when the count equals the
+-- rows inserted, no line was rejected and the quarantine passes are skipped. A line over 2 MB makes this
+-- reader fail; the loader then takes the exact path.
+select count(line)
+from read_csv($path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
+              header = false, auto_detect = false, strict_mode = false);
+
+-- name: insert_rejected
+-- Quarantine: every line parsed once more on its own, judged by the same rule as the insert, and each
+-- failing line kept with its 1-based line number and raw text.
+insert into raw.rejected_events
+select $day::date, $source, line_no, line, reason
+from hc_text_rows($path, $project_tz, $min_s, $max_s)
+where reason is not null;
+
+-- name: insert_recovered
+-- Lines the JSON reader rejected only for a leading byte-order mark: valid once it is removed.
+insert into raw.events
+select $day::date, event, distinct_id, to_timestamp(t_s), insert_id, device_id, user_id, properties, now()
+from hc_text_rows($path, $project_tz, $min_s, $max_s)
+where reason is null and starts_with(line, chr(65279));
+
+-- name: count_blank
+-- Blank lines, which the JSON reader does not see.
+select count(*) from raw.rejected_events where event_date = $day::date and reason = 'blank_line';
+
+-- name: exact_events
+insert into raw.events
+select $day::date, event, distinct_id, to_timestamp(t_s), insert_id, device_id, user_id, properties, now()
+from hc_exact_rows($project_tz, $min_s, $max_s)
+where reason is null;
+
+-- name: exact_rejected
+insert into raw.rejected_events
+select $day::date, $source, line_no, line, reason
+from hc_exact_rows($project_tz, $min_s, $max_s)
+where reason is not null;
 
 -- name: remove_duplicates
 -- Mixpanel's dedup key (event, distinct_id, time, $insert_id): keep the latest mp_processing_time_ms.
@@ -71,48 +199,12 @@ where event_date = $day::date
               group by all having count(*) > 1)
     ) where rn > 1);
 
--- name: count_lines
--- The body's non-empty lines, counted by a reader independent of the JSON parser: when the count equals the
--- rows inserted, no line was rejected and the quarantine passes are skipped. (Mixpanel caps an event at
--- 1 MB, so DuckDB's default 2 MB line limit holds; a larger buffer only costs memory.)
-select count(line)
-from read_csv($path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
-              header = false, auto_detect = false, strict_mode = false);
-
--- name: insert_rejected
--- Quarantine (only when count_lines found more lines than rows inserted): every line is parsed once more
--- on its own, judged by the same hc_reject_reason as the insert, and each failing line is kept with its
--- 1-based physical line number and raw text. Only a failing line's text reaches the numbering window.
-insert into raw.rejected_events
-select $day::date, $source, line_no, bad_line, reason
-from (
-    select row_number() over () as line_no, bad_line, reason
-    from (
-        select case when reason is not null then line end as bad_line, reason
-        from (
-            select line,
-                   case when line is null then null
-                        when f is null then case when regexp_full_match(line, '\s*') then 'blank_line'
-                                                 else 'invalid_json' end
-                        when not regexp_matches(line, '^\s*\{') then 'not_a_json_object'
-                        -- a time inside properties proves they are an object; only other lines parse them
-                        else hc_reject_reason(f[1] ->> '$',
-                                              case when f[2] is null then json_extract(line, '$.properties')
-                                                   else '{}' end,
-                                              hc_epoch_s(case when json_type(f[2]) in ('UBIGINT', 'BIGINT', 'DOUBLE')
-                                                              then f[2]::double end),
-                                              f[3] ->> '$', $min_s, $max_s) end as reason
-            from (
-                select line,
-                       try(json_extract(line, ['$.event', '$.properties.time', '$.properties.distinct_id'])) as f
-                from read_csv($path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
-                              header = false, auto_detect = false, strict_mode = false)
-            )
-        )
-    )
-)
-where bad_line is not null;
-
 -- name: day_stats
-select count(*) as rows_loaded, count(distinct distinct_id) as distinct_users
+-- Rows, users, and rows whose distinct_id is a placeholder an SDK sends when it has no id (Mixpanel's
+-- identity docs list these values: it does not merge them, and every such event looks like one user).
+select count(*) as rows_loaded, count(distinct distinct_id) as distinct_users,
+       count(*) filter (where lower(trim(distinct_id)) in (
+           'undefined', 'null', 'none', 'nil', '<nil>', 'nan', 'n/a', 'na', 'anon', 'anonymous', 'unknown',
+           '[object object]', '0', '-1', 'false', 'true', '[]', '{}',
+           '00000000-0000-0000-0000-000000000000')) as placeholder_ids
 from raw.events where event_date = $day::date;
