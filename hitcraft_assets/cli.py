@@ -144,9 +144,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = outcome.result
     elapsed = time.monotonic() - t0
     if not result.success:
-        failure = next((e for e in result.all_events if e.is_step_failure), None)
-        reason = failure.step_failure_data.error.message.strip() if failure and failure.step_failure_data.error else ""
-        print(f"hitcraft run: FAILED (run {result.run_id}) after {elapsed:.1f} s\n{reason}", file=sys.stderr)
+        print(f"hitcraft run: FAILED (run {result.run_id}) after {elapsed:.1f} s\n{failure_reason(result)}",
+              file=sys.stderr)
         return 1
     held = print_summary(start, end, result.run_id, elapsed)
     print_top_insights(end)
@@ -156,6 +155,20 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_HELD_DAYS
     return 0
+
+
+def failure_reason(result) -> str:
+    """The failed step and the real cause: Dagster's own message ("Error occurred while executing op ...")
+    followed by the message of the innermost exception that caused it."""
+    failure = next((e for e in result.all_events if e.is_step_failure), None)
+    if failure is None or failure.step_failure_data.error is None:
+        return ""
+    error = failure.step_failure_data.error
+    lines = [f"step {failure.step_key}: {error.message.strip()}"]
+    while error.cause is not None:
+        error = error.cause
+        lines.append(f"  caused by {error.message.strip()}")
+    return "\n".join(lines)
 
 
 def print_top_insights(day: date, limit: int = 10) -> None:
@@ -237,7 +250,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return outcome.exit_code
     result = outcome.result
     if not result.success:
-        print(f"hitcraft evaluate: the pipeline FAILED (run {result.run_id})", file=sys.stderr)
+        print(f"hitcraft evaluate: the pipeline FAILED (run {result.run_id})\n{failure_reason(result)}",
+              file=sys.stderr)
         return 1
     print(f"pipeline: {time.monotonic() - t0:.1f} s")
     with duckdb.connect(str(out / "warehouse.duckdb"), read_only=True) as conn:

@@ -227,3 +227,19 @@ def test_blank_lines_and_an_empty_day_with_the_loader_directly(tmp_path):
     assert conn.execute("select reason from raw.rejected_events").fetchall() == [("blank_line",)]
     stats = load_day(conn, DAY, None, source="t")
     assert stats.rows_loaded == 0 and conn.execute("select count(*) from raw.events").fetchall() == [(0,)]
+
+
+def test_a_warehouse_that_is_not_duckdb_fails_profiles_and_events_at_once(tmp_path, export_dir, instance):
+    from hitcraft_assets.ingestion.assets import user_profiles
+
+    write_day(export_dir, DAY, [good(0)])
+    garbage = tmp_path / "w.duckdb"
+    garbage.write_text("not a database")
+    resources = {"duckdb": WarehouseResource(database=str(garbage)),
+                 "export_source": ExportSourceResource(source="files", export_dir=str(export_dir),
+                                                       staging_dir=str(tmp_path / "s"), mixpanel=MixpanelResource())}
+    result = dg.materialize([raw_events, user_profiles], resources=resources, instance=instance,
+                            partition_key=DAY.isoformat(), raise_on_error=False)
+    assert not result.success and retries(result) == 0
+    failures = [e.step_failure_data.error.message for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert len(failures) == 2 and all("not a valid DuckDB database file" in m for m in failures)

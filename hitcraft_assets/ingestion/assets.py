@@ -9,14 +9,13 @@ import dagster as dg
 from hitcraft_assets.config import load_config
 from hitcraft_assets.ingestion import checks
 from hitcraft_assets.ingestion.loader import LoadStats, load_day
-from hitcraft_assets.ingestion.mixpanel import MixpanelConfigError, MixpanelRequestError, MixpanelRetryExhausted
+from hitcraft_assets.ingestion.mixpanel import MixpanelConfigError, MixpanelRequestError
 from hitcraft_assets.ingestion.sources import ExportSourceResource
 from hitcraft_assets.partitions import RAW_DAILY
 from hitcraft_assets.progress import report_progress
+from hitcraft_assets.retries import NETWORK_RETRY, only_transient_retries
 from hitcraft_assets.warehouse import WarehouseResource, ensure_schema, named_statements, transaction
 
-# Network assets retry with exponential backoff and jitter; the client already retried each request.
-NETWORK_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 OWNERS = ["team:data-platform"]
 
 
@@ -39,40 +38,21 @@ def _stats_metadata(stats: LoadStats) -> dict:
     }
 
 
-def transient(exc: BaseException) -> bool:
-    """Faults worth Dagster's retry policy: a Mixpanel request that kept failing for network reasons, a
-    warehouse another process held locked. Everything else (bad data, a missing folder, a bug) fails at
-    once with its real cause."""
-    if isinstance(exc, MixpanelRetryExhausted):
-        return True
-    text = str(exc)
-    return "WAREHOUSE_LOCKED" in text or "Could not set lock" in text or "Conflicting lock" in text
-
-
 def load_partition(context, duckdb: WarehouseResource, export_source: ExportSourceResource, day: date,
                    config) -> tuple[LoadStats, str]:
     """Fetch and load one day; a fault that retrying cannot fix becomes a dg.Failure without retries."""
+    with only_transient_retries(f"fetching {day}", day=day.isoformat()):
+        try:
+            fetched = export_source.fetch_day(day, log=context.log)
+        except (MixpanelRequestError, MixpanelConfigError) as exc:
+            raise dg.Failure(description=str(exc), metadata={"day": day.isoformat(), "code": exc.code},
+                             allow_retries=False) from None
     try:
-        fetched = export_source.fetch_day(day, log=context.log)
-    except (MixpanelRequestError, MixpanelConfigError) as exc:
-        raise dg.Failure(description=str(exc), metadata={"day": day.isoformat(), "code": exc.code},
-                         allow_retries=False) from None
-    except MixpanelRetryExhausted:
-        raise
-    except OSError as exc:
-        raise dg.Failure(description=f"SOURCE_UNREADABLE: cannot fetch {day}: {exc}",
-                         metadata={"day": day.isoformat()}, allow_retries=False) from None
-    try:
-        with duckdb.get_connection() as conn:
-            stats = load_day(conn, day, fetched.path, source=fetched.source, bytes_read=fetched.bytes_read,
-                             tolerance_s=config.time_tolerance_minutes * 60,
-                             project_tz=config.mixpanel_project_timezone)
-    except Exception as exc:
-        if transient(exc):
-            raise
-        raise dg.Failure(description=f"loading {day} from {fetched.source} failed: {type(exc).__name__}: {exc}",
-                         metadata={"day": day.isoformat(), "error": type(exc).__name__},
-                         allow_retries=False) from None
+        with only_transient_retries(f"loading {day} from {fetched.source}", day=day.isoformat()):
+            with duckdb.get_connection() as conn:
+                stats = load_day(conn, day, fetched.path, source=fetched.source, bytes_read=fetched.bytes_read,
+                                 tolerance_s=config.time_tolerance_minutes * 60,
+                                 project_tz=config.mixpanel_project_timezone)
     finally:
         if fetched.is_staged and fetched.path is not None:
             Path(fetched.path).unlink(missing_ok=True)
@@ -148,7 +128,7 @@ def user_profiles(
         path, source = export_source.fetch_profiles(log=context.log)
     except (MixpanelRequestError, MixpanelConfigError) as exc:
         raise dg.Failure(description=str(exc), metadata={"code": exc.code}, allow_retries=False) from None
-    with duckdb.get_connection() as conn:
+    with only_transient_retries("loading the profiles snapshot"), duckdb.get_connection() as conn:
         ensure_schema(conn)
         with transaction(conn):
             conn.execute("delete from raw.user_profiles")

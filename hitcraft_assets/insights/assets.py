@@ -9,7 +9,6 @@ from hitcraft_assets.analysis.assets import daily_metrics, funnels, held_metadat
 from hitcraft_assets.analysis.days import held_local_days
 from hitcraft_assets.config import load_config
 from hitcraft_assets.detection.assets import anomalies, trends
-from hitcraft_assets.ingestion.assets import NETWORK_RETRY
 from hitcraft_assets.insights import (
     generate_insights,
     previous_state,
@@ -21,6 +20,7 @@ from hitcraft_assets.insights import (
 from hitcraft_assets.insights.llm import LLMResource
 from hitcraft_assets.partitions import DAILY
 from hitcraft_assets.progress import report_progress
+from hitcraft_assets.retries import NETWORK_RETRY, only_transient_retries
 from hitcraft_assets.warehouse import WarehouseResource
 
 
@@ -66,35 +66,41 @@ def insights(context: dg.AssetExecutionContext, duckdb: WarehouseResource, llm: 
     rules, or, with OPENAI_API_KEY set, from an LLM for the top insights of the run's last day, accepted
     only when every number it writes is in the evidence. The config's business context travels with each.
     """
-    config = load_config()
-    days = sorted(date.fromisoformat(k) for k in context.partition_keys)
-    with duckdb.get_connection() as conn:
-        held = held_local_days(conn, days, config)
-    readable = [d for d in days if d not in held]
-    for n, day in enumerate(days, start=1):
-        if day in held:
-            context.add_asset_metadata(held_metadata(held[day]), partition_key=day.isoformat())
-            context.log.warning(f"insights {day}: not computed, {held[day]}")
-            report_progress("insights", n, len(days), day.isoformat(), {"held": 1})
-            continue
+    return _insights(context, duckdb, llm)
+
+
+def _insights(context, duckdb: WarehouseResource, llm: LLMResource) -> dg.MaterializeResult:
+    """The body of `insights`; only transient faults may be retried (the LLM falls back to rules by itself)."""
+    with only_transient_retries("computing insights"):
+        config = load_config()
+        days = sorted(date.fromisoformat(k) for k in context.partition_keys)
         with duckdb.get_connection() as conn:
-            previous_ids, previous_open = previous_state(conn, day)
-            found = generate_insights(conn, day, config)
-        ranked = rank_insights(with_status(found, previous_ids, previous_open, day=day), config)
-        # the LLM writes for the day people read (the last of the run): a backfill stays within budget
-        final = with_llm_text(ranked, llm if day == readable[-1] else LLMResource(), config, context.log)
-        with duckdb.get_connection() as conn:
-            written = write_insights(conn, day, final)
-        top = [i for i in final if i.status != "resolved"][:5]
-        meta = {"insights": written, "new": sum(i.status == "new" for i in final),
-                "ongoing": sum(i.status == "ongoing" for i in final),
-                "resolved": sum(i.status == "resolved" for i in final),
-                "llm_written": sum(i.generated_by.startswith("llm:") for i in final),
-                "top": dg.MetadataValue.md("\n".join(f"{i.priority_rank}. [{i.kind}] {i.title}" for i in top) or "none")}
-        context.add_asset_metadata(meta, partition_key=day.isoformat())
-        report_progress("insights", n, len(days), day.isoformat(),
-                        {k: v for k, v in meta.items() if isinstance(v, int)})
-    return dg.MaterializeResult()
+            held = held_local_days(conn, days, config)
+        readable = [d for d in days if d not in held]
+        for n, day in enumerate(days, start=1):
+            if day in held:
+                context.add_asset_metadata(held_metadata(held[day]), partition_key=day.isoformat())
+                context.log.warning(f"insights {day}: not computed, {held[day]}")
+                report_progress("insights", n, len(days), day.isoformat(), {"held": 1})
+                continue
+            with duckdb.get_connection() as conn:
+                previous_ids, previous_open = previous_state(conn, day)
+                found = generate_insights(conn, day, config)
+            ranked = rank_insights(with_status(found, previous_ids, previous_open, day=day), config)
+            # the LLM writes for the day people read (the last of the run): a backfill stays within budget
+            final = with_llm_text(ranked, llm if day == readable[-1] else LLMResource(), config, context.log)
+            with duckdb.get_connection() as conn:
+                written = write_insights(conn, day, final)
+            top = [i for i in final if i.status != "resolved"][:5]
+            meta = {"insights": written, "new": sum(i.status == "new" for i in final),
+                    "ongoing": sum(i.status == "ongoing" for i in final),
+                    "resolved": sum(i.status == "resolved" for i in final),
+                    "llm_written": sum(i.generated_by.startswith("llm:") for i in final),
+                    "top": dg.MetadataValue.md("\n".join(f"{i.priority_rank}. [{i.kind}] {i.title}" for i in top) or "none")}
+            context.add_asset_metadata(meta, partition_key=day.isoformat())
+            report_progress("insights", n, len(days), day.isoformat(),
+                            {k: v for k, v in meta.items() if isinstance(v, int)})
+        return dg.MaterializeResult()
 
 
 insight_assets = [insights]
