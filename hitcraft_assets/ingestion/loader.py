@@ -107,7 +107,7 @@ def load_day(
     params = {"day": day.isoformat(), "path": str(path) if path else None, "source": source,
               "project_tz": project_tz, "min_s": start.timestamp() - tolerance_s,
               "max_s": end.timestamp() + tolerance_s}
-    for macro in ("epoch_macro", "reason_macro", "rows_macro"):
+    for macro in ("epoch_macro", "reason_macro", "rows_macro", "exact_table", "line_macro"):
         _run(conn, macro, params)
     if path is not None and not Path(path).is_file():
         raise LoadError(f"SOURCE_UNREADABLE: {source} for {day} is not a readable file")
@@ -174,8 +174,6 @@ def _load_exact(conn: duckdb.DuckDBPyConnection, params: dict, path: Path) -> di
     """Path 3: the body's lines split at "\\n" by Python, judged by the same SQL rule."""
     _run(conn, "delete_partition", params)
     _run(conn, "delete_rejected", params)
-    _run(conn, "exact_table", params)
-    _run(conn, "exact_macro", params)
     reader = _LineReader(path)
     stream = pa.RecordBatchReader.from_batches(_LINES_SCHEMA, reader.batches())
     conn.register("hc_line_stream", stream)

@@ -27,12 +27,13 @@ end;
 
 -- name: reason_macro
 -- The validation rule, in one place: null when the row is valid, else a stable reason code. `event_json`
--- and `id_json` are the raw JSON values (their types matter), the others already extracted.
-create or replace temp macro hc_reject_reason(event_json, properties, t_s, id_json, min_s, max_s) as
+-- and `id_json` are the raw JSON values (their types matter), `props_object` whether `properties` is an
+-- object, `t_s` the time in epoch seconds (null when it is not a number).
+create or replace temp macro hc_reject_reason(event_json, props_object, t_s, id_json, min_s, max_s) as
 case
     when event_json is null or json_type(event_json) = 'NULL' or (event_json ->> '$') = '' then 'missing_event'
     when json_type(event_json) <> 'VARCHAR' or regexp_matches(event_json ->> '$', '[[:cntrl:]]') then 'invalid_event'
-    when properties is null or json_type(properties) <> 'OBJECT' then 'missing_properties'
+    when not coalesce(props_object, false) then 'missing_properties'
     when t_s is null then 'missing_or_non_numeric_time'
     when id_json is null or json_type(id_json) = 'NULL' or trim(id_json ->> '$') = '' then 'missing_distinct_id'
     when json_type(id_json) not in ('VARCHAR', 'UBIGINT', 'BIGINT') then 'invalid_distinct_id'
@@ -41,15 +42,14 @@ case
 end;
 
 -- name: rows_macro
--- Everything the engine takes from a record, with its verdict, for the three sources of records: the JSON
--- reader (hc_export_rows), the body's lines as text (hc_text_rows) and the exact path's lines
--- (hc_exact_rows). Each extracts the fields with one json_extract and judges with hc_reject_reason, so
--- the rows are the same whichever path loaded them. A line of text also has the reasons only a line can
+-- Everything the engine takes from a record, with its verdict, from DuckDB's JSON reader (the fast path).
+-- hc_line_rows below does the same for lines of text and judges with the same hc_reject_reason, so the
+-- rows are the same whichever path loaded them; a line of text also has the reasons only a line can
 -- have: blank_line, invalid_json, not_a_json_object.
 create or replace temp macro hc_export_rows(path, project_tz, min_s, max_s) as table
 select null::bigint as line_no, null::varchar as line, event_json ->> '$' as event, properties, t_s,
        f[2] ->> '$' as distinct_id, f[3] ->> '$' as insert_id, f[4] ->> '$' as device_id, f[5] ->> '$' as user_id,
-       hc_reject_reason(event_json, properties, t_s, f[2], min_s, max_s) as reason
+       hc_reject_reason(event_json, json_type(properties) = 'OBJECT', t_s, f[2], min_s, max_s) as reason
 from (
     select *, hc_epoch_s(case when json_type(f[1]) in ('UBIGINT', 'BIGINT', 'DOUBLE') then f[1]::double end,
                          project_tz) as t_s
@@ -61,63 +61,49 @@ from (
     )
 );
 
-create or replace temp macro hc_text_rows(path, project_tz, min_s, max_s) as table
-select line_no, raw_line as line, event_json ->> '$' as event, properties, t_s,
-       f[2] ->> '$' as distinct_id, f[3] ->> '$' as insert_id, f[4] ->> '$' as device_id, f[5] ->> '$' as user_id,
-       case when regexp_full_match(line, '\s*') then 'blank_line'
-            when j is null then 'invalid_json'
-            when json_type(j) <> 'OBJECT' then 'not_a_json_object'
-            else hc_reject_reason(event_json, properties, t_s, f[2], min_s, max_s) end as reason
-from (
-    select *, hc_epoch_s(case when json_type(f[1]) in ('UBIGINT', 'BIGINT', 'DOUBLE') then f[1]::double end,
-                         project_tz) as t_s
-    from (
-        select *, case when json_type(properties) = 'OBJECT' then json_extract(properties,
-                      ['$.time', '$.distinct_id', '$."$insert_id"', '$."$device_id"', '$."$user_id"']) end as f
-        from (
-            select *, case when json_type(j) = 'OBJECT' then j -> '$.event' end as event_json,
-                      case when json_type(j) = 'OBJECT' then j -> '$.properties' end as properties
-            from (
-                -- a leading byte-order mark is not part of the record (a file concatenated from files
-                -- saved by an editor has one at each join)
-                select line_no, raw_line, line, try(json(line)) as j
-                from (select row_number() over () as line_no, line as raw_line, ltrim(line, chr(65279)) as line
-                      from read_csv(path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
-                                    header = false, auto_detect = false, strict_mode = false))
-                where line is not null
-            )
-        )
-    )
-);
-
 -- name: exact_table
 -- The exact path's lines: text split at "\n" by the loader (raw_line: the text as it was, when it differs).
+-- Created (empty) for every load, so that hc_line_rows can name it whichever path it serves.
 create or replace temp table hc_lines (line_no bigint, line varchar, raw_line varchar, problem varchar);
 
--- name: exact_macro
-create or replace temp macro hc_exact_rows(project_tz, min_s, max_s) as table
-select line_no, coalesce(raw_line, line) as line, event_json ->> '$' as event, properties, t_s,
-       f[2] ->> '$' as distinct_id, f[3] ->> '$' as insert_id, f[4] ->> '$' as device_id, f[5] ->> '$' as user_id,
+-- name: line_macro
+-- The body's lines as text, judged: from read_csv on the quarantine path (`exact` false), from
+-- temp.hc_lines on the exact path (the loader split the body at "\n" only, removed one trailing "\r" and a
+-- leading byte-order mark, and set `problem` for a line it could not pass on). A leading byte-order mark
+-- is not part of the record (a file concatenated from files an editor saved has one at each join). The
+-- reason needs one json_extract of three paths; the other columns are computed only for rows that are
+-- inserted (the quarantine path selects line_no, line and reason alone).
+create or replace temp macro hc_line_rows(path, project_tz, min_s, max_s, exact) as table
+select line_no, raw_line as line,
+       f[1] ->> '$' as event,
+       json_extract(text, '$.properties') as properties,
+       t_s,
+       f[3] ->> '$' as distinct_id,
+       json_extract_string(text, '$.properties."$insert_id"') as insert_id,
+       json_extract_string(text, '$.properties."$device_id"') as device_id,
+       json_extract_string(text, '$.properties."$user_id"') as user_id,
        case when problem is not null then problem
-            when regexp_full_match(line, '\s*') then 'blank_line'
-            when j is null then 'invalid_json'
-            when json_type(j) <> 'OBJECT' then 'not_a_json_object'
-            else hc_reject_reason(event_json, properties, t_s, f[2], min_s, max_s) end as reason
+            when regexp_full_match(text, '\s*') then 'blank_line'
+            when f is null then 'invalid_json'
+            when not regexp_matches(text, '^\s*\{') then 'not_a_json_object'
+            -- a time inside properties proves they are an object; only other lines parse them again
+            else hc_reject_reason(f[1], f[2] is not null or json_type(text, '$.properties') = 'OBJECT',
+                                  t_s, f[3], min_s, max_s) end as reason
 from (
-    select *, hc_epoch_s(case when json_type(f[1]) in ('UBIGINT', 'BIGINT', 'DOUBLE') then f[1]::double end,
+    select *, hc_epoch_s(case when json_type(f[2]) in ('UBIGINT', 'BIGINT', 'DOUBLE') then f[2]::double end,
                          project_tz) as t_s
     from (
-        select *, case when json_type(properties) = 'OBJECT' then json_extract(properties,
-                      ['$.time', '$.distinct_id', '$."$insert_id"', '$."$device_id"', '$."$user_id"']) end as f
+        select *, case when problem is null
+                       then try(json_extract(text, ['$.event', '$.properties.time', '$.properties.distinct_id']))
+                  end as f
         from (
-            select *, case when json_type(j) = 'OBJECT' then j -> '$.event' end as event_json,
-                      case when json_type(j) = 'OBJECT' then j -> '$.properties' end as properties
-            from (
-                -- the loader split the body at "\n" only, removed one trailing "\r" and a leading
-                -- byte-order mark, and set `problem` for a line it could not pass on
-                select line_no, raw_line, line, problem, case when problem is null then try(json(line)) end as j
-                from temp.hc_lines
-            )
+            select line_no, line as raw_line, ltrim(line, chr(65279)) as text, null::varchar as problem
+            from (select row_number() over () as line_no, line
+                  from read_csv(path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '', escape = '',
+                                header = false, auto_detect = false, strict_mode = false))
+            where not exact and line is not null
+            union all
+            select line_no, coalesce(raw_line, line), line, problem from temp.hc_lines where exact
         )
     )
 );
@@ -153,14 +139,14 @@ from read_csv($path, columns = {'line': 'VARCHAR'}, delim = e'\x01', quote = '',
 -- failing line kept with its 1-based line number and raw text.
 insert into raw.rejected_events
 select $day::date, $source, line_no, line, reason
-from hc_text_rows($path, $project_tz, $min_s, $max_s)
+from hc_line_rows($path, $project_tz, $min_s, $max_s, false)
 where reason is not null;
 
 -- name: insert_recovered
 -- Lines the JSON reader rejected only for a leading byte-order mark: valid once it is removed.
 insert into raw.events
 select $day::date, event, distinct_id, to_timestamp(t_s), insert_id, device_id, user_id, properties, now()
-from hc_text_rows($path, $project_tz, $min_s, $max_s)
+from hc_line_rows($path, $project_tz, $min_s, $max_s, false)
 where reason is null and starts_with(line, chr(65279));
 
 -- name: count_blank
@@ -170,13 +156,13 @@ select count(*) from raw.rejected_events where event_date = $day::date and reaso
 -- name: exact_events
 insert into raw.events
 select $day::date, event, distinct_id, to_timestamp(t_s), insert_id, device_id, user_id, properties, now()
-from hc_exact_rows($project_tz, $min_s, $max_s)
+from hc_line_rows($path, $project_tz, $min_s, $max_s, true)
 where reason is null;
 
 -- name: exact_rejected
 insert into raw.rejected_events
 select $day::date, $source, line_no, line, reason
-from hc_exact_rows($project_tz, $min_s, $max_s)
+from hc_line_rows($path, $project_tz, $min_s, $max_s, true)
 where reason is not null;
 
 -- name: remove_duplicates
