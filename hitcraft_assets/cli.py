@@ -4,6 +4,7 @@
     hitcraft run [--from YYYY-MM-DD] [--to YYYY-MM-DD]
     hitcraft evaluate [--out DIR] [--days N] [--seed S]
     hitcraft check-config [FILE] [--warehouse PATH]
+    hitcraft send-reports --profile NAME [--period D] [--dry-run]
 """
 
 from __future__ import annotations
@@ -149,11 +150,71 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     held = print_summary(start, end, result.run_id, elapsed)
     print_top_insights(end)
+    print_deliveries(result)
     if held:
         print(f"hitcraft run: {len(held)} day(s) held back from analysis by the quality gate: "
               f"{', '.join(d.isoformat() for d in held)} (see above; fix the file and run those days again)",
               file=sys.stderr)
         return EXIT_HELD_DAYS
+    return 0
+
+
+def print_deliveries(result) -> None:
+    """Where the run's email reports went (the email_reports materializations' metadata)."""
+    lines = []
+    for mat in result.asset_materializations_for_node("email_reports"):
+        deliveries = mat.metadata.get("deliveries")
+        if deliveries is not None:
+            lines.append(deliveries.value)
+    if lines:
+        print("\nemail reports:")
+        for block in lines:
+            for line in block.splitlines():
+                print("  " + line.removeprefix("- ").replace("**", ""))
+
+
+def cmd_send_reports(args: argparse.Namespace) -> int:
+    """Render and send one report profile's digest for one period, through Dagster (email_reports_job)."""
+    from hitcraft_assets.config import load_config
+
+    config = load_config()
+    report = next((r for r in config.reports if r.name == args.profile), None)
+    if report is None:
+        names = ", ".join(r.name for r in config.reports) or "none"
+        print(f"hitcraft: REPORT_UNKNOWN: no report profile {args.profile!r} in {config.path.name} (profiles: {names})",
+              file=sys.stderr)
+        return 2
+    ensure_dagster_home()
+    import dagster as dg
+    import duckdb
+
+    from hitcraft_assets.definitions import defs
+    from hitcraft_assets.delivery.periods import period_ending
+    from hitcraft_assets.delivery.schedules import email_run_config
+
+    day = args.period
+    if day is None:
+        with duckdb.connect(str(settings.duckdb_path()), read_only=True) as conn:
+            if "insights.insights" not in existing_tables(conn):
+                print("hitcraft: NO_INSIGHTS: the warehouse has no insights yet (hitcraft run)", file=sys.stderr)
+                return 2
+            day = conn.execute("select max(as_of_date) from insights.insights").fetchall()[0][0]
+            if report.cadence != "daily":   # the latest period that is over
+                period = period_ending(report.cadence, day)
+                if period.end > day:
+                    day = period.start - timedelta(days=1)
+    period = period_ending(report.cadence, day)
+    run_config = email_run_config([report.cadence], [report.name])
+    run_config["ops"]["email_reports"]["config"]["send"] = not args.dry_run
+    print(f"hitcraft send-reports: {report.name} ({report.cadence}), {period.label} "
+          f"({period.start} .. {period.end}){', dry run' if args.dry_run else ''}")
+    result = defs.resolve_job_def("email_reports_job").execute_in_process(
+        instance=dg.DagsterInstance.get(), partition_key=period.end.isoformat(), run_config=run_config,
+        tags={"hitcraft/command": "send-reports"}, raise_on_error=False)
+    if not result.success:
+        print(f"hitcraft send-reports: FAILED (run {result.run_id})\n{failure_reason(result)}", file=sys.stderr)
+        return 1
+    print_deliveries(result)
     return 0
 
 
@@ -357,6 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--warehouse", default=None, help="a DuckDB warehouse to check names against "
                                                        "(default: HITCRAFT_DUCKDB_PATH if it exists)")
     cc.set_defaults(func=cmd_check_config)
+    sr = sub.add_parser("send-reports", help="render and send one report profile's email digest")
+    sr.add_argument("--profile", required=True, help="a report profile name (config reports[].name)")
+    sr.add_argument("--period", type=_day, default=None,
+                    help="a day of the period (default: the latest period with insights that is over)")
+    sr.add_argument("--dry-run", action="store_true", help="render only: .eml files in data/outbox/preview/")
+    sr.set_defaults(func=cmd_send_reports)
     return parser
 
 

@@ -12,6 +12,14 @@ from hitcraft_assets import settings
 from hitcraft_assets.config import load_config
 from hitcraft_assets.analysis.assets import analysis_assets
 from hitcraft_assets.analysis.days import filing_timezone
+from hitcraft_assets.delivery.assets import delivery_assets, email_reports
+from hitcraft_assets.delivery.email.smtp import SMTPResource
+from hitcraft_assets.delivery.schedules import (
+    build_period_schedule,
+    build_reports_sensor,
+    daily_profile_names,
+    operator_alert_on_run_failure,
+)
 from hitcraft_assets.detection.assets import detection_assets
 from hitcraft_assets.insights.assets import insight_assets
 from hitcraft_assets.insights.llm import LLMResource
@@ -42,8 +50,18 @@ def build_resources() -> dict:
         base_url=_env("OPENAI_BASE_URL"),
         model=_env("HITCRAFT_LLM_MODEL", "gpt-4o-mini"),
     )
+    smtp = SMTPResource(
+        host=_env("HITCRAFT_SMTP_HOST"),
+        port=dg.EnvVar.int("HITCRAFT_SMTP_PORT") if os.environ.get("HITCRAFT_SMTP_PORT") else None,
+        user=_env("HITCRAFT_SMTP_USER"),
+        password=_env("HITCRAFT_SMTP_PASSWORD"),
+        security=_env("HITCRAFT_SMTP_SECURITY", "starttls"),
+        sender=_env("HITCRAFT_EMAIL_FROM", "HitCraft Analytics <reports@localhost>"),
+        outbox_dir=str(settings.outbox_dir()),
+    )
     return {
         "llm": llm,
+        "smtp": smtp,
         "duckdb": WarehouseResource(database=str(settings.duckdb_path())),
         "export_source": ExportSourceResource(
             source=settings.source_mode(),
@@ -55,7 +73,7 @@ def build_resources() -> dict:
 
 
 ingestion_assets = [raw_events, user_profiles]
-all_assets = ingestion_assets + analysis_assets + detection_assets + insight_assets
+all_assets = ingestion_assets + analysis_assets + detection_assets + insight_assets + delivery_assets
 
 daily_analysis_job = dg.define_asset_job(
     "daily_analysis_job",
@@ -73,6 +91,12 @@ all_assets_job = dg.define_asset_job(
     selection=dg.AssetSelection.all(),
     description="Every asset of the engine for a range of days, in one run (what `hitcraft run` launches).",
 )
+email_reports_job = dg.define_asset_job(
+    "email_reports_job",
+    selection=dg.AssetSelection.assets(email_reports),
+    description="Render and send the email digests of one period (the sensor and the weekly and monthly "
+                "schedules launch it; `hitcraft send-reports` too).",
+)
 profiles_job = dg.define_asset_job(
     "profiles_job",
     selection=dg.AssetSelection.assets(user_profiles),
@@ -89,10 +113,14 @@ def build_defs() -> dg.Definitions:
     )
     return dg.Definitions(
         assets=all_assets,
-        jobs=[daily_ingest_job, daily_analysis_job, profiles_job, all_assets_job],
-        schedules=[build_daily_schedule(daily_ingest_job, config.timezone, filing_timezone(config)), profiles_schedule],
+        jobs=[daily_ingest_job, daily_analysis_job, profiles_job, all_assets_job, email_reports_job],
+        schedules=[build_daily_schedule(daily_ingest_job, config.timezone, filing_timezone(config)), profiles_schedule,
+                   build_period_schedule(email_reports_job, "weekly", config.timezone),
+                   build_period_schedule(email_reports_job, "monthly", config.timezone)],
         sensors=[build_analysis_sensor(daily_analysis_job, config.timezone, config.max_window_days,
-                                       filing_timezone(config))],
+                                       filing_timezone(config)),
+                 build_reports_sensor(email_reports_job, daily_profile_names(config)),
+                 operator_alert_on_run_failure],
         resources=build_resources(),
     )
 

@@ -18,9 +18,14 @@ from hitcraft_assets.ingestion.mixpanel import MixpanelRetryExhausted
 NETWORK_RETRY = dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
 
 
+class Transient(Exception):
+    """A fault that may pass on its own (a server that is down): Dagster's retry policy may retry it."""
+
+
 def transient(exc: BaseException) -> bool:
-    """A Mixpanel request that kept failing for network reasons (429s, 5xx, resets, cut streams)."""
-    return isinstance(exc, MixpanelRetryExhausted)
+    """A Mixpanel request that kept failing for network reasons (429s, 5xx, resets, cut streams), or any
+    `Transient` fault (an SMTP server that refused connections)."""
+    return isinstance(exc, (MixpanelRetryExhausted, Transient))
 
 
 @contextmanager

@@ -69,3 +69,18 @@ def start_date() -> date:
     if truth and truth.get("start_date"):
         return date.fromisoformat(truth["start_date"])
     return datetime.now(timezone.utc).date() - timedelta(days=DEMO_HISTORY_DAYS)
+
+
+def public_url() -> str:
+    """The dashboard's base URL, for links in emails (HITCRAFT_PUBLIC_URL)."""
+    return (os.environ.get("HITCRAFT_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/")
+
+
+def outbox_dir() -> Path:
+    """Where messages go without SMTP settings: one .eml file each."""
+    return data_dir() / "outbox"
+
+
+def dagster_url() -> str:
+    """The Dagster UI's base URL, for links to runs in operator alerts (HITCRAFT_DAGSTER_URL)."""
+    return (os.environ.get("HITCRAFT_DAGSTER_URL") or "http://127.0.0.1:3000").rstrip("/")

@@ -12,7 +12,17 @@ from hitcraft_assets.schedules import RANGE_END, RANGE_START, daily_range
 
 # Reviewed snapshot of the asset graph. raw_window: the (start, end) offsets of the UTC raw days a local
 # analysis day reads (funnels: + the 7-day conversion window).
-SNAPSHOT = {'daily_metrics': {'checks': [],
+SNAPSHOT = {'email_reports': {'checks': [],
+                   'deps': ['insights'],
+                   'group': 'delivery',
+                   'kinds': ['duckdb', 'email'],
+                   'owners': ['team:product-analytics'],
+                   'partitioned': 'Daily, starting 2026-01-01 UTC.',
+                   'pool': 'duckdb',
+                   'raw_window': None,
+                   'retry': True,
+                   'single_run_backfill': True},
+ 'daily_metrics': {'checks': [],
                    'deps': ['raw_events', 'sessions'],
                    'group': 'analysis',
                    'kinds': ['duckdb', 'sql'],
@@ -151,10 +161,14 @@ def test_every_asset_is_described():
 
 def test_jobs_and_schedules():
     assert {j.name for j in defs.resolve_all_job_defs()} >= {"daily_ingest_job", "daily_analysis_job", "profiles_job",
-                                                              "all_assets_job"}
-    assert {s.name for s in defs.sensors} == {"analysis_after_ingest_sensor"}
+                                                              "all_assets_job", "email_reports_job"}
+    assert {s.name for s in defs.sensors} == {"analysis_after_ingest_sensor", "daily_reports_after_insights_sensor",
+                                              "operator_alert_on_run_failure"}
     schedules = {s.name: s for s in defs.schedules}
-    assert set(schedules) == {"daily_ingest_schedule", "daily_profiles_schedule"}
+    assert set(schedules) == {"daily_ingest_schedule", "daily_profiles_schedule", "weekly_reports_schedule",
+                              "monthly_reports_schedule"}
+    assert schedules["weekly_reports_schedule"].cron_schedule == "0 7 * * 1"
+    assert schedules["monthly_reports_schedule"].cron_schedule == "0 7 1 * *"
     assert schedules["daily_ingest_schedule"].execution_timezone == "UTC"
     assert schedules["daily_ingest_schedule"].cron_schedule == "30 2 * * *"
 

@@ -37,10 +37,11 @@ def all_assets():
     return assets
 
 
-def resources_for(files_resources):
+def resources_for(files_resources, outbox):
+    from hitcraft_assets.delivery.email.smtp import SMTPResource
     from hitcraft_assets.insights.llm import LLMResource
 
-    return {**files_resources, "llm": LLMResource()}
+    return {**files_resources, "llm": LLMResource(), "smtp": SMTPResource(host=None, outbox_dir=str(outbox))}
 
 
 def local_days_with(warehouse, table: str, column: str) -> set[date]:
@@ -48,14 +49,16 @@ def local_days_with(warehouse, table: str, column: str) -> set[date]:
         return {r[0] for r in conn.execute(f"select distinct {column} from {table}").fetchall()}
 
 
-def test_two_bad_lines_among_ten_warn_and_every_day_is_analysed(files_resources, instance, export_dir, warehouse):
+def test_two_bad_lines_among_ten_warn_and_every_day_is_analysed(files_resources, instance, export_dir, warehouse,
+                                                                tmp_path, monkeypatch):
+    monkeypatch.setenv("HITCRAFT_APP_DB", str(tmp_path / "app.sqlite"))
     days = [START + timedelta(days=i) for i in range(30)]
     for i, day in enumerate(days):
         lines = small_day(day, users=2 if i < 5 else 4)
         if i == 2:
             lines = lines[:4] + ["{cut", '{"event": "Login"}'] + lines[4:8]   # 2 malformed of 10
         write_day(export_dir, day, lines)
-    result = dg.materialize(all_assets(), resources=resources_for(files_resources), instance=instance,
+    result = dg.materialize(all_assets(), resources=resources_for(files_resources, tmp_path / "outbox"), instance=instance,
                             raise_on_error=False,
                             tags={"dagster/asset_partition_range_start": days[0].isoformat(),
                                   "dagster/asset_partition_range_end": days[-1].isoformat()})

@@ -85,6 +85,29 @@ class Funnel:
 
 
 @dataclass(frozen=True)
+class Recipient:
+    email: str
+    name: str = ""
+    role: str | None = None
+    areas: tuple[str, ...] = ()
+    timezone: str | None = None      # None: the reporting timezone
+
+
+@dataclass(frozen=True)
+class Report:
+    """A report profile (config `reports:`): who gets which digest, how often."""
+
+    name: str
+    cadence: str                     # daily | weekly | monthly
+    title: str
+    kinds: tuple[str, ...]
+    areas: tuple[str, ...] = ()
+    top: int = 5
+    kpis: tuple[str, ...] = ()
+    recipients: tuple[Recipient, ...] = ()
+
+
+@dataclass(frozen=True)
 class ProductConfig:
     path: Path
     product: dict[str, Any]
@@ -97,6 +120,7 @@ class ProductConfig:
     metric_importance: dict[str, float] = field(default_factory=dict)
     session_properties: dict[str, str | None] = field(default_factory=lambda: dict(DEFAULT_SESSION_PROPERTIES))
     mixpanel_project_timezone: str | None = None
+    reports: tuple[Report, ...] = ()
 
     @property
     def max_window_days(self) -> int:
@@ -145,6 +169,27 @@ def structural_problems(config: ProductConfig) -> list[str]:
         for j, prop in enumerate(funnel.hold_constant):
             if problem := name_problem(prop, "the property"):
                 out.append(f"CONFIG_FUNNEL: {where}: {key}.hold_constant[{j}]: {problem}")
+    report_names = [r.name for r in config.reports]
+    funnels = {f.name for f in config.funnels}
+    known_areas = set((config.product.get("owners") or {})) | set((config.product.get("areas") or {}))
+    for i, report in enumerate(config.reports):
+        key = f"reports[{i}]"
+        if report.name in report_names[:i]:
+            out.append(f"CONFIG_REPORT: {where}: {key}.name: report name {report.name!r} is repeated")
+        for j, kpi in enumerate(report.kpis):
+            if kpi.startswith("funnel:") and kpi.removeprefix("funnel:") not in funnels:
+                out.append(f"CONFIG_REPORT: {where}: {key}.kpis[{j}]: no funnel named {kpi.removeprefix('funnel:')!r}")
+        areas = [(f"{key}.areas[{j}]", a) for j, a in enumerate(report.areas)]
+        areas += [(f"{key}.recipients[{k}].areas[{j}]", a) for k, r in enumerate(report.recipients)
+                  for j, a in enumerate(r.areas)]
+        for where_key, area in areas:
+            if known_areas and area not in known_areas:
+                out.append(f"CONFIG_REPORT: {where}: {where_key}: unknown area {area!r} (areas are the names in "
+                           f"product.owners or product.areas: {', '.join(sorted(known_areas))})")
+        emails = [r.email.lower() for r in report.recipients]
+        for k, email in enumerate(emails):
+            if email in emails[:k]:
+                out.append(f"CONFIG_REPORT: {where}: {key}.recipients[{k}].email: {email!r} is listed twice")
     for column, prop in config.session_properties.items():
         if column not in DEFAULT_SESSION_PROPERTIES:
             out.append(f"CONFIG_UNKNOWN_KEY: {where}: session_properties.{column}: unknown session column "

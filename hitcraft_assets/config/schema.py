@@ -4,7 +4,7 @@
 `ProductConfig`, or raises a `ConfigError` that lists every problem, each as
 `CODE: file: key.path: what is wrong`. Codes: CONFIG_MISSING (no file), CONFIG_YAML (not YAML),
 CONFIG_SHAPE (not a mapping), CONFIG_UNKNOWN_KEY, CONFIG_MISSING_KEY, CONFIG_TYPE, CONFIG_RANGE,
-CONFIG_TIMEZONE, CONFIG_DIMENSION, CONFIG_FUNNEL, CONFIG_PROPERTY, CONFIG_EVENT.
+CONFIG_TIMEZONE, CONFIG_DIMENSION, CONFIG_FUNNEL, CONFIG_PROPERTY, CONFIG_EVENT, CONFIG_REPORT.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from hitcraft_assets.config import (
     Dimension,
     Funnel,
     ProductConfig,
+    Recipient,
+    Report,
     name_problem,
     structural_problems,
     timezone_problem,
@@ -86,6 +88,53 @@ class SessionPropertiesModel(_Model):
     utm_source: PropertyName | None = DEFAULT_SESSION_PROPERTIES["utm_source"]
 
 
+INSIGHT_KINDS = ("risk", "opportunity", "success", "trend", "anomaly")
+CADENCES = ("daily", "weekly", "monthly")
+
+
+def _kind(value: str) -> str:
+    if value not in INSIGHT_KINDS:
+        raise ValueError(f"CONFIG_REPORT: unknown insight kind {value!r} (one of {', '.join(INSIGHT_KINDS)})")
+    return value
+
+
+def _email(value: str) -> str:
+    local, at, domain = value.strip().rpartition("@")
+    if not at or not local or "." not in domain or any(c.isspace() or c in "<>,;\"" for c in value.strip()):
+        raise ValueError(f"CONFIG_REPORT: {value!r} is not an email address")
+    return value.strip()
+
+
+InsightKind = Annotated[str, AfterValidator(_kind)]
+EmailAddress = Annotated[str, AfterValidator(_email)]
+
+
+class RecipientModel(_Model):
+    email: EmailAddress
+    name: str = ""
+    role: str | None = None                  # product, engineering, marketing, executive, ... (orders insights)
+    areas: list[str] = []                    # product.owners / product.areas names: filters and orders insights
+    timezone: TimezoneName | None = None     # the greeting and dates; default: the reporting timezone
+
+
+class ReportModel(_Model):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    cadence: str
+    title: str = Field(min_length=1)
+    kinds: list[InsightKind] = list(INSIGHT_KINDS)
+    areas: list[str] = []                    # optional: only insights of these areas
+    top: int = Field(default=5, ge=1, le=20)
+    kpis: list[str] = []                     # metric names (dau, new_users, event_count:<event>, ...) or funnel:<name>
+    recipients: list[RecipientModel] = Field(min_length=1)
+
+    @field_validator("cadence")
+    @classmethod
+    def _cadence(cls, value: str) -> str:
+        if value not in CADENCES:
+            raise ValueError(f"CONFIG_REPORT: cadence must be one of {', '.join(CADENCES)}, got {value!r}")
+        return value
+
+
 class ConfigModel(_Model):
     product: ProductModel = ProductModel()
     timezone: TimezoneName = "UTC"
@@ -97,6 +146,7 @@ class ConfigModel(_Model):
     metric_importance: dict[str, Annotated[float, Field(ge=0)]] = {}
     session_properties: SessionPropertiesModel = SessionPropertiesModel()
     mixpanel_project_timezone: TimezoneName | None = None
+    reports: list[ReportModel] = []
 
     @field_validator("metric_importance", mode="before")
     @classmethod
@@ -220,6 +270,9 @@ def to_product_config(model: ConfigModel, path: Path, env: Mapping[str, str]) ->
         metric_importance=dict(model.metric_importance),
         session_properties=model.session_properties.model_dump(),
         mixpanel_project_timezone=project_tz,
+        reports=tuple(Report(r.name, r.cadence, r.title, tuple(r.kinds), tuple(r.areas), r.top, tuple(r.kpis),
+                             tuple(Recipient(x.email, x.name, x.role, tuple(x.areas), x.timezone) for x in r.recipients))
+                      for r in model.reports),
     )
     problems = structural_problems(config)
     if problems:

@@ -1,0 +1,1 @@
+"""Email: rendering a digest (render.py, templates/) and sending it (smtp.py)."""
