@@ -204,8 +204,16 @@ def cmd_send_reports(args: argparse.Namespace) -> int:
                 if period.end > day:
                     day = period.start - timedelta(days=1)
     period = period_ending(report.cadence, day)
+    with duckdb.connect(str(settings.duckdb_path()), read_only=True) as conn:
+        has = "insights.insights" in existing_tables(conn) and conn.execute(
+            "select count(*) from insights.insights where as_of_date = ?", [period.end]).fetchall()[0][0] > 0
+    if not has:
+        print(f"hitcraft: REPORT_PERIOD_NOT_READY: {period.label} ends on {period.end}, and there are no insights "
+              f"as of that day yet (run the pipeline through it, or choose an earlier --period)", file=sys.stderr)
+        return 2
     run_config = email_run_config([report.cadence], [report.name])
     run_config["ops"]["email_reports"]["config"]["send"] = not args.dry_run
+    run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
     print(f"hitcraft send-reports: {report.name} ({report.cadence}), {period.label} "
           f"({period.start} .. {period.end}){', dry run' if args.dry_run else ''}")
     result = defs.resolve_job_def("email_reports_job").execute_in_process(

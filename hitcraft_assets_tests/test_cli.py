@@ -73,6 +73,26 @@ def test_hitcraft_generate_demo_then_run_prints_the_ground_truth_numbers(tmp_pat
     instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
     assert len(instance.get_materialized_partitions(dg.AssetKey("raw_events"))) == 20
     instance.dispose()
+    # the run ends by delivering what its range completes: the daily digests of its last day and the weekly
+    # one of the last whole week (no SMTP settings: .eml files in the outbox)
+    assert "email reports:" in out
+    outbox = tmp_path / "data" / "outbox"
+    names = sorted(p.name for p in outbox.glob("*.eml"))
+    assert [n.split(".")[0] for n in names].count("daily-product") == 2, names
+    # the weekly digest of 9-15 March was prepared too (sent, or skipped when it has nothing to show)
+    assert "weekly-marketing (week of 9 March 2026) → lea.growth@hitcraft.example" in out
+    # send-reports: the ledger stops a second send; --dry-run renders to the preview folder
+    again = subprocess.run([*HITCRAFT, "send-reports", "--profile", "daily-product"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already_delivered") == 2 and len(list(outbox.glob("*.eml"))) == len(names)
+    dry = subprocess.run([*HITCRAFT, "send-reports", "--profile", "daily-product", "--period", "2026-03-18",
+                          "--dry-run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert dry.stdout.count(": preview, ") == 2 and len(list((outbox / "preview").glob("*.eml"))) == 2
+    early = subprocess.run([*HITCRAFT, "send-reports", "--profile", "monthly-executive", "--period", "2026-03-15"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert early.returncode == 2 and "REPORT_PERIOD_NOT_READY: March 2026 ends on 2026-03-31" in early.stderr
 
 
 def test_the_hitcraft_console_script_is_installed():

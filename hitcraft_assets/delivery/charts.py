@@ -120,6 +120,9 @@ def series_chart(series: Series, *, width: int = 520, height: int = 140) -> dict
     axis when `series.percent`. `width` x `height` is the whole image (title and axes included)."""
     # with a marker, 18px of headroom above (and below) the data keep its label clear of the lines
     scale = {"zero": False, **({"padding": 18} if series.marker is not None else {})}
+    observed = [v for v in series.values if v is not None]
+    if series.percent and observed and max(observed) <= 1:
+        scale.update(domainMax=1, clamp=True)     # a share never reads above 100% (a band is cut there)
     y_field = {"type": "quantitative", "title": None, "axis": _y_axis(series), "scale": scale}
     layers: list[dict] = []
     if series.lower is not None and series.upper is not None:
@@ -144,7 +147,8 @@ def series_chart(series: Series, *, width: int = 520, height: int = 140) -> dict
         "layer": layers,
     }
     if series.title:
-        spec["title"] = {"text": series.title}
+        # a long title is cut with an ellipsis rather than widening the image past the email's column
+        spec["title"] = {"text": series.title, "limit": width - 16}
     return spec
 
 

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from email.utils import parseaddr
 from pathlib import Path
 
@@ -41,6 +41,7 @@ class Outcome:
     period: Period
     recipient: str
     status: str              # sent | outbox | failed | refused | unsubscribed | skipped_empty | unknown | preview
+                             # | already_delivered (a previous run sent it)
     where: str | None        # the SMTP server, or the .eml file
     reason: str | None
     subject: str
@@ -140,8 +141,9 @@ def deliver(conn_factory, config: ProductConfig, plan: list[tuple[Report, Period
                     continue
                 refusal = ledger.claim(conn, key)
             if refusal is not None:
-                outcomes.append(Outcome(**outcome, status=refusal, where=None,
-                                        reason="already delivered" if refusal in ledger.DONE else refusal))
+                done = refusal in ledger.DONE
+                outcomes.append(Outcome(**outcome, status="already_delivered" if done else refusal, where=None,
+                                        reason=f"the ledger says {refusal}" if done else refusal))
                 continue
             try:
                 result = smtp.send(msg)
@@ -164,3 +166,30 @@ def deliver(conn_factory, config: ProductConfig, plan: list[tuple[Report, Period
         raise TransientDeliveryError(f"EMAIL_SEND_FAILED: {len(transient)} message(s) could not be sent and "
                                      f"will be retried: {'; '.join(transient)[:500]}", outcomes)
     return outcomes
+
+
+def latest_digest(profile: str | None = None, recipient: int = 0):
+    """The digest that profile `profile` (default: the first daily one) would send its `recipient`-th recipient
+    for the latest day with insights, from the warehouse (HITCRAFT_DUCKDB_PATH). For previews and screenshots:
+    `python docs/render_email_preview.py --digest hitcraft_assets.delivery.deliver:latest_digest`."""
+    from hitcraft_assets import settings
+    from hitcraft_assets.config import load_config
+    from hitcraft_assets.delivery.unsubscribe import secret_key
+
+    config = load_config()
+    report = next(r for r in config.reports if (r.name == profile if profile else r.cadence == "daily"))
+    with duckdb_connect_read_only(settings.duckdb_path()) as conn:
+        last = conn.execute("select max(as_of_date) from insights.insights").fetchall()[0][0]
+        period = period_ending(report.cadence, last)
+        if period.end > last:
+            period = period_ending(report.cadence, period.start - timedelta(days=1))
+        who = report.recipients[recipient]
+        url = unsubscribe_url(settings.public_url(), make_token(secret_key(), report.name, who.email.lower()))
+        return build_digest(conn, config, report, who, period, public_url=settings.public_url(),
+                            unsubscribe_url=url, now=datetime.now(timezone.utc))
+
+
+def duckdb_connect_read_only(path):
+    import duckdb
+
+    return duckdb.connect(str(path), read_only=True)

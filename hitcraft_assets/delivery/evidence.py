@@ -135,7 +135,8 @@ def insight_series(conn: duckdb.DuckDBPyConnection, evidence: dict, as_of: date,
     values = dict(found)
     dates = tuple(start + timedelta(days=i) for i in range(days))
     mark, mark_label = marker(evidence)
-    title = str(evidence.get("label") or metric) + ("" if dimension == "all" else f" ({dimension} = {segment})")
+    label = str(evidence.get("label") or metric)
+    title = label if dimension == "all" else f"{dimension} = {segment}: {label}"   # the segment first: titles get cut
     return Series(
         title=title, dates=dates, values=tuple(values.get(d) for d in dates),
         expected=tuple(band.get(d, (None,))[0] for d in dates) if band else None,
