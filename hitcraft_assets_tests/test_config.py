@@ -191,3 +191,36 @@ def test_env_example_lists_only_variables_the_code_reads():
     source = "\n".join(p.read_text() for p in (repo / "hitcraft_assets").rglob("*.py"))
     assert names and "MIXPANEL_PROJECT_TIMEZONE" in names
     assert [n for n in names if f'"{n}"' not in source] == []
+
+
+REPORT = {"name": "daily", "cadence": "daily", "title": "Daily", "kpis": ["dau", "funnel:Checkout"],
+          "recipients": [{"email": "ana@shop.example", "name": "Ana", "timezone": "Europe/Berlin"}]}
+
+
+@pytest.mark.parametrize("change, code, key, words", [
+    ({"cadence": "hourly"}, "CONFIG_REPORT", "reports[0].cadence", "cadence must be one of daily, weekly, monthly"),
+    ({"recipients": [{"email": "ana at shop"}]}, "CONFIG_REPORT", "reports[0].recipients[0].email", "not an email address"),
+    ({"recipients": [{"email": "a@shop.example", "timezone": "Berlin"}]}, "CONFIG_TIMEZONE",
+     "reports[0].recipients[0].timezone", "unknown timezone"),
+    ({"kinds": ["risks"]}, "CONFIG_REPORT", "reports[0].kinds[0]", "unknown insight kind 'risks'"),
+    ({"kpis": ["funnel:Checkotu"]}, "CONFIG_REPORT", "reports[0].kpis[0]", "no funnel named 'Checkotu'"),
+    ({"areas": ["billing"]}, "CONFIG_REPORT", "reports[0].areas[0]", "unknown area 'billing'"),
+    ({"recipients": []}, "CONFIG_RANGE", "reports[0].recipients", "at least 1 item"),
+    ({"top": 0}, "CONFIG_RANGE", "reports[0].top", "greater than or equal to 1"),
+    ({"recipient": []}, "CONFIG_UNKNOWN_KEY", "reports[0].recipient", "did you mean recipients"),
+    ({"recipients": [{"email": "a@shop.example"}, {"email": "A@shop.example"}]}, "CONFIG_REPORT",
+     "reports[0].recipients[1].email", "listed twice"),
+])
+def test_report_profiles_are_validated(tmp_path, change, code, key, words):
+    doc = with_(product={"name": "Shop", "owners": {"checkout": "c@shop.example"}}, reports=[{**REPORT, **change}])
+    problems = problems_of(write_config(tmp_path, doc))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{code}: shop.yaml: {key}: "), problems[0]
+    assert words in problems[0]
+
+
+def test_a_good_report_profile_loads(tmp_path):
+    config = load_config(write_config(tmp_path, with_(reports=[REPORT])))
+    [report] = config.reports
+    assert (report.cadence, report.top, report.kinds[0]) == ("daily", 5, "risk")
+    assert report.recipients[0].timezone == "Europe/Berlin" and report.recipients[0].areas == ()
