@@ -84,3 +84,8 @@ def outbox_dir() -> Path:
 def dagster_url() -> str:
     """The Dagster UI's base URL, for links to runs in operator alerts (HITCRAFT_DAGSTER_URL)."""
     return (os.environ.get("HITCRAFT_DAGSTER_URL") or "http://127.0.0.1:3000").rstrip("/")
+
+
+def serving_path() -> Path:
+    """The serving snapshot the API and the dashboard read (HITCRAFT_SERVING_PATH)."""
+    return Path(os.environ.get("HITCRAFT_SERVING_PATH") or data_dir() / "serving.duckdb")

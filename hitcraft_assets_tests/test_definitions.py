@@ -12,7 +12,18 @@ from hitcraft_assets.schedules import RANGE_END, RANGE_START, daily_range
 
 # Reviewed snapshot of the asset graph. raw_window: the (start, end) offsets of the UTC raw days a local
 # analysis day reads (funnels: + the 7-day conversion window).
-SNAPSHOT = {'email_reports': {'checks': [],
+SNAPSHOT = {'serving_snapshot': {'checks': [],
+                      'deps': ['anomalies', 'daily_metrics', 'email_reports', 'funnels', 'insights', 'raw_events',
+                               'retention', 'segments', 'trends'],
+                      'group': 'delivery',
+                      'kinds': ['duckdb'],
+                      'owners': ['team:product-analytics'],
+                      'partitioned': None,
+                      'pool': 'duckdb',
+                      'raw_window': None,
+                      'retry': False,
+                      'single_run_backfill': False},
+ 'email_reports': {'checks': [],
                    'deps': ['insights'],
                    'group': 'delivery',
                    'kinds': ['duckdb', 'email'],

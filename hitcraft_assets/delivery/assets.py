@@ -13,6 +13,7 @@ from hitcraft_assets.analysis.days import held_local_days
 from hitcraft_assets.config import load_config
 from hitcraft_assets.delivery.deliver import TransientDeliveryError, deliver, periods_to_deliver
 from hitcraft_assets.delivery.email.smtp import SMTPResource
+from hitcraft_assets.delivery.serving import publish
 from hitcraft_assets.delivery.unsubscribe import AppDB, secret_key
 from hitcraft_assets.insights.assets import insights
 from hitcraft_assets.partitions import DAILY
@@ -116,4 +117,34 @@ def _report(context, outcomes, last: date) -> None:
     report_progress("email_reports", 1, 1, last.isoformat(), {"messages": len(outcomes)})
 
 
-delivery_assets = [email_reports]
+@dg.asset(
+    pool="duckdb",
+    group_name="delivery",
+    kinds={"duckdb"},
+    owners=["team:product-analytics"],
+    tags={"stage": "delivery"},
+    deps=[insights, email_reports, "daily_metrics", "funnels", "retention", "anomalies", "trends", "segments",
+          "raw_events"],
+)
+def serving_snapshot(duckdb: WarehouseResource) -> dg.MaterializeResult:
+    """What the REST API and the dashboard read, published as its own DuckDB file (HITCRAFT_SERVING_PATH,
+    default data/serving.duckdb): insights with their history, daily metrics, anomalies, the latest change
+    points, funnel steps, retention, significant segment comparisons, the load log and rejected lines by
+    reason, and the email reports and their ledger, plus a `meta` table (snapshot id, built at, last day).
+
+    Built in a temporary file inside the pipeline (the warehouse's only writer) and swapped in atomically,
+    so the API never opens the warehouse and never sees half a snapshot. Grain: the latest state, whole.
+    """
+    cfg = load_config()
+    summary = {"product": cfg.product_name, "timezone": cfg.timezone,
+               "funnels": [{"name": f.name, "steps": list(f.steps), "window_days": f.window_days} for f in cfg.funnels],
+               "dimensions": [d.name for d in cfg.dimensions],
+               "reports": [{"name": r.name, "cadence": r.cadence, "title": r.title} for r in cfg.reports]}
+    with only_transient_retries("publishing the serving snapshot"), duckdb.get_connection() as conn:
+        meta = publish(conn, settings.serving_path(), config_summary=summary)
+    return dg.MaterializeResult(metadata={
+        "path": str(settings.serving_path()), "snapshot_id": meta["snapshot_id"], "last_day": meta["last_day"] or "",
+        "rows": dg.MetadataValue.json(meta["tables"])})
+
+
+delivery_assets = [email_reports, serving_snapshot]
