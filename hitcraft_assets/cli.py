@@ -5,6 +5,8 @@
     hitcraft evaluate [--out DIR] [--days N] [--seed S]
     hitcraft check-config [FILE] [--warehouse PATH]
     hitcraft send-reports --profile NAME [--period D] [--dry-run]
+    hitcraft serve [--host 127.0.0.1] [--port 8000]
+    hitcraft api-keys create NAME [--scope read|admin] | list | revoke NAME
 """
 
 from __future__ import annotations
@@ -19,7 +21,12 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from hitcraft_assets import settings
-from hitcraft_assets.warehouse import existing_tables
+
+
+def existing_tables(conn) -> set[str]:
+    """Every table of a DuckDB database as `schema.table` (here, not from warehouse.py, so that commands
+    such as `hitcraft serve` and `hitcraft --help` do not load Dagster)."""
+    return {r[0] for r in conn.execute("select schema_name || '.' || table_name from duckdb_tables()").fetchall()}
 
 # the instance config: a copy of the repository's dagster.yaml, packaged so that an installed wheel has it
 INSTANCE_CONFIG = Path(__file__).resolve().parent / "dagster.yaml"
@@ -432,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a day of the period (default: the latest period with insights that is over)")
     sr.add_argument("--dry-run", action="store_true", help="render only: .eml files in data/outbox/preview/")
     sr.set_defaults(func=cmd_send_reports)
+    add_app_commands(sub)
     return parser
 
 
@@ -466,6 +474,226 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for warning in warnings:
         print(f"  warning {warning}")
     return 0
+
+
+# -- the app: `hitcraft serve` and `hitcraft api-keys` ---------------------------------------------
+
+SERVE_LOG_CONFIG = {
+    # uvicorn's own access log is off: its line carries the query string (unsubscribe tokens) and no timing;
+    # the app writes one line per request itself (hitcraft_assets.access, see app/main.py)
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
+    "loggers": {
+        "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        "hitcraft_assets": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        "hitcraft": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+    },
+}
+GRACEFUL_SHUTDOWN_S = 5
+
+
+def snapshot_summary(path: Path) -> str:
+    """What a serving snapshot holds, from its meta table: `built ..., last day ..., N insights`."""
+    import json
+
+    import duckdb
+
+    if not path.exists():
+        return "not built yet (hitcraft run publishes it): the data endpoints answer 503 NO_SNAPSHOT until then"
+    try:
+        # attached to an in-memory database, not duckdb.connect(path): DuckDB caches instances by path
+        with duckdb.connect(":memory:") as conn:
+            conn.execute("attach ? as snap (read_only)", [str(path)])
+            meta = {k: json.loads(v) for k, v in conn.execute("select key, value from snap.main.meta").fetchall()}
+    except duckdb.Error as exc:
+        return f"unreadable ({str(exc).splitlines()[0]})"
+    tables = meta.get("tables") or {}
+    return (f"built {meta.get('built_at', '?')}, last day {meta.get('last_day') or 'none'}, "
+            f"{tables.get('insights', 0):,} insights, {len(tables)} tables")
+
+
+def _listen(host: str, port: int):
+    import socket
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        raise settings.SettingsError(f"SERVE_ADDRESS: cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """The API and the dashboard, one ASGI app under uvicorn, until SIGINT or SIGTERM (then exit 0)."""
+    import gc
+    import signal
+
+    import uvicorn
+
+    from hitcraft_assets.app.ratelimit import limits_from_env
+    from hitcraft_assets.delivery.unsubscribe import SecretKeyError, app_db_path, secret_key
+
+    limits = limits_from_env()             # a bad value stops the command here, not the first request
+    try:
+        secret_key()                       # the unsubscribe links need it; generated once if missing
+    except SecretKeyError as exc:
+        print(f"hitcraft: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    sock = _listen(args.host, args.port)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    serving = settings.serving_path()
+    summary = snapshot_summary(serving)
+    from hitcraft_assets.app.main import create_app
+
+    # built here rather than by uvicorn's factory=True, so that a mistake in the settings it reads is one line
+    # and exit 2 (main()), not a traceback from inside uvicorn
+    app = create_app()
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if not self.should_exit:
+                print(f"hitcraft serve: {url}  (API {url}/v1, docs {url}/docs; Ctrl-C stops)\n"
+                      f"  snapshot  {serving}: {summary}\n"
+                      f"  app db    {app_db_path()}  (API keys, unsubscribes)\n"
+                      f"  rate      {limits.rate_per_s:g} requests/s per key, bursts of {limits.burst}", flush=True)
+
+    config = uvicorn.Config(app, log_config=SERVE_LOG_CONFIG, access_log=False, server_header=False,
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, lifespan="on")
+    server = Server(config)
+    # uvicorn handles SIGINT/SIGTERM (a graceful shutdown) and afterwards raises the signal again for the
+    # handler it found: a no-op one here, so that a stopped server exits 0 instead of dying of the signal
+    stopped: list[int] = []
+    previous = {sig: signal.signal(sig, lambda s, _frame: stopped.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # what is loaded now (the app, FastAPI, pydantic, and Dagster, which this module's imports bring in) lives as
+    # long as the process: keep it out of the garbage collector's full passes, which otherwise walk ~140k
+    # objects (~40 ms, a request's whole p99 budget) every so often under load
+    gc.collect()
+    gc.freeze()
+    try:
+        server.run(sockets=[sock])
+    except SystemExit as exc:              # uvicorn's exit on a failed startup (it has logged why)
+        print(f"hitcraft: SERVE_FAILED: the server did not start (exit {exc.code}; see the log above)",
+              file=sys.stderr)
+        return 1
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        sock.close()
+    if stopped:
+        print(f"hitcraft serve: stopped ({signal.Signals(stopped[0]).name})", flush=True)
+    return 0
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%MZ") if value else "-"
+
+
+def _app_db_error(exc: Exception) -> int:
+    from hitcraft_assets.delivery.unsubscribe import app_db_path
+
+    print(f"hitcraft: APP_DB: cannot use the app database {app_db_path()}: {exc}", file=sys.stderr)
+    return 2
+
+
+def cmd_api_keys_create(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from hitcraft_assets.app.auth import AuthError, create_key
+    from hitcraft_assets.delivery.unsubscribe import app_db_path
+
+    try:
+        key = create_key(None, args.name, args.scope)
+    except AuthError as exc:
+        print(f"hitcraft: {exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    except (sqlite3.Error, OSError) as exc:
+        return _app_db_error(exc)
+    # the key alone on stdout (KEY=$(hitcraft api-keys create ci) works); the words on stderr
+    print(f"created API key {args.name!r} (scope {args.scope}) in {app_db_path()}:", file=sys.stderr)
+    print(key, flush=True)
+    print("This key will not be shown again: store it now. Send it as `Authorization: Bearer <key>`.",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_api_keys_list(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from hitcraft_assets.app.auth import list_keys
+    from hitcraft_assets.delivery.unsubscribe import app_db_path
+
+    try:
+        rows = list_keys(None)
+    except (sqlite3.Error, OSError) as exc:
+        return _app_db_error(exc)
+    if not rows:
+        print(f"no API keys in {app_db_path()} (hitcraft api-keys create NAME)")
+        return 0
+    width = max(4, *(len(r.name) for r in rows))
+    print(f"{'name':<{width}}  scope  {'key':<14}  {'created':<17}  {'last used':<17}  revoked")
+    for r in rows:
+        # the key's public id only: the secret part was never stored
+        print(f"{r.name:<{width}}  {r.scope:<5}  {'hc_' + r.key_id + '_…':<14}  {_when(r.created_at):<17}  "
+              f"{_when(r.last_used_at):<17}  {_when(r.revoked_at)}")
+    return 0
+
+
+def cmd_api_keys_revoke(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from hitcraft_assets.app.auth import list_keys, revoke_key
+
+    try:
+        if revoke_key(None, args.name):
+            print(f"revoked API key {args.name!r}: it stops working now (no server restart needed)")
+            return 0
+        known = next((r for r in list_keys(None) if r.name == args.name), None)
+    except (sqlite3.Error, OSError) as exc:
+        return _app_db_error(exc)
+    if known is not None:
+        print(f"API key {args.name!r} was already revoked on {_when(known.revoked_at)}")
+        return 0
+    print(f"hitcraft: KEY_UNKNOWN: no API key named {args.name!r} (hitcraft api-keys list)", file=sys.stderr)
+    return 2
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+        if not 0 <= port <= 65535:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a TCP port (0-65535; 0 picks a free one): {value!r}") from None
+    return port
+
+
+def add_app_commands(sub) -> None:
+    """`serve` and `api-keys` (issue 10)."""
+    sv = sub.add_parser("serve", help="run the API (/v1, /docs) and the dashboard (/) on the serving snapshot")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=_port, default=8000, help="TCP port (default 8000; 0 picks a free one)")
+    sv.set_defaults(func=cmd_serve)
+    keys = sub.add_parser("api-keys", help="create, list and revoke API keys (stored hashed in HITCRAFT_APP_DB)")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    kc = ksub.add_parser("create", help="create a key and print it, once")
+    kc.add_argument("name", help="a name for whoever uses the key (letters, digits, . _ - @)")
+    kc.add_argument("--scope", choices=["read", "admin"], default="read",
+                    help="read: every GET of the API; admin: read and more (default read)")
+    kc.set_defaults(func=cmd_api_keys_create)
+    kl = ksub.add_parser("list", help="the keys: name, scope, created, last used, revoked (never the key)")
+    kl.set_defaults(func=cmd_api_keys_list)
+    kr = ksub.add_parser("revoke", help="revoke a key; the running server refuses it from the next request")
+    kr.add_argument("name")
+    kr.set_defaults(func=cmd_api_keys_revoke)
 
 
 def main(argv: list[str] | None = None) -> int:

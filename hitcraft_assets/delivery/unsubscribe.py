@@ -299,7 +299,7 @@ class AppDB:
                 mode = conn.execute("pragma journal_mode = wal").fetchone()[0]
                 if str(mode).lower() != "wal":
                     _logger.warning(f"{self.path}: SQLite kept journal mode {mode!r} (no WAL on this file system?)")
-                with _write(conn):
+                with write_transaction(conn):
                     conn.execute(_SCHEMA)
                 self._schema_ready = True
             yield conn
@@ -312,7 +312,7 @@ class AppDB:
         email, profile = normalize_email(email), _profile(profile)
         source = (source or "").strip() or "unknown"
         at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        with self.connect() as conn, _write(conn):
+        with self.connect() as conn, write_transaction(conn):
             cur = conn.execute(
                 "insert into unsubscribes (email, profile, unsubscribed_at, source) values (?, ?, ?, ?) "
                 "on conflict (email, profile) do nothing",
@@ -334,7 +334,7 @@ class AppDB:
         """Undo an unsubscribe from ``profile``; ``*`` removes every unsubscribe of ``email``. Returns the rows
         removed. (After ``resubscribe(e, 'daily')`` an earlier ``*`` still stops every report.)"""
         email, profile = normalize_email(email), _profile(profile)
-        with self.connect() as conn, _write(conn):
+        with self.connect() as conn, write_transaction(conn):
             if profile == ALL_REPORTS:
                 cur = conn.execute("delete from unsubscribes where email = ?", (email,))
             else:
@@ -350,7 +350,7 @@ class AppDB:
 
 
 @contextmanager
-def _write(conn: sqlite3.Connection) -> Iterator[None]:
+def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
     """One short write transaction; ``BEGIN IMMEDIATE`` takes the write lock up front (waiting up to the
     busy timeout) so that it cannot fail later on a read-to-write upgrade."""
     conn.execute("begin immediate")
