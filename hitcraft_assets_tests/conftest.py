@@ -77,3 +77,9 @@ def files_resources(tmp_path, warehouse, export_dir) -> dict:
             source="files", export_dir=str(export_dir), staging_dir=str(tmp_path / "staging"),
             mixpanel=MixpanelResource()),
     }
+
+# The fixtures of the API and dashboard tests, registered once for the whole suite: a session-scoped fixture
+# imported into each test module would be a new fixture per module (the demo snapshot built once per module,
+# and a second Playwright started while the first runs, which its sync API refuses)
+from hitcraft_assets_tests.api_fixture import api, api_factory, demo_snapshot, fresh_api  # noqa: E402,F401
+from hitcraft_assets_tests.browser import browser, dashboard, page, signed_in_page  # noqa: E402,F401

@@ -30,13 +30,9 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from hitcraft_assets.app.main import create_app
 from hitcraft_assets.app.openapi import DEFAULT_OUT, render
-from hitcraft_assets_tests.api_fixture import (  # noqa: F401  (fixtures)
+from hitcraft_assets_tests.api_fixture import (
     DEMO_START,
     Api,
-    api,
-    api_factory,
-    demo_snapshot,
-    fresh_api,
     read,
     republish,
     serving,

@@ -1,4 +1,5 @@
-"""The ASGI app: the REST API under /v1 over the serving snapshot, /openapi.json, and /docs (offline).
+"""The ASGI app: the REST API under /v1 over the serving snapshot, /openapi.json, /docs (offline), and the web
+dashboard at / (hitcraft_assets/app/web/: its pages, /static, its sign-in redirect and its security headers).
 
 `create_app()` builds it; `hitcraft serve` runs it under uvicorn. It reads only the serving snapshot
 (HITCRAFT_SERVING_PATH, opened read-only and reopened when the pipeline swaps in a new one) and the app
@@ -31,6 +32,9 @@ from hitcraft_assets.app.config import load_app_config
 from hitcraft_assets.app.errors import ApiError
 from hitcraft_assets.app.openapi import DOCS_HEADERS, DOCS_HTML
 from hitcraft_assets.app.snapshot import SnapshotStore
+from hitcraft_assets.app.web import web_router
+from hitcraft_assets.app.web.render import SecurityHeaders, static_files
+from hitcraft_assets.app.web.session import PageAuthError, page_auth_error
 
 API_VERSION = "1.0.0"
 ACCESS_LOGGER = "hitcraft_assets.access"
@@ -176,6 +180,9 @@ def create_app(serving_path: Path | None = None, app_db_path: Path | None = None
         return JSONResponse({"error": {"code": code, "message": message}}, status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
+    # the dashboard's pages: a page that needs a session redirects to /login (or answers a 403 page)
+    app.add_exception_handler(PageAuthError, page_auth_error)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         _logger.exception("unhandled error in %s %s", request.method, request.url.path)
@@ -185,6 +192,8 @@ def create_app(serving_path: Path | None = None, app_db_path: Path | None = None
     for module in (health, insights, metrics, funnels, retention, anomalies, reports):
         app.include_router(module.router)
     app.include_router(unsubscribe_router)
+    app.include_router(web_router())                    # the dashboard (web/): /, /insights, /login, ...
+    app.mount("/static", static_files(), name="static")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
@@ -195,5 +204,6 @@ def create_app(serving_path: Path | None = None, app_db_path: Path | None = None
     if config.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=config.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"], max_age=600)
+    app.add_middleware(SecurityHeaders)                 # CSP and friends on the dashboard's HTML
     app.add_middleware(AccessLog)
     return app

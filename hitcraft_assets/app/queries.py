@@ -537,3 +537,190 @@ def _drop_body(r: dict) -> None:
 def reports_digest(snap: Snapshot, filters: ReportFilters, upto: Sequence[Any]) -> str:
     return digest(snap, "email_sends", REPORT_IDENTITY, filters.where(), REPORT_KEYSET, upto,
                   from_sql="email_sends s")
+
+
+# -- dashboard: overview and insights ---------------------------------------------------------------------
+
+def metric_totals(snap: Snapshot, metrics: Sequence[str], from_date: date, to_date: date) -> list[dict]:
+    """The whole product's daily values (dimension 'all') of `metrics` in [from_date, to_date]: metric, date, value."""
+    if not snap.has("daily_metrics") or not metrics:
+        return []
+    return _rows(snap, "select metric, metric_date as date, value from daily_metrics where dimension = 'all' "
+                       "and segment = 'all' and list_contains(?::varchar[], metric) and metric_date between ? and ? "
+                       "order by metric, metric_date", [list(metrics), from_date, to_date])
+
+
+def funnel_totals(snap: Snapshot, from_date: date, to_date: date) -> list[dict]:
+    """Per funnel and entry day (whole product): entrants (step 1), converted (users at the funnel's last step)
+    and the conversion from the start at the last step, as the email's funnel KPIs read them."""
+    if not snap.has("funnel_steps"):
+        return []
+    return _rows(snap, """
+        with last as (select funnel, max(step) as step from funnel_steps group by funnel)
+        select f.funnel, f.cohort_date as date,
+               sum(f.users) filter (where f.step = 1) as entrants,
+               sum(f.users) filter (where f.step = l.step) as converted,
+               max(f.conversion_from_start) filter (where f.step = l.step) as conversion
+        from funnel_steps f join last l using (funnel)
+        where f.dimension = 'all' and f.segment = 'all' and f.cohort_date between ? and ?
+        group by f.funnel, f.cohort_date order by f.funnel, f.cohort_date""", [from_date, to_date])
+
+
+_INSIGHT_CONTEXT_COLUMNS = "context->>'owner' as owner, context->>'area' as area"
+
+
+def top_insights(snap: Snapshot, as_of: date, limit: int,
+                 statuses: Sequence[str] = ("new", "ongoing")) -> list[dict]:
+    """The ranked insights of one as-of day with these statuses (default: the open ones), best first, each with
+    its evidence parsed, owner and area."""
+    if not snap.has("insights"):
+        return []
+    rows = _rows(snap, f"select {_INSIGHT_COLUMNS}, {_INSIGHT_CONTEXT_COLUMNS}, evidence from insights "
+                       f"where as_of_date = ? and list_contains(?::varchar[], status) "
+                       f"order by priority_rank, insight_id limit ?", [as_of, list(statuses), limit])
+    for r in rows:
+        r["evidence"] = _json(r["evidence"]) or {}
+    return rows
+
+
+FEED_KEYSET = Keyset((("as_of_date", True), ("priority_rank", False), ("insight_id", False)))
+FEED_KEY = ("as_of_date", "priority_rank", "insight_id")
+
+
+def insight_feed(snap: Snapshot, filters: InsightFilters, after: Sequence[Any] | None,
+                 limit: int) -> tuple[list[dict], bool]:
+    """The dashboard's feed: newest as-of day first, ranked within the day, keyset-paged after
+    (as_of_date, priority_rank, insight_id); each row with its owner and area."""
+    return page(snap, "insights", f"{_INSIGHT_COLUMNS}, {_INSIGHT_CONTEXT_COLUMNS}", filters.where(), FEED_KEYSET,
+                FEED_KEY, after, limit)
+
+
+def insights_count(snap: Snapshot, filters: InsightFilters) -> int:
+    """How many insight rows (one per insight and as-of day) match `filters`."""
+    if not snap.has("insights"):
+        return 0
+    w = filters.where()
+    return int(_scalar(snap, f"select count(*) from insights where {w.sql()}", w.params) or 0)
+
+
+def insight_facets(snap: Snapshot) -> dict:
+    """What the insight filters can choose from, once per snapshot: the first and last as-of days, the metrics
+    (with the label the evidence gives them) and the (dimension, segment) pairs the insights are about."""
+    def compute() -> dict:
+        if not snap.has("insights"):
+            return {"first_day": None, "last_day": None, "metrics": [], "segments": []}
+        span = _rows(snap, "select min(as_of_date) as first_day, max(as_of_date) as last_day from insights")[0]
+        metrics = _rows(snap, "select evidence->>'metric' as metric, arg_max(evidence->>'label', as_of_date) as label "
+                              "from insights where evidence->>'metric' is not null group by 1 order by 2, 1")
+        segments = _rows(snap, "select distinct evidence->>'dimension' as dimension, evidence->>'segment' as segment "
+                               "from insights where evidence->>'dimension' is not null "
+                               "and evidence->>'dimension' <> 'all' order by 1, 2")
+        return {**span, "metrics": metrics, "segments": [(s["dimension"], s["segment"]) for s in segments]}
+    return snap.memo("dashboard_insight_facets", compute)
+
+
+def anomaly_days(snap: Snapshot, metric: str, dimension: str, segment: str, episode_start: date) -> list[date]:
+    """The days flagged in one anomaly episode of a series (the episode's first alert and its continuations)."""
+    if not snap.has("anomalies"):
+        return []
+    return [r["metric_date"] for r in _rows(
+        snap, "select metric_date from anomalies where metric = ? and dimension = ? and segment = ? "
+              "and episode_start = ? order by metric_date", [metric, dimension, segment, episode_start])]
+
+
+# -- dashboard: explorer, funnels, retention, quality, reports --------------------------------------------
+
+def load_days(snap: Snapshot) -> list[dict]:
+    """raw.load_log as the Data quality page shows it: one row per loaded UTC day, oldest first (lines read, rows
+    loaded, rejected lines, duplicates removed, placeholder ids, whether the file was found, the read fault, the
+    quality gate's verdict and its reason). Empty when the snapshot has no load_log."""
+    if not snap.has("load_log"):
+        return []
+    return _rows(snap, "select event_date, source, source_found, lines, rows_loaded, rejected, duplicates_removed, "
+                       "placeholder_ids, fault, coalesce(gate, 'pass') as gate, gate_reason, loaded_at "
+                       "from load_log order by event_date")
+
+
+def rejected_lines(snap: Snapshot) -> list[dict]:
+    """Quarantined lines per (UTC day, reason), oldest day first; empty without the table."""
+    if not snap.has("rejected_reasons"):
+        return []
+    return _rows(snap, "select event_date, reason, lines::bigint as lines from rejected_reasons "
+                       "order by event_date, reason")
+
+
+def report_counts(snap: Snapshot) -> list[dict]:
+    """Messages per (report profile, send status) in the send ledger, for the Reports page's chart."""
+    if not snap.has("email_sends"):
+        return []
+    return _rows(snap, "select profile, status, count(*)::bigint as messages from email_sends group by all "
+                       "order by profile, status")
+
+
+def check_results(snap: Snapshot) -> list[dict] | None:
+    """The latest evaluation of each data-quality check (the snapshot's check_results, read by the pipeline from
+    Dagster's instance), failed ones first; None when the snapshot has no such table (published outside
+    Dagster, or by an older pipeline)."""
+    if not snap.has("check_results"):
+        return None
+    rows = _rows(snap, "select asset, check_name, passed, severity, blocking, description, partition, days_from, "
+                       "days_to, run_id, evaluated_at, metadata from check_results "
+                       "order by passed, severity = 'ERROR' desc, check_name")
+    for r in rows:
+        r["metadata"] = _json(r["metadata"])
+    return rows
+
+
+# the ledger of the Reports page: a message is named by a hash of its key (profile, period, recipient), so that
+# its URL never carries an address
+REPORT_MESSAGE_KEY = f"substr(md5({REPORT_IDENTITY}), 1, 20)"
+_LEDGER_COLUMNS = (f"{REPORT_MESSAGE_KEY} as key, s.profile, s.cadence, s.period_start, s.period_end, s.recipient, "
+                   "s.status, s.attempts, s.reason, s.created_at, s.updated_at, "
+                   f"case when s.status in ('{SENT_STATUSES[0]}', '{SENT_STATUSES[1]}') then s.updated_at end "
+                   "as sent_at")
+
+
+def report_ledger(snap: Snapshot, limit: int, offset: int = 0, with_subject: bool = False) -> list[dict]:
+    """A page of the send ledger in the API's order (newest period first, then profile, then recipient), with
+    each message's key; with_subject adds its subject (part of the body: admin keys only, as in the API), and
+    for every row whether a rendered message is stored (`has_message`)."""
+    if not snap.has("email_sends"):
+        return []
+    select, table = _LEDGER_COLUMNS, "email_sends s"
+    if snap.has("email_reports"):
+        select += ", r.subject is not null as has_message" + (", r.subject" if with_subject else "")
+        table += (" left join email_reports r on r.profile = s.profile and r.period_start = s.period_start "
+                  "and r.recipient = s.recipient")
+    else:
+        select += ", false as has_message" + (", null as subject" if with_subject else "")
+    return _rows(snap, f"select {select} from {table} order by {REPORT_KEYSET.order_by()} limit ? offset ?",
+                 [limit, offset])
+
+
+def report_ledger_size(snap: Snapshot) -> int:
+    return _scalar(snap, "select count(*) from email_sends") if snap.has("email_sends") else 0
+
+
+def report_message(snap: Snapshot, key: str, include_body: bool = False) -> dict | None:
+    """One row of the ledger by its key (report_ledger's `key`), None when there is none; with include_body its
+    stored message: `body` {subject, html, text, insight_ids} or None when it was never rendered."""
+    if not snap.has("email_sends"):
+        return None
+    rows = _rows(snap, f"select {_LEDGER_COLUMNS} from email_sends s where {REPORT_MESSAGE_KEY} = ?", [key])
+    if not rows:
+        return None
+    row = rows[0]
+    row["body"] = None
+    if include_body and snap.has("email_reports"):
+        bodies = _rows(snap, "select subject, html, text, insight_ids from email_reports where profile = ? and "
+                             "period_start = ? and recipient = ?",
+                       [row["profile"], row["period_start"], row["recipient"]])
+        if bodies:
+            ids = [str(i) for i in _json(bodies[0]["insight_ids"]) or []]
+            titles = {r["insight_id"]: r["title"] for r in _rows(
+                snap, "select insight_id, arg_max(title, as_of_date) as title from insights "
+                      "where list_contains(?::varchar[], insight_id) group by insight_id", [ids])} \
+                if ids and snap.has("insights") else {}
+            row["body"] = {**bodies[0], "insight_ids": ids,
+                           "insights": [{"insight_id": i, "title": titles.get(i)} for i in ids]}
+    return row

@@ -3,7 +3,7 @@
 
 import random
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime, timezone
 
 import dagster as dg
 
@@ -15,6 +15,7 @@ from hitcraft_assets.delivery.deliver import TransientDeliveryError, deliver, pe
 from hitcraft_assets.delivery.email.smtp import SMTPResource
 from hitcraft_assets.delivery.serving import publish
 from hitcraft_assets.delivery.unsubscribe import AppDB, secret_key
+from hitcraft_assets.ingestion.checks import CHECK_SPECS
 from hitcraft_assets.insights.assets import insights
 from hitcraft_assets.partitions import DAILY
 from hitcraft_assets.progress import report_progress
@@ -117,6 +118,58 @@ def _report(context, outcomes, last: date) -> None:
     report_progress("email_reports", 1, 1, last.isoformat(), {"messages": len(outcomes)})
 
 
+def _plain(value):
+    """A metadata value as plain JSON data (the check metadata holds counts, days and reasons; no secrets)."""
+    value = getattr(value, "value", value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if value is None or isinstance(value, (str, int, float, bool)) else str(value)
+
+
+def _range_tag(tags: dict, name: str) -> date | None:
+    try:
+        return date.fromisoformat(tags[name]) if tags.get(name) else None
+    except ValueError:
+        return None
+
+
+def latest_check_results(instance: dg.DagsterInstance) -> list[dict]:
+    """The latest completed evaluation (passed or failed, not merely planned) of each data-quality check, as
+    Dagster's instance recorded it: rows of serving.CHECK_RESULT_COLUMNS. A check never evaluated is left out.
+    The checks of raw_events are not partitioned: one evaluation covers every day its run loaded (the run's
+    partition range tags), and its metadata names the days that did not pass."""
+    from dagster._core.storage.asset_check_execution_record import COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+        PARTITION_NAME_TAG,
+    )
+
+    rows = []
+    for spec in CHECK_SPECS:
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            spec.key, limit=1, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES)
+        if not records or records[0].event is None or records[0].event.dagster_event is None:
+            continue
+        record = records[0]
+        evaluation = record.event.dagster_event.asset_check_evaluation_data
+        run = instance.get_run_by_id(record.run_id)
+        tags = dict(run.tags) if run else {}
+        first = _range_tag(tags, ASSET_PARTITION_RANGE_START_TAG) or _range_tag(tags, PARTITION_NAME_TAG)
+        last = _range_tag(tags, ASSET_PARTITION_RANGE_END_TAG) or _range_tag(tags, PARTITION_NAME_TAG)
+        rows.append({
+            "asset": spec.asset_key.to_user_string(), "check_name": spec.name, "passed": evaluation.passed,
+            "severity": evaluation.severity.value, "blocking": bool(spec.blocking),
+            "description": evaluation.description or spec.description, "partition": record.partition,
+            "days_from": first, "days_to": last, "run_id": record.run_id,
+            "evaluated_at": datetime.fromtimestamp(record.event.timestamp, timezone.utc),
+            "metadata": {k: _plain(v) for k, v in evaluation.metadata.items()},
+        })
+    return rows
+
+
 @dg.asset(
     pool="duckdb",
     group_name="delivery",
@@ -126,11 +179,13 @@ def _report(context, outcomes, last: date) -> None:
     deps=[insights, email_reports, "daily_metrics", "funnels", "retention", "anomalies", "trends", "segments",
           "raw_events"],
 )
-def serving_snapshot(duckdb: WarehouseResource) -> dg.MaterializeResult:
+def serving_snapshot(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     """What the REST API and the dashboard read, published as its own DuckDB file (HITCRAFT_SERVING_PATH,
     default data/serving.duckdb): insights with their history, daily metrics, anomalies, the latest change
     points, funnel steps, retention, significant segment comparisons, the load log and rejected lines by
-    reason, and the email reports and their ledger, plus a `meta` table (snapshot id, built at, last day).
+    reason, the email reports and their ledger, the latest result of each data-quality check of raw_events
+    (read from the Dagster instance, where check evaluations live), plus a `meta` table (snapshot id, built
+    at, last day).
 
     Built in a temporary file inside the pipeline (the warehouse's only writer) and swapped in atomically,
     so the API never opens the warehouse and never sees half a snapshot. Grain: the latest state, whole.
@@ -140,11 +195,12 @@ def serving_snapshot(duckdb: WarehouseResource) -> dg.MaterializeResult:
                "funnels": [{"name": f.name, "steps": list(f.steps), "window_days": f.window_days} for f in cfg.funnels],
                "dimensions": [d.name for d in cfg.dimensions],
                "reports": [{"name": r.name, "cadence": r.cadence, "title": r.title} for r in cfg.reports]}
+    check_results = latest_check_results(context.instance)
     with only_transient_retries("publishing the serving snapshot"), duckdb.get_connection() as conn:
-        meta = publish(conn, settings.serving_path(), config_summary=summary)
+        meta = publish(conn, settings.serving_path(), config_summary=summary, check_results=check_results)
     return dg.MaterializeResult(metadata={
         "path": str(settings.serving_path()), "snapshot_id": meta["snapshot_id"], "last_day": meta["last_day"] or "",
-        "rows": dg.MetadataValue.json(meta["tables"])})
+        "rows": dg.MetadataValue.json(meta["tables"]), "check_results": len(check_results)})
 
 
 delivery_assets = [email_reports, serving_snapshot]

@@ -5,6 +5,10 @@ blocks Dagster while it reads. So the API never opens the warehouse: this step, 
 writer), copies what the API serves into `<HITCRAFT_SERVING_PATH>.tmp-<pid>`, checkpoints and closes it, and
 swaps it in with `os.replace`. A reader holding the old file keeps reading it (same inode) until it sees
 the new one and reopens; the swap is atomic, so a reader never sees half a snapshot.
+
+Besides the warehouse's tables, `publish` writes what the caller passes that lives elsewhere: the latest
+evaluation of each data-quality check (`check_results`), which Dagster keeps in its instance, not in the
+warehouse (the serving_snapshot asset reads them; see CHECK_RESULT_COLUMNS).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -45,8 +50,39 @@ SOURCES = {"insights": "insights.insights", "daily_metrics": "analytics.daily_me
            "email_reports": "delivery.email_reports"}
 
 
-def publish(conn: duckdb.DuckDBPyConnection, target: Path, *, config_summary: dict | None = None) -> dict:
-    """Build a new snapshot from the warehouse on `conn` and swap it in at `target`; returns its meta."""
+# the `check_results` table: one row per asset check, its latest completed evaluation (None: the snapshot has
+# no such table, e.g. a publish outside Dagster; an empty list: an empty table, no check has run yet)
+CHECK_RESULT_COLUMNS = {
+    "asset": "varchar",            # the checked asset, e.g. raw_events
+    "check_name": "varchar",
+    "passed": "boolean",
+    "severity": "varchar",         # WARN | ERROR: how bad a failure is
+    "blocking": "boolean",
+    "description": "varchar",      # what the check verifies (its spec's description)
+    "partition": "varchar",        # the partition evaluated, for a partitioned check (else null)
+    "days_from": "date",           # the range of days the evaluating run covered (its partition range tags)
+    "days_to": "date",
+    "run_id": "varchar",
+    "evaluated_at": "timestamptz",
+    "metadata": "json",            # the check's metadata as plain JSON (counts, the days that did not pass)
+}
+
+
+def _write_check_results(conn: duckdb.DuckDBPyConnection, rows: Sequence[dict]) -> int:
+    columns = ", ".join(f"{name} {kind}" for name, kind in CHECK_RESULT_COLUMNS.items())
+    conn.execute(f"create table hc_snapshot.main.check_results ({columns})")   # fixed names and types
+    names = list(CHECK_RESULT_COLUMNS)
+    values = [[json.dumps(r.get(n), default=str) if n == "metadata" else r.get(n) for n in names] for r in rows]
+    if values:
+        conn.executemany(f"insert into hc_snapshot.main.check_results values ({', '.join('?' for _ in names)})",
+                         values)
+    return len(values)
+
+
+def publish(conn: duckdb.DuckDBPyConnection, target: Path, *, config_summary: dict | None = None,
+            check_results: Sequence[dict] | None = None) -> dict:
+    """Build a new snapshot from the warehouse on `conn` and swap it in at `target`; returns its meta.
+    `check_results`: rows of CHECK_RESULT_COLUMNS for the `check_results` table (left out when None)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -59,6 +95,8 @@ def publish(conn: duckdb.DuckDBPyConnection, target: Path, *, config_summary: di
                 continue
             conn.execute(f"create table hc_snapshot.main.{name} as {sql}")   # fixed names and queries
             counts[name] = conn.execute(f"select count(*) from hc_snapshot.main.{name}").fetchall()[0][0]
+        if check_results is not None:
+            counts["check_results"] = _write_check_results(conn, check_results)
         last_day = (conn.execute("select max(as_of_date) from insights.insights").fetchall()[0][0]
                     if "insights.insights" in have else None)
         meta = {"snapshot_id": uuid.uuid4().hex, "version": SNAPSHOT_VERSION,
