@@ -26,7 +26,7 @@ import uvicorn
 from hitcraft_assets.app.auth import create_key
 from hitcraft_assets.app.main import create_app
 from hitcraft_assets.app.ratelimit import RateLimiter
-from hitcraft_assets_tests.test_cli import HITCRAFT, env_for
+from hitcraft_assets_tests.cli_env import HITCRAFT, env_for
 
 DEMO_DAYS, DEMO_USERS, DEMO_END, DEMO_START = 21, 300, "2026-03-21", "2026-03-01"
 

@@ -1,33 +1,14 @@
 """The command lines a user types, run as real processes against a real Dagster instance (DAGSTER_HOME):
 Dagster's own `dagster asset materialize --partition-range`, and `hitcraft run` on the demo product."""
 
-import os
 import subprocess
 import sys
 from datetime import date
-from pathlib import Path
 
 import duckdb
 
+from hitcraft_assets_tests.cli_env import HITCRAFT, env_for
 from hitcraft_assets_tests.conftest import event_line, ms, write_day
-
-REPO = Path(__file__).resolve().parent.parent
-# the `hitcraft` console script, run by the interpreter under test (independent of PATH and shims)
-HITCRAFT = [sys.executable, "-m", "hitcraft_assets.cli"]
-
-
-def env_for(tmp_path: Path, **extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HITCRAFT_", "MIXPANEL_"))}
-    env.update({
-        "DAGSTER_HOME": str(tmp_path / "home"),
-        "HITCRAFT_DATA_DIR": str(tmp_path / "data"),
-        "HITCRAFT_DUCKDB_PATH": str(tmp_path / "data" / "w.duckdb"),
-        "PYTHONWARNINGS": "ignore",
-    })
-    env.update(extra)
-    (tmp_path / "home").mkdir(exist_ok=True)
-    (tmp_path / "home" / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
-    return env
 
 
 def test_dagster_cli_backfills_a_partition_range_in_one_run(tmp_path):

@@ -15,7 +15,7 @@ import duckdb
 
 from hitcraft_assets.ingestion import checks
 from hitcraft_assets_tests.conftest import event_line, ms, write_day
-from hitcraft_assets_tests.test_cli import HITCRAFT, env_for
+from hitcraft_assets_tests.cli_env import HITCRAFT, env_for
 
 START = date(2026, 4, 1)
 EVENTS = ["Sign Up", "Login", "Production Started", "Sketch Uploaded", "Production Completed", "Page View"]

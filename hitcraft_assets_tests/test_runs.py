@@ -27,7 +27,7 @@ import pytest
 from hitcraft_assets.ingestion.assets import raw_events
 from hitcraft_assets.warehouse import WarehouseLockedError, WarehouseResource
 from hitcraft_assets_tests.conftest import event_line, ms, write_day
-from hitcraft_assets_tests.test_cli import HITCRAFT, env_for
+from hitcraft_assets_tests.cli_env import HITCRAFT, env_for
 
 END = "2026-03-20"
 HOLD = [sys.executable, "-c", ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'ro'); "
