@@ -193,7 +193,8 @@ def test_a_segment_converting_worse_is_one_risk_with_the_tables_numbers(planted)
         ("Music Production", 2, "Production Started", "Sketch Uploaded")
     assert risk.confidence == pytest.approx(1.0)
     assert risk.context["area"] == "production" and risk.context["owner"] == "studio-team@hitcraft.example"
-    assert "0.40 vs 0.90" in risk.title
+    # people read percentages, never 0.40, and no statistic in the headline
+    assert "40%" in risk.title and "90%" in risk.title and "0.4" not in risk.title and "q=" not in risk.title
 
 
 def test_the_largest_funnel_drop_off_is_a_risk_with_users_lost(planted):
@@ -231,7 +232,7 @@ def test_successes_opportunities_and_trends_carry_their_evidence(planted):
         ("decreasing", -0.253, 180.0)
     canada = found[("opportunity", "week1_retention", "country", "CA")]
     assert canada.evidence["comparison"]["share_of_users"] == pytest.approx(50 / 850)
-    assert canada.title.startswith("High-converting path few users take")
+    assert canada.title.startswith("CA users do better") and "yet they are only" in canada.title
 
 
 def test_missing_tables_are_skipped(tmp_path):
@@ -422,7 +423,7 @@ def test_every_number_of_titles_summaries_and_recommendations_is_in_the_evidence
         for text in (insight.title, insight.summary, rule_recommendation(insight)):
             assert set(numbers_in(text)) <= allowed, (insight.kind, text)
             checked += len(numbers_in(text))
-    assert checked > 100
+    assert checked > 50
 
 
 def test_rule_recommendations_are_specific_and_deterministic(planted):
@@ -430,14 +431,14 @@ def test_rule_recommendations_are_specific_and_deterministic(planted):
     android = found[("risk", MP2, "platform", "Android")]
     text = rule_recommendation(android)
     assert text == rule_recommendation(android)
-    since = (DAY - timedelta(days=2)).isoformat()
-    for part in ("Android", "0.40 vs 0.90", f"since {since}", "q=1e-48", "Sketch Uploaded",
-                 "studio-team@hitcraft.example"):
+    # the day the change began: the anomaly episode's first day (today's alert here), as "23 Nov"
+    for part in ("Android users", f"around {DAY.day} Nov", "Sketch Uploaded", "studio-team@hitcraft.example"):
         assert part in text
+    assert "q=" not in text and "0.40" not in text and text.count(". ") <= 3      # two or three sentences
     assert "tiktok" in rule_recommendation(found[("anomaly", "event_users:Sign Up", "all", "all")])
-    assert "2026-11-13" in rule_recommendation(found[("success", ONB2, "all", "all")])
+    assert "13 Nov" in rule_recommendation(found[("success", ONB2, "all", "all")])
     drop = rule_recommendation(found[("risk", ONB2, "all", "all")])
-    assert "60 of 200" in drop and "growth@hitcraft.example" in drop
+    assert "after Sign Up in Onboarding" in drop and "growth@hitcraft.example" in drop
     assert all(rule_recommendation(i) for i in found.values())
 
 
@@ -480,8 +481,12 @@ def test_a_level_shift_of_a_total_names_the_segments_behind_it(planted):
     planted.execute("update analytics.trends set root_cause = ? where metric = 'event_users:Sketch Uploaded'",
                     [json.dumps(cause)])
     found = by_series(generate_insights(planted, DAY, CONFIG))
-    risk = found[("risk", "event_users:Sketch Uploaded", "all", "all")]
-    assert risk.evidence["change_point"]["root_cause"][0]["segment"] == "Android"
-    text = rule_recommendation(risk)
-    assert "Driven by platform = Android: 92% of the drop" in text
-    assert not unsupported_numbers(text, risk.evidence)
+    # Android users, whose Sketch Uploaded step is broken, carry 92% of the total's fall: one story, told by
+    # the Android finding, with the total's fall inside it
+    assert ("risk", "event_users:Sketch Uploaded", "all", "all") not in found
+    android = found[("risk", MP2, "platform", "Android")]
+    merged = [r for r in android.evidence["related_metrics"] if r["metric"] == "event_users:Sketch Uploaded"]
+    assert merged and merged[0]["mean_after"] == 260.0 and merged[0]["dimension"] == "all"
+    text = rule_recommendation(android)
+    assert not unsupported_numbers(text, android.evidence)
+    assert "Sketch Uploaded users" in android.summary

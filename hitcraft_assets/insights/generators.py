@@ -83,6 +83,10 @@ MIN_DROPOFF_USERS = 30        # a funnel drop-off needs this many users at the p
 DROPOFF_PRIOR_N = 50          # confidence of a drop-off: n / (n + 50)
 CHANGE_POINT_CONFIDENCE = 0.9
 HISTORY_DAYS = 90             # how far back "significant since" looks
+EPISODE_LOOKBACK_DAYS = 60    # how far back the first anomalous day of a change is looked for
+EPISODE_NEAR_DAYS = 7         # an episode this close to a change point dates the change
+EXPLAINS_SHARE = 0.5          # a segment explains a total's move when it accounts for at least this share
+SAME_BREAK_DAYS = 3           # two segments' change points this close on one metric are one break
 UNDERUSED_SHARE = 0.2         # a better-converting segment below this share is a path few users take
 TREND_WINDOWS = [7, 28]
 SMOOTHED = ("wau", "mau", "stickiness")
@@ -265,6 +269,7 @@ class _Group:
     facets: dict[str, _Facet]
     segments: list[dict] = field(default_factory=list)
     related: list[dict] = field(default_factory=list)
+    total: dict | None = None          # the whole product's move this segment explains (merged into it)
 
     @property
     def lead(self) -> _Facet:
@@ -570,13 +575,197 @@ def _collapse(facets: list[_Facet], config: ProductConfig) -> list[_Group]:
             lead.related.append(_compact(g, config))
             lead.related += g.related
             out.remove(g)
+    return _one_story(out, config)
+
+
+def _day_of(value: Any) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        return None
+
+
+def _since_day(g: _Group, episodes: dict) -> date | None:
+    """The day the finding's change began, right within a day where the data allow:
+
+    - a change point (PELT places a step in a conversion by entry day a day or two off, as cohorts that
+      entered just before a break are half affected, and early in an episode it has few days after the
+      step) is replaced by the first day of the series' anomaly episode in the same direction when that
+      episode starts within EPISODE_NEAR_DAYS of it;
+    - else the anomaly episode's first day, else a lasting jump's day;
+    - a comparison without either: the first day of its run of significant days.
+    """
+    key = g.key
+    direction = g.lead.direction
+    episode = _day_of(episodes.get((*key, direction)))
+    anomaly = g.facets.get("anomaly")
+    if anomaly is not None:
+        start = _day_of(anomaly.block.get("since") or anomaly.block.get("metric_date"))
+        episode = min(episode, start) if episode and start else (episode or start)
+    cp = _day_of((g.facets.get("change_point").block.get("date")) if "change_point" in g.facets else None)
+    if cp is not None:
+        if episode is not None and abs((episode - cp).days) <= EPISODE_NEAR_DAYS:
+            return episode     # the first anomalous day; an early change point is the one misplaced
+        return cp
+    if "persisted" in g.facets:
+        return _day_of(g.facets["persisted"].block.get("anomaly_date"))
+    if episode is not None and g.lead.name in ("anomaly", "comparison"):
+        return episode
+    if "comparison" in g.facets:
+        return _day_of(g.facets["comparison"].block.get("significant_since"))
+    return None
+
+
+def _shift(g: _Group, prefer: str = "change_point") -> float | None:
+    """The move of a group's series: the level shift of its change point (after - before) or its anomaly's
+    gap (observed - expected), `prefer` first (compare a segment's anomaly with a total's anomaly)."""
+    order = ("anomaly", "change_point") if prefer == "anomaly" else ("change_point", "anomaly")
+    for name in order:
+        f = g.facets.get(name)
+        if f is None:
+            continue
+        a, b = (("mean_after", "mean_before") if name == "change_point" else ("observed", "expected"))
+        if f.block.get(a) is not None and f.block.get(b) is not None:
+            return float(f.block[a]) - float(f.block[b])
+    return None
+
+
+def _share(g: _Group) -> float | None:
+    c = g.facets.get("comparison")
+    if c is not None and c.block.get("share_of_users") is not None:
+        return float(c.block["share_of_users"])
+    return None
+
+
+def _causes(g: _Group) -> list[tuple[str, str]]:
+    """The segments that carry at least EXPLAINS_SHARE of a total's anomaly or change point (root cause)."""
+    out = []
+    for name in ("anomaly", "change_point"):
+        f = g.facets.get(name)
+        for c in (f.block.get("root_cause") or []) if f is not None else []:
+            if (c.get("contribution") or 0) >= EXPLAINS_SHARE and c.get("dimension"):
+                out.append((c["dimension"], c["segment"]))
+    return out
+
+
+def _explains(segment: _Group, total: _Group) -> bool:
+    """Whether a segment's finding is the cause of the total's move on the same metric: the segment is a
+    root cause of it, or its own shift times its share of the users accounts for EXPLAINS_SHARE of the
+    total's shift, in the same direction."""
+    if (segment.key[1], segment.key[2]) in _causes(total):
+        return True
+    prefer = "anomaly" if total.lead.name == "anomaly" else "change_point"
+    s_shift, t_shift, share = _shift(segment, prefer), _shift(total, prefer), _share(segment)
+    if s_shift is None or t_shift is None or share is None or t_shift == 0:
+        return False
+    explained = share * s_shift / t_shift
+    return explained >= EXPLAINS_SHARE
+
+
+def _total_block(g: _Group, config: ProductConfig) -> dict:
+    cp = g.facets.get("change_point")
+    out = {"metric": g.key[0], "label": metric_label(g.key[0], config), "dimension": "all", "segment": "all",
+           "facet": g.lead.name}
+    if cp is not None:
+        out |= {"date": cp.block.get("date"), "mean_before": cp.block.get("mean_before"),
+                "mean_after": cp.block.get("mean_after"), "relative_shift": cp.block.get("relative_shift")}
+    elif "anomaly" in g.facets:
+        a = g.facets["anomaly"].block
+        out |= {"metric_date": a.get("metric_date"), "observed": a.get("observed"), "expected": a.get("expected")}
+    return out
+
+
+def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
+    """One story, one insight:
+
+    - a total's move that one segment explains (see _explains) goes inside that segment's finding
+      (`total`): the segment is the cause, the total the consequence;
+    - a total's anomaly or change point on another metric whose root cause is a segment with its own
+      finding joins that finding (`related_metrics`) when the metric is one of the segment finding's funnel
+      steps or later ones (a broken step empties the steps after it); a finding of a segment that is the
+      root cause of a total's anomaly on the step before it (a campaign's sign-ups that rarely complete the
+      next step) joins the anomaly instead;
+    - an event's users or count moving the same way as the conversion into that event (its funnel step)
+      are the same story, told by the step.
+    """
+    segments = [g for g in out if g.key[1] != "all" and "comparison" in g.facets]
+    # the same break seen through two dimensions (Android users, and a country with many of them): the
+    # segment that explains more of it (share x shift) tells it; the other joins it as a segment
+    segments.sort(key=lambda g: (-(_share(g) or 0) * abs(_shift(g) or 0), g.key))
+    for i, s in enumerate(segments):
+        if s not in out or "change_point" not in s.facets:
+            continue
+        s_day = _day_of(s.facets["change_point"].block.get("date"))
+        for other in segments[i + 1:]:
+            if (other in out and other.key[1] != s.key[1] and _family(other.key[0]) == _family(s.key[0])
+                    and other.lead.direction == s.lead.direction and "change_point" in other.facets):
+                o_day = _day_of(other.facets["change_point"].block.get("date"))
+                if s_day and o_day and abs((s_day - o_day).days) <= SAME_BREAK_DAYS:
+                    s.segments.append(_compact(other, config))
+                    out.remove(other)
+    segments = [g for g in segments if g in out]
+    # totals' anomalies that one segment carries (a campaign lifting sign-ups, page views and sessions):
+    # one finding, led by the largest move
+    anomalies = sorted([g for g in out if g.key[1] == "all" and g.lead.name == "anomaly" and _causes(g)],
+                       key=lambda g: (-abs(g.lead.relative or 0), g.key))
+    for i, lead in enumerate(anomalies):
+        if lead not in out:
+            continue
+        for other in anomalies[i + 1:]:
+            if (other in out and other.lead.direction == lead.lead.direction
+                    and set(_causes(other)) & set(_causes(lead))):
+                lead.related.append(_compact(other, config))
+                lead.related += other.related
+                out.remove(other)
+    for t in [g for g in out if g.key[1] == "all"]:
+        if t not in out:
+            continue
+        same = [s for s in segments if s in out and _family(s.key[0]) == _family(t.key[0])
+                and s.lead.direction == t.lead.direction and _explains(s, t)]
+        if same:
+            lead = max(same, key=lambda s: (_share(s) or 0, s.key))
+            lead.total = _total_block(t, config)
+            lead.segments += t.segments
+            lead.related += t.related
+            out.remove(t)
+            continue
+        causes = _causes(t)
+        for s in segments:
+            if s not in out or (s.key[1], s.key[2]) not in causes:
+                continue
+            downstream = metric_events(s.key[0], config, downstream=True)
+            t_events = [metric_event(t.key[0])] if metric_event(t.key[0]) else metric_events(t.key[0], config)
+            if t_events and set(t_events) <= set(downstream) and t.lead.direction == s.lead.direction:
+                s.related.append(_compact(t, config))
+                out.remove(t)
+                break
+            prev = [e for e in metric_events(s.key[0], config)[:1]]
+            if t.lead.name == "anomaly" and prev and t_events and t_events[0] == prev[0]:
+                t.related.append(_compact(s, config))
+                t.related += s.related
+                out.remove(s)
+    steps = {(g.key[1], g.key[2], g.lead.direction, ev): g for g in out if parse_funnel_metric(g.key[0])
+             for ev in metric_events(g.key[0], config)[1:]}
+    for g in list(out):
+        event = metric_event(g.key[0])
+        target = steps.get((g.key[1], g.key[2], g.lead.direction, event)) if event else None
+        if target is not None and target is not g:
+            target.related.append(_compact(g, config))
+            target.related += g.related
+            out.remove(g)
     return out
 
 
 # ------------------------------------------------------------------------------------------ building
 
 
-def _build(g: _Group, day: date, config: ProductConfig) -> Insight:
+def _build(g: _Group, day: date, config: ProductConfig, episodes: dict | None = None) -> Insight:
     metric, dimension, segment = g.key
     lead = g.lead
     ordered = g.ordered
@@ -596,6 +785,11 @@ def _build(g: _Group, day: date, config: ProductConfig) -> Insight:
         ev["segments"] = g.segments
     if g.related:
         ev["related_metrics"] = g.related
+    if g.total:
+        ev["total"] = g.total
+    since = _since_day(g, episodes or {})
+    if since is not None:
+        ev["since"] = since
     ev = _clean(ev)
     return Insight(
         insight_id=insight_id(g.kind, metric, dimension, segment), as_of_date=day, kind=g.kind,
@@ -623,7 +817,10 @@ def generate_insights(conn, day: date, config: ProductConfig) -> list[Insight]:
         facets += _trends(conn, day, config, sizes)
         if "analytics.anomalies" in tables:
             facets += _persisted(conn, day, config, sizes)
-    insights = [_build(g, day, config) for g in _collapse(facets, config)]
+    episodes = ({(r["metric"], r["dimension"], r["segment"], r["direction"]): r["episode_start"]
+                 for r in _rows(conn, "episodes", day=day, lookback_days=EPISODE_LOOKBACK_DAYS)}
+                if "analytics.anomalies" in tables else {})
+    insights = [_build(g, day, config, episodes) for g in _collapse(facets, config)]
     if len(insights) > MAX_INSIGHTS:
         insights.sort(key=lambda i: (-impact_score(i, config), i.insight_id))
         insights = insights[:MAX_INSIGHTS]

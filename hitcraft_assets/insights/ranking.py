@@ -2,7 +2,7 @@
 
 Each insight gets
 
-    impact = users x effect x confidence x importance x scope x kind x novelty
+    impact = users x effect x confidence x importance x scope x kind x novelty x news
 
 - **users** = ``log10(10 + users_affected)``: the users behind the finding (``evidence.users_affected``:
   the segment's users in a comparison, the users lost at a funnel's drop-off, the users at the previous
@@ -23,6 +23,9 @@ Each insight gets
 - **scope** = 1.5 for totals (all users), 1 for a segment.
 - **kind** = risk 1.2, every other kind 1: of two equal findings, the one that costs users comes first.
 - **novelty** = new 1, ongoing 0.7, resolved 0.2.
+- **news** = 1 for a change (an anomaly, a change point, a lasting jump, a segment that differs), 0.6 for a
+  finding led by a gradual trend, and 0.3 for a standing fact: a funnel's largest drop-off with nothing
+  changing about it (a leak the same size for months is context for the funnel, not today's risk).
 
 Ranking sorts open findings (new, ongoing) before resolved ones, then by impact (rounded to 9 significant
 digits, so float noise cannot reorder equal findings), highest first, ties broken by ``insight_id``: the
@@ -46,6 +49,8 @@ TOTAL_SCOPE = 1.5
 SEGMENT_SCOPE = 1.0
 KIND_WEIGHT = {"risk": 1.2, "success": 1.0, "opportunity": 1.0, "anomaly": 1.0, "trend": 1.0}
 NOVELTY = {"new": 1.0, "ongoing": 0.7, "resolved": 0.2}
+TREND_NEWS = 0.6
+STANDING_NEWS = 0.3
 MIN_EFFECT = 0.01
 MAX_EFFECT = 1.0
 
@@ -100,6 +105,14 @@ def _effect(evidence: dict) -> float:
     return math.sqrt(min(max(abs(float(rel)), MIN_EFFECT), MAX_EFFECT))
 
 
+def news(evidence: dict) -> float:
+    """How much of a change the finding is (see the module docstring)."""
+    facets = evidence.get("facets") or [evidence.get("lead")]
+    if list(facets) == ["dropoff"]:
+        return STANDING_NEWS
+    return TREND_NEWS if evidence.get("lead") == "trend" else 1.0
+
+
 def impact_score(insight: Insight, config: ProductConfig) -> float:
     """The formula of the module docstring, for one insight."""
     ev = insight.evidence or {}
@@ -107,7 +120,7 @@ def impact_score(insight: Insight, config: ProductConfig) -> float:
     confidence = min(max(float(insight.confidence), 0.0), 1.0)
     scope = TOTAL_SCOPE if ev.get("dimension", "all") == "all" else SEGMENT_SCOPE
     value = (users * _effect(ev) * confidence * importance(str(ev.get("metric", "")), config) * scope
-             * KIND_WEIGHT.get(insight.kind, 1.0) * NOVELTY.get(insight.status, 1.0))
+             * KIND_WEIGHT.get(insight.kind, 1.0) * NOVELTY.get(insight.status, 1.0) * news(ev))
     return float(f"{value:.9g}")
 
 

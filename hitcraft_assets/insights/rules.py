@@ -213,99 +213,214 @@ def fmt_p(x: float | None) -> str:
     return _first_close([f"{x:.2f}", f"{x:.3f}"], x)
 
 
-# ---------------------------------------------------------------------------------------- titles, summaries
+# ---------------------------------------------------------------------------------------- language
+#
+# What a product manager reads: percentages for conversions and retention (never 0.40), counts with
+# separators, dates as "4 Nov", the strength of the evidence in words ("very strong evidence"), one headline
+# number per title, and no statistic (q, p, z, test names, effect sizes, slopes) in any text: those stay
+# in the evidence, where the dashboard and the email show them as a table.
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+CHANNEL_DIMENSIONS = ("channel", "source", "utm_source", "utm_medium", "utm_campaign", "referrer", "campaign")
 
 
-def _facet_sentence(name: str, ev: dict) -> str:
-    b, who, label = ev[name], segment_label(ev), ev["label"]
-    if name == "comparison":
-        h = f", effect size {fmt_number(b['effect_size'])}" if b.get("effect_size") is not None else ""
-        verb = "converted at" if ev.get("conversion") else "averaged"
-        return (f"On {b['metric_date']}, {who} {verb} {fmt_number(b['segment_value'])} on {label} against "
-                f"{fmt_number(b['rest_value'])} for the rest of {ev['dimension']} ({fmt_number(b['segment_n'])} vs "
-                f"{fmt_number(b['rest_n'])} users, {b['test']} test{h}, p={fmt_p(b['p_value'])}, "
-                f"q={fmt_p(b['q_value'])}); they are {fmt_percent(b['share_of_users'])} of the users compared."
-                + (f" Significant on {fmt_number(b['days_significant'])} days since {b['significant_since']}."
-                   if (b.get("days_significant") or 1) > 1 else ""))
-    if name == "dropoff":
-        return (f"Of {fmt_number(b['users_prev'])} users who reached {b['prev_event']} after entering {b['funnel']} "
-                f"on {b['cohort_date']}, {fmt_number(b['users_lost'])} ({fmt_percent(b['drop_rate'])}) did not "
-                f"reach {b['step_event']}: its largest drop-off"
-                + (f" ({fmt_number(b['entrants'])} entrants that day)." if b["step"] > 2 else "."))
-    if name == "anomaly":
-        return (f"On {b['metric_date']}, {label} for {who} was {fmt_number(b['observed'])} against an expected "
-                f"{fmt_number(b['expected'])} (band {fmt_number(b['lower'])} to {fmt_number(b['upper'])}, "
-                f"z={fmt_number(b['score'])}, q={fmt_p(b['q_value'])}). {_drivers(b, limit=3)}").strip()
-    if name == "change_point":
-        return (f"A level shift on {b['date']}: from {fmt_number(b['mean_before'])} to {fmt_number(b['mean_after'])} "
-                f"on average ({fmt_change(b['relative_shift'])}). {_drivers(b, limit=3)}").strip()
-    if name == "persisted":
-        return (f"It jumped on {b['anomaly_date']} ({fmt_number(b['observed'])} vs {fmt_number(b['expected'])} "
-                f"expected) and has stayed above the band's upper edge of {fmt_number(b['upper'])}: "
-                f"{fmt_number(b['current_7d'])} on average over the last week.")
-    short, long = b["window_days"]
-    return (f"{label} for {who} is {b['trend']} by {fmt_number(abs(b['slope'] or 0.0))} a day over "
-            f"{fmt_number(b['n'])} days (Mann-Kendall q={fmt_p(b['q_value'])}); the last {short} days average "
-            f"{fmt_number(b['current_7d'])} ({fmt_change(b['pct_change_7d'])} on the {short} before), the last "
-            f"{long} days {fmt_number(b['current_28d'])} ({fmt_change(b['pct_change_28d'])}).")
+def fmt_day(value: Any) -> str:
+    """A day as people write it: ``4 Nov`` (the numbers are the date's own, so the number check allows them)."""
+    if value is None:
+        return "n/a"
+    iso = value.isoformat()[:10] if isinstance(value, (date, datetime)) else str(value)[:10]
+    try:
+        d = date.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return f"{d.day} {_MONTHS[d.month - 1]}"
 
 
-def insight_summary(evidence: dict) -> str:
-    """Plain language from the evidence alone: one sentence per facet (leading one first), then the segments
-    showing the same move and the other metrics moving with it."""
-    ev = evidence
-    sentences = [_facet_sentence(name, ev) for name in ev.get("facets") or [ev["lead"]]]
-    if ev.get("segments"):
-        sentences.append("The same move shows in " + ", ".join(
-            f"{s['dimension']} = {s['segment']}" for s in ev["segments"]) + ".")
-    related = ev.get("related_metrics") or []
-    if related:
-        shown = {ev["metric"]} | {r["metric"] for r in related}
-        names = sorted({r["label"] for r in related if not (
-            r["metric"].startswith("event_count:") and "event_users:" + r["metric"][12:] in shown)})
-        sentences.append(f"Also moving the same way for {segment_label(ev)}: "
-                         + ", ".join(names or [related[0]["label"]]) + ".")
-    return " ".join(sentences)
+def strength_words(q: float | None) -> str:
+    """The strength of the evidence behind a q-value, in words (the q-value itself stays in the evidence)."""
+    if q is None:
+        return "some"
+    q = float(q)
+    return ("very strong" if q < 1e-6 else "strong" if q < 1e-3 else "moderate" if q < 0.01 else
+            "some" if q <= 0.05 else "weak")
 
 
-def insight_title(kind: str, evidence: dict) -> str:
-    """A one-line headline from the leading facet of the evidence."""
-    ev = evidence
-    name = ev["lead"]
-    b, label, who = ev[name], ev["label"], segment_label(ev)
-    seg = f"{ev['segment']} ({ev['dimension']})"
-    if name == "comparison":
-        vs = f"{fmt_number(b['segment_value'])} vs {fmt_number(b['rest_value'])}"
-        where = f"at {ev['step_event']} ({ev['funnel']})" if "step_event" in ev else f"on {label}"
-        if kind == "risk":
-            return f"{seg} converts {vs} {where}" if ev.get("conversion") else f"{seg} lags {where}: {vs}"
-        if b.get("underused"):
-            what = "High-converting path" if ev.get("conversion") else "Highly engaged segment"
-            return f"{what} few users take: {seg} {where}, {vs}"
-        return f"{seg} does better {where}: {vs}"
-    if name == "dropoff":
-        return (f"{b['funnel']}: {fmt_percent(b['drop_rate'])} of users drop between {b['prev_event']} and "
-                f"{b['step_event']}")
-    if name == "anomaly":
-        verb = "spiked" if b["direction"] == "up" else "dropped"
-        return f"{label} {verb} to {fmt_number(b['observed'])} (expected {fmt_number(b['expected'])}) for {who}"
-    if name == "change_point":
-        verb = "rose" if b["relative_shift"] > 0 else "fell"
-        return (f"{label} {verb} from {fmt_number(b['mean_before'])} to {fmt_number(b['mean_after'])} since "
-                f"{b['date']} ({who})")
-    if name == "persisted":
-        return f"{label} up and holding: {fmt_number(b['current_7d'])} vs {fmt_number(b['expected'])} before ({who})"
-    verb = "up" if b["trend"] == "increasing" else "down"
-    return f"{label} {verb} {fmt_percent(b['pct_change_28d'])} in {b['window_days'][1]} days ({who})"
+def _v(ev: dict, x: float | None) -> str:
+    """A value of the insight's metric: a percentage for a conversion or retention, else a number."""
+    return fmt_percent(x) if ev.get("conversion") else fmt_number(x)
 
 
-# ---------------------------------------------------------------------------------------- recommendations
+def _gap(ev: dict, new: float | None, old: float | None) -> str:
+    """How far a value moved: percentage points for a conversion, a relative change otherwise."""
+    if new is None or old is None:
+        return "n/a"
+    if ev.get("conversion"):
+        return f"{fmt_percent(new)} from {fmt_percent(old)}"
+    return f"{fmt_number(new)} from {fmt_number(old)}"
 
 
 def segment_label(evidence: dict) -> str:
-    if evidence.get("dimension", "all") == "all":
+    """Who a finding is about: ``all users``, ``Android users``, ``users from tiktok``."""
+    dimension, segment = evidence.get("dimension", "all"), evidence.get("segment")
+    if dimension == "all":
         return "all users"
-    return f"{evidence.get('dimension')} = {evidence.get('segment')}"
+    if any(dimension.lower().startswith(c) or c in dimension.lower() for c in CHANNEL_DIMENSIONS):
+        return f"users from {segment}"
+    return f"{segment} users"
+
+
+def _who(ev: dict) -> str:
+    text = segment_label(ev)
+    return text[0].upper() + text[1:]
+
+
+def _what(ev: dict) -> str:
+    """The thing measured, short: ``Sketch Uploaded conversion (Music Production)``, ``Sign Up users``."""
+    if ev.get("funnel") and ev.get("step_event"):
+        return f"{ev['step_event']} conversion ({ev['funnel']})"
+    return str(ev.get("label") or ev.get("metric"))
+
+
+def _step_words(ev: dict) -> str:
+    if ev.get("funnel") and ev.get("prev_event"):
+        return f"{ev['prev_event']} → {ev['step_event']} (step {ev['step']} of {ev['funnel']})"
+    return str(ev.get("label") or ev.get("metric"))
+
+
+def _since(evidence: dict) -> str | None:
+    """The day the finding's change began: the generator's `since` (the anomaly episode's first day, or the
+    change point), else the leading facet's own day."""
+    if evidence.get("since"):
+        return str(evidence["since"])
+    for facet, key in (("change_point", "date"), ("persisted", "anomaly_date"), ("anomaly", "metric_date")):
+        if facet in evidence and evidence[facet].get(key):
+            return str(evidence[facet][key])
+    return None
+
+
+def _drivers(block: dict, limit: int = 2) -> str:
+    causes = [c.get("summary") for c in block.get("root_cause") or [] if c.get("summary")]
+    return f"Driven by {'; '.join(causes[:limit])}." if causes else ""
+
+
+def _total_sentence(ev: dict) -> str:
+    """The whole product's move that this segment explains (merged into it), in one sentence."""
+    t = ev.get("total")
+    if not t:
+        return ""
+    if t.get("mean_before") is not None and t.get("mean_after") is not None:
+        return (f"It pulls {t['label']} for all users down to {_gap(ev, t['mean_after'], t['mean_before'])}."
+                if t["mean_after"] < t["mean_before"] else
+                f"It lifts {t['label']} for all users to {_gap(ev, t['mean_after'], t['mean_before'])}.")
+    return f"It shows in {t['label']} for all users too."
+
+
+def _facet_sentence(name: str, ev: dict) -> str:
+    b, who, what = ev[name], segment_label(ev), _what(ev)
+    if name == "comparison":
+        rest = f"other {ev['dimension']} values" if ev.get("dimension") != "all" else "the rest"
+        if ev.get("conversion") and ev.get("prev_event"):
+            head = (f"On {fmt_day(b['metric_date'])}, {fmt_percent(b['segment_value'])} of {who} who reached "
+                    f"{ev['prev_event']} went on to {ev['step_event']}, against {fmt_percent(b['rest_value'])} for "
+                    f"{rest}")
+        else:
+            head = (f"On {fmt_day(b['metric_date'])}, {who} had {_v(ev, b['segment_value'])} on {what}, against "
+                    f"{_v(ev, b['rest_value'])} for {rest}")
+        return (f"{head} ({fmt_number(b['segment_n'])} users, {fmt_percent(b['share_of_users'])} of those "
+                f"compared; {strength_words(b.get('q_value'))} evidence).")
+    if name == "dropoff":
+        return (f"Of {fmt_number(b['users_prev'])} users who reached {b['prev_event']} after entering "
+                f"{b['funnel']} on {fmt_day(b['cohort_date'])}, {fmt_number(b['users_lost'])} "
+                f"({fmt_percent(b['drop_rate'])}) did not reach {b['step_event']}, the funnel's largest leak.")
+    if name == "anomaly":
+        when = fmt_day(b["metric_date"])
+        up = b.get("direction") == "up"
+        bound = (f"above its usual high of {_v(ev, b['upper'])}" if up else
+                 f"below its usual low of {_v(ev, b['lower'])}")
+        text = (f"On {when}, {what} for {who} was {_v(ev, b['observed'])}, {bound} (about "
+                f"{_v(ev, b['expected'])} expected; {strength_words(b.get('q_value'))} evidence).")
+        return f"{text} {_drivers(b, limit=2)}".strip()
+    if name == "change_point":
+        verb = "rose" if (b.get("relative_shift") or 0) > 0 else "fell"
+        return (f"{what[0].upper() + what[1:]} for {who} {verb} from {_v(ev, b['mean_before'])} to "
+                f"{_v(ev, b['mean_after'])} on average around {fmt_day(b['date'])}. {_drivers(b)}").strip()
+    if name == "persisted":
+        return (f"It jumped on {fmt_day(b['anomaly_date'])} ({_v(ev, b['observed'])} against "
+                f"{_v(ev, b['expected'])} expected) and has held: {_v(ev, b['current_7d'])} on average over the "
+                f"last week.")
+    short, long = b["window_days"]
+    rising = b["trend"] == "increasing"
+    return (f"{what[0].upper() + what[1:]} for {who} has been {'rising' if rising else 'falling'} for "
+            f"{fmt_number(b['n'])} days: {_v(ev, b['current_7d'])} on average over the last {short} days "
+            f"({fmt_change(b['pct_change_7d'])} on the {short} before) and {fmt_change(b['pct_change_28d'])} over "
+            f"{long} days ({strength_words(b.get('q_value'))} evidence).")
+
+
+def insight_summary(evidence: dict) -> str:
+    """Plain language from the evidence alone: the leading facet, one more facet at most, the total this
+    segment explains, then where else the same move shows and what moves with it."""
+    ev = evidence
+    facets = ev.get("facets") or [ev["lead"]]
+    shown = [facets[0]] + [f for f in facets[1:] if f in ("change_point", "persisted", "anomaly")][:1]
+    if ev["lead"] == "comparison" and "change_point" in facets and "change_point" not in shown:
+        shown.append("change_point")
+    sentences = [_facet_sentence(name, ev) for name in shown]
+    if ev.get("total"):
+        sentences.append(_total_sentence(ev))
+    if ev.get("segments"):
+        names = [segment_label(s) for s in ev["segments"]]
+        more = f" and {len(names) - 4} more segments" if len(names) > 4 else ""
+        sentences.append("The same move shows among " + ", ".join(names[:4]) + more + ".")
+    related = ev.get("related_metrics") or []
+    if related:
+        seen = {ev["metric"]} | {r["metric"] for r in related}
+        names = sorted({r["label"] for r in related if not (
+            r["metric"].startswith("event_count:") and "event_users:" + r["metric"][12:] in seen)})
+        sentences.append("Moving with it: " + ", ".join(names[:4] or [related[0]["label"]]) + ".")
+    return " ".join(s for s in sentences if s)
+
+
+def insight_title(kind: str, evidence: dict) -> str:
+    """A one-line headline with one number, from the leading facet of the evidence."""
+    ev = evidence
+    name = ev["lead"]
+    b, what, who = ev[name], _what(ev), _who(ev)
+    since = _since(ev)
+    today = str(b.get("metric_date") or "")[:10]
+    when = (f" since {fmt_day(since)}" if since and str(since)[:10] != today
+            and name in ("comparison", "change_point", "persisted") else "")
+    if name == "comparison":
+        if kind == "risk":
+            if ev.get("conversion") and ev.get("step_event"):
+                return (f"{who}: only {fmt_percent(b['segment_value'])} get through {ev['step_event']} "
+                        f"({ev['funnel']}){when}, against {fmt_percent(b['rest_value'])} for others")
+            return f"{who} lag on {what}{when}: {_v(ev, b['segment_value'])} against {_v(ev, b['rest_value'])}"
+        if b.get("underused"):
+            return (f"{who} do better on {what} ({_v(ev, b['segment_value'])} against "
+                    f"{_v(ev, b['rest_value'])}), yet they are only {fmt_percent(b['share_of_users'])} of users")
+        return f"{who} do better on {what}: {_v(ev, b['segment_value'])} against {_v(ev, b['rest_value'])}"
+    if name == "dropoff":
+        return (f"{b['funnel']}: {fmt_percent(b['drop_rate'])} of users stop between {b['prev_event']} and "
+                f"{b['step_event']}")
+    scope = "" if ev.get("dimension", "all") == "all" else f" among {segment_label(ev)}"
+    if name == "anomaly":
+        verb = "spiked" if b["direction"] == "up" else "dropped"
+        return (f"{what[0].upper() + what[1:]}{scope} {verb} to {_v(ev, b['observed'])} on "
+                f"{fmt_day(b['metric_date'])}")
+    if name == "change_point":
+        verb = "rose" if (b.get("relative_shift") or 0) > 0 else "fell"
+        return (f"{what[0].upper() + what[1:]}{scope} {verb} to {_v(ev, b['mean_after'])}{when} "
+                f"(from {_v(ev, b['mean_before'])})")
+    if name == "persisted":
+        return (f"{what[0].upper() + what[1:]}{scope} up and holding at {_v(ev, b['current_7d'])}{when}")
+    verb = "up" if b["trend"] == "increasing" else "down"
+    return f"{what[0].upper() + what[1:]}{scope} {verb} {fmt_percent(b['pct_change_28d'])} in {b['window_days'][1]} days"
+
+
+# ---------------------------------------------------------------------------------------- recommendations
+#
+# Two or three sentences, specific to the evidence: what to check first, where (the segment, the step, the
+# day), then the owner. The numbers are in the title and summary; a recommendation repeats at most one.
 
 
 def _owner(insight: Insight) -> str:
@@ -316,152 +431,83 @@ def _owner(insight: Insight) -> str:
     return f" Owner: {owner}." if owner else ""
 
 
-def _since(evidence: dict) -> str | None:
-    """The earliest date the evidence ties the change to: a change point, else an anomaly's day."""
-    for facet, key in (("change_point", "date"), ("persisted", "anomaly_date"), ("anomaly", "metric_date")):
-        if facet in evidence and evidence[facet].get(key):
-            return str(evidence[facet][key])
-    return None
-
-
-def _step_words(ev: dict) -> str:
-    if ev.get("funnel"):
-        return f"{ev['prev_event']} -> {ev['step_event']} (step {ev['step']} of {ev['funnel']})"
-    return str(ev.get("label") or ev.get("metric"))
-
-
 def _risk(ev: dict) -> str:
-    lead = ev.get("lead")
-    since = _since(ev)
-    where = _step_words(ev)
+    lead, since, where = ev.get("lead"), _since(ev), _step_words(ev)
+    day = fmt_day(since) if since else "the last few days"
     if lead == "comparison":
-        c = ev["comparison"]
-        seg = ev["segment"]
-        if (c.get("days_significant") or 1) > 1:
-            since = str(c["significant_since"])
-        text = (f"{seg} users ({ev['dimension']}) convert {fmt_number(c['segment_value'])} vs "
-                f"{fmt_number(c['rest_value'])} for everyone else at {where}"
-                f"{' since ' + since if since else ' on ' + str(c['metric_date'])} "
-                f"(n={fmt_number(c['segment_n'])}, q={fmt_p(c['q_value'])}). ")
-        text += (f"Check what changed for {ev['dimension']} = {seg} {'around ' + since if since else 'recently'}: "
-                 f"a release, an SDK or tracking change, or a broken {ev.get('step_event') or 'flow'} screen for "
-                 f"these users; reproduce {ev.get('prev_event') or 'the previous step'} -> "
-                 f"{ev.get('step_event') or 'this step'} as one of them and compare error logs with the other "
-                 f"{ev['dimension']} values.")
-        return text
+        step = ev.get("step_event") or "this step"
+        return (f"Check what changed for {segment_label(ev)} around {day}: a release, an SDK or a tracking change "
+                f"on the {step} screen first. Reproduce {where} as one of them and compare the error logs with "
+                f"other {ev['dimension']} values.")
     if lead == "dropoff":
         d = ev["dropoff"]
-        return (f"{fmt_number(d['users_lost'])} of {fmt_number(d['users_prev'])} users who reached "
-                f"{d['prev_event']} on {d['cohort_date']} did not reach {d['step_event']} "
-                f"({fmt_percent(d['drop_rate'])} lost, the largest leak of {d['funnel']}). Watch session "
-                f"recordings of users who stop after {d['prev_event']}, ask them why with a short exit survey, "
-                f"and A/B test a simpler {d['step_event']} step.")
+        return (f"Watch recordings of users who stop after {d['prev_event']} in {d['funnel']} and ask them why "
+                f"with a one-question exit survey; then test a shorter {d['step_event']} step.")
     if lead == "anomaly":
         a = ev["anomaly"]
-        return (f"{ev['label']} for {segment_label(ev)} fell to {fmt_number(a['observed'])} on {a['metric_date']} "
-                f"against {fmt_number(a['expected'])} expected (z={fmt_number(a['score'])}). "
-                f"{_drivers(a)}Check releases, experiments and tracking changes of {a['metric_date']} on "
-                f"{where}; if tomorrow stays low, treat it as a regression and roll back.")
+        return (f"Check the releases, experiments and tracking changes of {fmt_day(a['metric_date'])} that touch "
+                f"{where}. {_drivers(a)} If the next day stays low, treat it as a regression and roll back."
+                ).replace("  ", " ")
     if lead == "change_point":
         cp = ev["change_point"]
-        return (f"{ev['label']} for {segment_label(ev)} moved from {fmt_number(cp['mean_before'])} to "
-                f"{fmt_number(cp['mean_after'])} ({fmt_change(cp['relative_shift'])}) from {cp['date']} on. "
-                f"{_drivers(cp)}Find what shipped or changed on {cp['date']} affecting {where} and fix or revert it.")
-    t = ev["trend"]
-    return (f"{ev['label']} for {segment_label(ev)} has been falling for {fmt_number(t['n'])} days "
-            f"({fmt_number(abs(t['slope'] or 0.0))} a day, {fmt_change(t['pct_change_28d'])} over the last "
-            f"{fmt_number(t['window_days'][1])} days, q={fmt_p(t['q_value'])}). Look for a gradual cause at "
-            f"{where}: slower pages, a competitor, or a mix shift toward worse-converting users.")
-
-
-def _drivers(anomaly: dict, limit: int = 2) -> str:
-    causes = [c.get("summary") for c in anomaly.get("root_cause") or [] if c.get("summary")]
-    return f"Driven by {'; '.join(causes[:limit])}. " if causes else ""
+        return (f"Find what shipped on or just before {fmt_day(since or cp['date'])} that touches {where}, and "
+                f"fix or revert it. {_drivers(cp)}").strip()
+    return (f"Look for a gradual cause at {where}: slower pages, a competitor, or more users from "
+            f"worse-converting sources; compare {segment_label(ev)} with a month ago.")
 
 
 def _opportunity(ev: dict) -> str:
     lead = ev.get("lead")
     if lead == "comparison":
         c = ev["comparison"]
-        seg = ev["segment"]
-        what = "convert" if ev.get("conversion") else "average"
-        text = (f"{seg} users ({ev['dimension']}) {what} {fmt_number(c['segment_value'])} vs "
-                f"{fmt_number(c['rest_value'])} for the rest on {ev['label']} (q={fmt_p(c['q_value'])}), "
-                f"{'yet they are only' if c.get('underused') else 'and they are'} "
-                f"{fmt_percent(c['share_of_users'])} of the users compared. ")
-        text += (f"Grow this path: put more acquisition budget behind {ev['dimension']} = {seg}, and find what "
-                 f"those users do differently (onboarding choices, content, device) to bring it to everyone.")
-        return text
+        grow = ("They are a small share of users, so bringing more of them pays too: put acquisition budget "
+                f"behind {ev['dimension']} = {ev['segment']}." if c.get("underused") else
+                "Bring what works for them to everyone else.")
+        return (f"Find what {segment_label(ev)} do differently on {_what(ev)} (onboarding choices, content, "
+                f"device). {grow}")
     if lead == "trend":
-        t = ev["trend"]
-        return (f"{ev['label']} for {segment_label(ev)} is rising: {fmt_number(t['current_7d'])} a day this "
-                f"week, {fmt_change(t['pct_change_7d'])} on the week before and {fmt_change(t['pct_change_28d'])} "
-                f"over {fmt_number(t['window_days'][1])} days (q={fmt_p(t['q_value'])}). Find what drives the rise "
-                f"(a release, a campaign, word of mouth) and build on it: make {ev.get('event') or 'it'} easier to "
-                f"reach for users who have not done it yet, and check that those who do come back.")
-    return (f"{ev['label']} for {segment_label(ev)} is up. Find out what drives it and invest where it works.")
+        event = ev.get("event") or _what(ev)
+        return (f"Find what drives the rise (a release, a campaign, word of mouth) and make {event} easier to "
+                f"reach for users who have not tried it; check that those who do come back.")
+    return f"Find out what drives {_what(ev)} for {segment_label(ev)} and invest where it works."
 
 
 def _success(ev: dict) -> str:
-    lead = ev.get("lead")
+    since = _since(ev)
     where = _step_words(ev)
-    if lead == "persisted":
-        p = ev["persisted"]
-        return (f"{ev['label']} for {segment_label(ev)} jumped on {p['anomaly_date']} ({fmt_number(p['observed'])} "
-                f"vs {fmt_number(p['expected'])} expected) and has held: {fmt_number(p['current_7d'])} on average "
-                f"over the last week. Record what shipped on {p['anomaly_date']} at {where}, keep it, and apply "
-                f"the same change to the next weakest step.")
-    if lead == "change_point":
-        cp = ev["change_point"]
-        return (f"{ev['label']} for {segment_label(ev)} rose from {fmt_number(cp['mean_before'])} to "
-                f"{fmt_number(cp['mean_after'])} ({fmt_change(cp['relative_shift'])}) from {cp['date']} on. "
-                f"{_drivers(cp)}Record what shipped on {cp['date']} at {where}, keep it, and check that it holds for every "
-                f"segment before rolling the idea out to similar steps.")
-    if lead == "trend":
-        t = ev["trend"]
-        return (f"{ev['label']} for {segment_label(ev)} keeps improving ({fmt_change(t['pct_change_28d'])} over "
-                f"{fmt_number(t['window_days'][1])} days, q={fmt_p(t['q_value'])}). Find the change behind it "
-                f"at {where} and do more of it.")
-    return f"{ev['label']} for {segment_label(ev)} improved. Find the change behind it and keep it."
+    if since:
+        return (f"Write down what shipped on {fmt_day(since)} at {where} and keep it. Check that it holds for "
+                f"every platform, then try the same idea on the next weakest step.")
+    return f"Find the change behind the improvement at {where}, keep it, and try it on the next weakest step."
 
 
 def _anomaly(ev: dict) -> str:
     a = ev["anomaly"]
     up = a.get("direction") == "up"
-    text = (f"{ev['label']} for {segment_label(ev)} was {fmt_number(a['observed'])} on {a['metric_date']} "
-            f"against {fmt_number(a['expected'])} expected (z={fmt_number(a['score'])}, q={fmt_p(a['q_value'])}). "
-            f"{_drivers(a)}")
+    day = fmt_day(a["metric_date"])
     if up and ev.get("conversion"):
-        text += (f"Find what changed on {a['metric_date']} at {_step_words(ev)} (a release, an experiment, a "
-                 f"campaign bringing better-suited users); if it holds over the coming days, keep it and write it "
-                 f"down.")
-    elif up:
-        text += ("First rule out duplicate or bot traffic; if it is real (a campaign, a press mention), check "
-                 "whether these users go on to complete the product's key steps before investing more in it.")
-    else:
-        text += ("First check that tracking and data collection worked that day; if they did, look for an "
-                 "outage, a release or a lost acquisition source on that day.")
-    return text
+        return (f"Find what changed on {day} at {_step_words(ev)}: a release, an experiment, or a campaign "
+                f"bringing better-suited users. If it holds for a few days, keep it and write it down.")
+    if up:
+        cause = (a.get("root_cause") or [{}])[0]
+        source = (f"{cause['dimension']} = {cause['segment']}" if cause.get("dimension") else "the new traffic")
+        return (f"Rule out bots and duplicate tracking in {source} first. If it is real (a campaign, a press "
+                f"mention), check whether these users go on to the product's key steps before investing more.")
+    return (f"Check that tracking worked on {day}; if it did, look for an outage, a release or a lost "
+            f"acquisition source that day.")
 
 
 def _trend(ev: dict) -> str:
     t = ev["trend"]
-    rising = t.get("trend") == "increasing"
-    text = (f"{ev['label']} for {segment_label(ev)} is {'rising' if rising else 'falling'}: "
-            f"{fmt_number(abs(t['slope'] or 0.0))} a day over {fmt_number(t['n'])} days, "
-            f"{fmt_change(t['pct_change_7d'])} "
-            f"week on week and {fmt_change(t['pct_change_28d'])} over {fmt_number(t['window_days'][1])} days "
-            f"(q={fmt_p(t['q_value'])}). ")
-    if rising:
-        text += "Find which users or features carry the growth and plan capacity and follow-up for them."
-    else:
-        text += ("Compare these users' journeys with a month ago (channel mix, retention, feature use) and talk "
-                 "to a few of them before the decline compounds.")
-    return text
+    if t.get("trend") == "increasing":
+        return ("Find which users or features carry the growth (the segments listed with it), and plan capacity "
+                "and follow-up for them.")
+    return (f"Compare {segment_label(ev)} with a month ago (channel mix, retention, feature use) and talk to a "
+            f"few of them before the decline compounds.")
 
 
 def rule_recommendation(insight: Insight) -> str:
-    """A deterministic, actionable recommendation for the insight, quoting only numbers of its evidence."""
+    """A short, specific recommendation for the insight, quoting only numbers of its evidence."""
     ev = insight.evidence
     if insight.status == "resolved":
         return ("No longer detected: confirm the fix or the end of the cause, and close the related ticket."
@@ -469,4 +515,4 @@ def rule_recommendation(insight: Insight) -> str:
     builders = {"risk": _risk, "opportunity": _opportunity, "success": _success, "anomaly": _anomaly,
                 "trend": _trend}
     text = builders[insight.kind](ev)
-    return text.strip() + _owner(insight)
+    return " ".join(text.split()) + _owner(insight)

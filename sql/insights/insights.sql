@@ -124,3 +124,11 @@ select metric_date, metric, dimension, segment, significant and q_value <= $alph
 from analytics.segment_comparisons
 where metric_date between $day::date - $history_days::integer and $day::date
 order by metric, dimension, segment, metric_date desc;
+
+-- name: episodes
+-- The first day of each series' latest anomaly episode in each direction within the lookback, up to the day:
+-- a change begins on the first anomalous day, which a change point found later may place a day or two after.
+select metric, dimension, segment, direction, max(coalesce(episode_start, metric_date)) as episode_start
+from analytics.anomalies
+where metric_date <= $day::date and metric_date > $day::date - $lookback_days::integer
+group by all;
