@@ -5,6 +5,7 @@
     hitcraft evaluate [--out DIR] [--days N] [--seed S]
     hitcraft check-config [FILE] [--warehouse PATH]
     hitcraft send-reports --profile NAME [--period D] [--dry-run]
+    hitcraft insights [--date D] [--kind K] [--limit N] [--all] [--json]
     hitcraft serve [--host 127.0.0.1] [--port 8000]
     hitcraft api-keys create NAME [--scope read|admin] | list | revoke NAME
 """
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -247,27 +249,96 @@ def failure_reason(result) -> str:
     return "\n".join(lines)
 
 
+INSIGHT_FIELDS = ("insight_id", "as_of_date", "kind", "status", "title", "summary", "impact_score", "confidence",
+                  "priority_rank", "recommendation", "generated_by", "metric", "dimension", "segment", "evidence",
+                  "context")
+
+
+def read_insights(conn, day: date | None, *, kinds: list[str] | None = None, limit: int = 10,
+                  open_only: bool = True) -> tuple[date | None, list[dict]]:
+    """The ranked insights of the last as-of day up to `day` (default: the latest) that has data (a day whose
+    export file was missing or that the quality gate holds back has nothing to say), as the REST API's
+    insight objects (with `evidence` and `context`): (the day, rows)."""
+    if "insights.insights" not in existing_tables(conn):
+        return None, []
+    no_data = ("select event_date from raw.load_log where not source_found or rows_loaded = 0 or gate = 'held'"
+               if "raw.load_log" in existing_tables(conn) else "select null::date where false")
+    as_of = conn.execute(f"select max(as_of_date) from insights.insights where as_of_date <= coalesce(?, "
+                         f"as_of_date) and as_of_date not in ({no_data})", [day]).fetchone()[0]
+    if as_of is None:
+        return None, []
+    rows = conn.execute(
+        "select insight_id, as_of_date, kind, status, title, summary, impact_score, confidence, priority_rank, "
+        "recommendation, generated_by, evidence->>'metric', evidence->>'dimension', evidence->>'segment', "
+        "evidence, context from insights.insights where as_of_date = ? "
+        "and (not ? or status <> 'resolved') and (? is null or list_contains(?::varchar[], kind)) "
+        "order by priority_rank, insight_id limit ?",
+        [as_of, open_only, kinds or None, kinds or [], limit]).fetchall()
+    out = []
+    for r in rows:
+        item = dict(zip(INSIGHT_FIELDS, r))
+        for k in ("evidence", "context"):
+            item[k] = json.loads(item[k]) if isinstance(item[k], str) else (item[k] or {})
+        out.append(item)
+    return as_of, out
+
+
+def insight_lines(rows: list[dict]) -> list[str]:
+    """How a terminal shows ranked insights: the title (the same text as the email, the API and the
+    dashboard), then the recommendation."""
+    lines = []
+    for i in rows:
+        lines.append(f"{i['priority_rank']:>3}. [{i['kind']}, {i['status']}] {i['title']}")
+        lines.append(f"     -> {i['recommendation']}  ({i['generated_by']})")
+    return lines
+
+
 def print_top_insights(day: date, limit: int = 10) -> None:
-    """The top open insights of the last day up to `day` that has data (a day whose export file was
-    missing or that the quality gate holds back has nothing to say)."""
+    """The closing list of `hitcraft run`: the top open insights of the last day up to `day` with data."""
     import duckdb
 
     with duckdb.connect(str(settings.duckdb_path()), read_only=True) as conn:
-        if "insights.insights" not in existing_tables(conn):
-            return
-        rows = conn.execute(
-            "select as_of_date, priority_rank, kind, status, title, recommendation, generated_by "
-            "from insights.insights where as_of_date = (select max(as_of_date) from insights.insights "
-            "where as_of_date <= ? and as_of_date not in (select event_date from raw.load_log "
-            "where not source_found or rows_loaded = 0 or gate = 'held')) "
-            "and status <> 'resolved' order by priority_rank limit ?", [day, limit]).fetchall()
+        as_of, rows = read_insights(conn, day, limit=limit)
+    if as_of is None:
+        return
     if not rows:
         print("\nno insights")
         return
-    print(f"\ntop insights as of {rows[0][0]}:")
-    for _, rank, kind, status, title, recommendation, generated_by in rows:
-        print(f"{rank:>3}. [{kind}, {status}] {title}")
-        print(f"     -> {recommendation}  ({generated_by})")
+    print(f"\ntop insights as of {as_of}:")
+    print("\n".join(insight_lines(rows)))
+
+
+def cmd_insights(args: argparse.Namespace) -> int:
+    """A day's ranked insights from the warehouse, read-only, at any time (while a run writes, it waits)."""
+    import duckdb
+
+    path = settings.duckdb_path()
+    if not path.exists():
+        print(f"hitcraft insights: no warehouse at {path}: run `hitcraft run` first", file=sys.stderr)
+        return 2
+    try:
+        with duckdb.connect(str(path), read_only=True) as conn:
+            as_of, rows = read_insights(conn, args.date, kinds=args.kind, limit=args.limit,
+                                        open_only=not args.all)
+    except duckdb.IOException as exc:
+        print(f"hitcraft insights: cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        from hitcraft_assets.app.models import Insight
+
+        items = [Insight.model_validate({k: v for k, v in r.items() if k not in ("evidence", "context")})
+                 .model_dump(mode="json") | {"evidence": r["evidence"], "context": r["context"]} for r in rows]
+        print(json.dumps(items, indent=2, ensure_ascii=False))
+        return 0
+    if as_of is None:
+        when = f" up to {args.date}" if args.date else ""
+        print(f"no insights{when}: run `hitcraft run` (or the daily schedule) first")
+        return 0
+    kinds = f" ({', '.join(args.kind)})" if args.kind else ""
+    print(f"insights as of {as_of}{kinds}:" if rows else f"no insights as of {as_of}{kinds}")
+    if rows:
+        print("\n".join(insight_lines(rows)))
+    return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -344,7 +415,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     funnel_steps = {f.name: f.steps for f in load_config().funnels}
     evaluation = score(truth, anomalies, trends, funnel_steps, first_scored_day=start + timedelta(days=14),
                        last_day=end)
-    report = format_report(evaluation) + "\n" + format_coverage(top_insight_coverage(truth, insight_rows, end))
+    report = format_report(evaluation) + "\n" + format_coverage(top_insight_coverage(truth, insight_rows, end,
+                                                                                       funnel_steps=funnel_steps))
     print("\n" + report)
     (out / "evaluation.txt").write_text(report + "\n")
     return 0
@@ -439,6 +511,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a day of the period (default: the latest period with insights that is over)")
     sr.add_argument("--dry-run", action="store_true", help="render only: .eml files in data/outbox/preview/")
     sr.set_defaults(func=cmd_send_reports)
+    ins = sub.add_parser("insights", help="print a day's ranked insights from the warehouse (read-only)")
+    ins.add_argument("--date", type=_day, default=None, help="the as-of day (default: the latest with data)")
+    ins.add_argument("--kind", action="append", choices=["risk", "opportunity", "success", "trend", "anomaly"],
+                     help="only these kinds (repeatable)")
+    ins.add_argument("--limit", type=int, default=10)
+    ins.add_argument("--all", action="store_true", help="include the findings resolved that day")
+    ins.add_argument("--json", action="store_true", help="a JSON array of the REST API's insight objects")
+    ins.set_defaults(func=cmd_insights)
     add_app_commands(sub)
     return parser
 

@@ -50,8 +50,8 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
 
 @dataclass(frozen=True)
 class Good:
-    """A valid answer. Without texts it quotes the request's evidence: its first number exactly as the
-    request's JSON wrote it, and its first ISO date if any. ``usage`` = (prompt, completion) tokens."""
+    """A valid answer. Without texts it quotes the request's evidence: its first number as the request's
+    JSON wrote it (a share as a percentage, as the prompt asks), and its first ISO date if any. ``usage`` = (prompt, completion) tokens."""
 
     recommendation: str | None = None
     explanation: str | None = None
@@ -292,6 +292,7 @@ def _completion(record: Recorded, behaviour: Any) -> dict[str, Any]:
     finish = "stop"
     usage = getattr(behaviour, "usage", None)
     number, day = _first_evidence_values(record.messages)
+    number = _as_people_write(number)
     if isinstance(behaviour, Good):
         content = json.dumps(
             {
@@ -331,6 +332,20 @@ def _completion(record: Recorded, behaviour: Any) -> dict[str, Any]:
         "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": usage[0] + usage[1]},
         "system_fingerprint": "fp_fake",
     }
+
+
+def _as_people_write(number: str | None) -> str | None:
+    """A model that follows the prompt writes a share (0.4012) as a percentage (40.12%); other numbers as
+    the JSON wrote them."""
+    if number is None:
+        return None
+    try:
+        value = float(number)
+    except ValueError:
+        return number
+    if 0 < abs(value) < 1 and "e" not in number.lower():
+        return f"{value * 100:g}%"
+    return number
 
 
 def _good_recommendation(number: str | None) -> str:

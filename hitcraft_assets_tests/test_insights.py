@@ -144,12 +144,12 @@ def plant_day(conn, day=DAY):
 EXPECTED = {
     ("risk", MP2, "platform", "Android"),
     ("risk", MP2, "all", "all"),
-    ("risk", ONB2, "all", "all"),
+    # (Onboarding's standing drop-off at step 2 is context inside the success of that step, below)
     ("opportunity", "week1_retention", "country", "CA"),
     ("anomaly", "event_users:Sign Up", "all", "all"),
     ("opportunity", "event_users:Feature Used", "all", "all"),
     ("success", ONB2, "all", "all"),
-    ("trend", "dau", "channel", "youtube"),
+    ("risk", "dau", "channel", "youtube"),       # users lost: a risk
 }
 
 
@@ -202,8 +202,10 @@ def test_the_largest_funnel_drop_off_is_a_risk_with_users_lost(planted):
     drop = found[("risk", MP2, "all", "all")].evidence["dropoff"]
     assert (drop["users_prev"], drop["users"], drop["users_lost"], drop["entrants"]) == (1000, 600, 400, 1000)
     assert drop["drop_rate"] == pytest.approx(0.4) and drop["cohort_date"] == DAY.isoformat()
-    onboarding = found[("risk", ONB2, "all", "all")].evidence["dropoff"]
-    assert (onboarding["users_lost"], onboarding["step_event"]) == (60, "Profile Completed")
+    # Onboarding's drop-off at step 2, the same size as ever, is context of that step's success: one insight
+    success = found[("success", ONB2, "all", "all")].evidence
+    [onboarding] = [r for r in success["related_metrics"] if r["facet"] == "dropoff"]
+    assert (onboarding["users_lost"], onboarding["metric"]) == (60, ONB2)
 
 
 def test_an_anomaly_carries_its_root_cause_and_absorbs_the_same_move_in_a_segment(planted):
@@ -227,7 +229,7 @@ def test_successes_opportunities_and_trends_carry_their_evidence(planted):
     assert success["trend"]["q_value"] == 0.017
     feature = found[("opportunity", "event_users:Feature Used", "all", "all")].evidence["trend"]
     assert (feature["slope"], feature["pct_change_28d"], feature["current_7d"]) == (11.1, 0.32, 1244.0)
-    youtube = found[("trend", "dau", "channel", "youtube")].evidence
+    youtube = found[("risk", "dau", "channel", "youtube")].evidence
     assert (youtube["trend"]["trend"], youtube["trend"]["pct_change_28d"], youtube["users_affected"]) == \
         ("decreasing", -0.253, 180.0)
     canada = found[("opportunity", "week1_retention", "country", "CA")]
@@ -437,8 +439,8 @@ def test_rule_recommendations_are_specific_and_deterministic(planted):
     assert "q=" not in text and "0.40" not in text and text.count(". ") <= 3      # two or three sentences
     assert "tiktok" in rule_recommendation(found[("anomaly", "event_users:Sign Up", "all", "all")])
     assert "13 Nov" in rule_recommendation(found[("success", ONB2, "all", "all")])
-    drop = rule_recommendation(found[("risk", ONB2, "all", "all")])
-    assert "after Sign Up in Onboarding" in drop and "growth@hitcraft.example" in drop
+    drop = rule_recommendation(found[("risk", MP2, "all", "all")])
+    assert "after Production Started in Music Production" in drop and "studio-team@hitcraft.example" in drop
     assert all(rule_recommendation(i) for i in found.values())
 
 

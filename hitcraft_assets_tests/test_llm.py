@@ -91,7 +91,7 @@ def test_good_answer_is_accepted_and_request_is_what_the_api_expects(fake):
 
     assert result["insight_id"] == "ins-android"
     assert result["generated_by"] == f"llm:{MODEL}"
-    assert "0.4012" in result["recommendation"] and "2026-03-05" in result["explanation"]
+    assert "40.12%" in result["recommendation"] and "2026-03-05" in result["explanation"]
     [request] = fake.requests
     assert request.headers["authorization"] == f"Bearer {KEY}"
     assert request.body["model"] == MODEL
@@ -136,6 +136,11 @@ def test_invented_number_then_good_is_accepted_and_the_retry_names_the_number(fa
         pytest.param([Content('{"recommendation": " ", "explanation": "Because."}')] * 2, id="blank"),
         pytest.param([Content('{"recommendation": "Roll', finish_reason="length")] * 2, id="cut-off"),
         pytest.param([Refusal(), Refusal()], id="refusal"),
+        # the language rules: no statistic and no share written as a decimal, even when grounded
+        pytest.param([Content('{"recommendation": "Roll back the Android release.", "explanation": '
+                              '"Android converts 40.12% (q=1e-179)."}')] * 2, id="statistic"),
+        pytest.param([Content('{"recommendation": "Roll back the Android release.", "explanation": '
+                              '"Android converts 0.4012 against 98%."}')] * 2, id="decimal-share"),
     ],
 )
 def test_invalid_twice_falls_back_to_rules(fake, answers):
@@ -422,3 +427,19 @@ def test_resource_reads_the_key_from_the_environment_inside_dagster(fake, monkey
     assert dg.materialize([recommendations], resources={"llm": llm}, instance=instance).success
     assert seen["results"][0]["generated_by"] == "llm:gpt-4o-mini"
     assert fake.requests[0].headers["authorization"] == f"Bearer {KEY}"
+
+
+@pytest.mark.parametrize("text,problem", [
+    ("Android converts 40% against 98% (very strong evidence).", None),
+    ("Android converts 40% (q=1e-179).", "statistic"),
+    ("The p-value is tiny.", "statistic"),
+    ("A Mann-Kendall trend.", "statistic"),
+    ("Android converts 0.40 against 0.98.", "decimal"),
+    ("Sessions last 2.5 minutes longer.", None),          # a decimal that is not a share
+    ("Release v0.4.2 broke it.", None),                  # a version, not a number
+])
+def test_language_rules_of_an_answer(text, problem):
+    from hitcraft_assets.insights.llm import language_problem
+
+    found = language_problem(text)
+    assert (found is None) if problem is None else (problem in found)

@@ -39,7 +39,11 @@ def dimension_params(config: ProductConfig) -> dict:
     return {"dim_names": [dim.name for dim in config.dimensions],
             "dim_paths": [property_path(dim.property) for dim in config.dimensions],
             "session_paths": [property_path(p or "") for p in columns],
-            "session_set": [p is not None for p in columns]}
+            "session_set": [p is not None for p in columns],
+            # events with a key property (config event_properties), its name and JSON pointer
+            "kp_events": list(config.event_properties) or [""],
+            "kp_names": list(config.event_properties.values()) or [""],
+            "kp_paths": [property_path(p) for p in config.event_properties.values()] or ["/"]}
 
 
 def day_params(day: date, config: ProductConfig) -> dict:

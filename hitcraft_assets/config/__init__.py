@@ -121,6 +121,9 @@ class ProductConfig:
     session_properties: dict[str, str | None] = field(default_factory=lambda: dict(DEFAULT_SESSION_PROPERTIES))
     mixpanel_project_timezone: str | None = None
     reports: tuple[Report, ...] = ()
+    # an event's key property ({"Feature Used": "feature"}): its metrics are also broken down by the
+    # property's values (dimension = the property's name), so an insight can name the feature
+    event_properties: dict[str, str] = field(default_factory=dict)
 
     @property
     def max_window_days(self) -> int:
@@ -190,6 +193,15 @@ def structural_problems(config: ProductConfig) -> list[str]:
         for k, email in enumerate(emails):
             if email in emails[:k]:
                 out.append(f"CONFIG_REPORT: {where}: {key}.recipients[{k}].email: {email!r} is listed twice")
+    for event, prop in config.event_properties.items():
+        key = f"event_properties.{event}"
+        if problem := name_problem(event, "the event name"):
+            out.append(f"CONFIG_EVENT_PROPERTY: {where}: {key}: {problem}")
+        if problem := name_problem(prop, "the property"):
+            out.append(f"CONFIG_EVENT_PROPERTY: {where}: {key}: {problem}")
+        elif prop in names or prop in RESERVED_SEGMENT_NAMES:
+            out.append(f"CONFIG_EVENT_PROPERTY: {where}: {key}: {prop!r} is also a dimension's name (or reserved); "
+                       f"the breakdown by an event's property is named after the property, so rename one")
     for column, prop in config.session_properties.items():
         if column not in DEFAULT_SESSION_PROPERTIES:
             out.append(f"CONFIG_UNKNOWN_KEY: {where}: session_properties.{column}: unknown session column "

@@ -147,6 +147,7 @@ class ConfigModel(_Model):
     session_properties: SessionPropertiesModel = SessionPropertiesModel()
     mixpanel_project_timezone: TimezoneName | None = None
     reports: list[ReportModel] = []
+    event_properties: dict[str, str] = {}
 
     @field_validator("metric_importance", mode="before")
     @classmethod
@@ -270,6 +271,7 @@ def to_product_config(model: ConfigModel, path: Path, env: Mapping[str, str]) ->
         metric_importance=dict(model.metric_importance),
         session_properties=model.session_properties.model_dump(),
         mixpanel_project_timezone=project_tz,
+        event_properties=dict(model.event_properties),
         reports=tuple(Report(r.name, r.cadence, r.title, tuple(r.kinds), tuple(r.areas), r.top, tuple(r.kpis),
                              tuple(Recipient(x.email, x.name, x.role, tuple(x.areas), x.timezone) for x in r.recipients))
                       for r in model.reports),

@@ -156,6 +156,9 @@ class StoryCoverage:
     active_days: int          # days from the story's start to its end (or the last scored day)
     days_in_top: int          # of those, days with an open insight on the story's series in the top N
     first_delay_days: int | None
+    max_copies: int = 0       # the most top-N insights that told the story on one day (1 = one story, one insight)
+    dated: int = 0            # days in the top whose insight states when the change began
+    dated_right: int = 0      # ... within one day of the story's start
 
 
 def _series_of(evidence: Mapping[str, Any]) -> set[tuple[str, str, str]]:
@@ -170,31 +173,73 @@ def _series_of(evidence: Mapping[str, Any]) -> set[tuple[str, str, str]]:
     return out
 
 
+def _about(story: Mapping[str, Any], evidence: Mapping[str, Any], series: tuple[str, str, str],
+           events: set[str]) -> bool:
+    """Whether an insight tells (part of) a story: it speaks for the story's series, or, for a story about a
+    segment, it is about that segment and one of the story's events, or a total's move whose root cause is
+    that segment (a campaign's spike seen in sessions, a broken step seen in the steps after it)."""
+    if series in _series_of(evidence):
+        return True
+    dimension, segment = series[1], series[2]
+    if dimension == "all":
+        return False
+    metric = str(evidence.get("metric") or "")
+    metric_events = {evidence.get(k) for k in ("event", "prev_event", "step_event")} - {None}
+    if (evidence.get("dimension"), evidence.get("segment")) == (dimension, segment):
+        return bool(metric_events & events) or metric in VOLUME_METRICS
+    for facet in ("anomaly", "change_point"):
+        for cause in (evidence.get(facet) or {}).get("root_cause") or []:
+            if ((cause.get("dimension"), cause.get("segment")) == (dimension, segment)
+                    and (cause.get("contribution") or 0) >= 0.5):
+                return True
+    return False
+
+
 def top_insight_coverage(truth: Mapping[str, Any], insights: Iterable[Mapping[str, Any]], last_day: date,
-                         top: int = 10) -> list[StoryCoverage]:
+                         top: int = 10, funnel_steps: Mapping[str, Sequence[str]] | None = None
+                         ) -> list[StoryCoverage]:
     """For each story, on how many of its active days an open insight about its series was in the top
-    `top` (rows: as_of_date, priority_rank, status, evidence as a dict)."""
-    by_day: dict[date, set[tuple[str, str, str]]] = {}
+    `top`, the most insights that told it on one day, and on how many days the best-ranked one dated the
+    change (its evidence's `since`) within a day of the story's start (rows: as_of_date, priority_rank,
+    status, evidence as a dict)."""
+    by_day: dict[date, list[Mapping[str, Any]]] = {}
     for r in insights:
         if r["status"] != "resolved" and r["priority_rank"] <= top:
-            by_day.setdefault(r["as_of_date"], set()).update(_series_of(r["evidence"]))
+            by_day.setdefault(r["as_of_date"], []).append(r)
     out = []
     for story in truth["stories"]:
         metric, dimension, segment = story_series(story)
         if metric.startswith("event_count:"):
             metric = "event_users:" + metric.split(":", 1)[1]
+        series = (metric, dimension, segment)
+        events = story_events(story, funnel_steps or {})
         start = date.fromisoformat(story["start_date"])
         end = min(date.fromisoformat(story["end_date"]), last_day)
         days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
-        hits = [d for d in days if (metric, dimension, segment) in by_day.get(d, set())]
-        out.append(StoryCoverage(story["id"], len(days), len(hits), (hits[0] - start).days if hits else None))
+        hits, copies, dated, dated_right = [], 0, 0, 0
+        for d in days:
+            rows = sorted(by_day.get(d, []), key=lambda r: r["priority_rank"])
+            own = [r for r in rows if series in _series_of(r["evidence"])]
+            about = [r for r in rows if _about(story, r["evidence"], series, events)]
+            copies = max(copies, len(about))
+            if own:
+                hits.append(d)
+                since = own[0]["evidence"].get("since")
+                if since:
+                    dated += 1
+                    dated_right += abs((date.fromisoformat(str(since)[:10]) - start).days) <= 1
+        out.append(StoryCoverage(story["id"], len(days), len(hits), (hits[0] - start).days if hits else None,
+                                 copies, dated, dated_right))
     return out
 
 
 def format_coverage(coverage: Sequence[StoryCoverage], top: int = 10) -> str:
     lines = [f"\nstories in the top {top} insights on their active days:",
-             f"{'story':<30} {'active days':>11} {'in top':>7} {'first (days after start)':>25}"]
+             f"{'story':<30} {'active days':>11} {'in top':>7} {'first (days after start)':>25} "
+             f"{'most copies a day':>18} {'dated right':>12}"]
     for c in coverage:
         first = "-" if c.first_delay_days is None else str(c.first_delay_days)
-        lines.append(f"{c.story_id:<30} {c.active_days:>11} {c.days_in_top:>7} {first:>25}")
+        right = f"{c.dated_right}/{c.dated}" if c.dated else "-"
+        lines.append(f"{c.story_id:<30} {c.active_days:>11} {c.days_in_top:>7} {first:>25} {c.max_copies:>18} "
+                     f"{right:>12}")
     return "\n".join(lines)

@@ -100,12 +100,20 @@ def to_series(frame: pl.DataFrame, until: date, days: int = HISTORY_DAYS) -> lis
 
 
 def segment_sizes(series: Iterable[Series]) -> dict[tuple[str, str], float]:
-    """(dimension, segment) -> median daily users over the last 28 days, from the `dau` series."""
-    out = {}
+    """(dimension, segment) -> median daily users over the last 28 days, from the `dau` series; a value of
+    an event's key property (config event_properties), which has no DAU of its own, from the event's users
+    with that value."""
+    out: dict[tuple[str, str], float] = {}
+    by_event: dict[tuple[str, str], float] = {}
     for s in series:
+        recent = s.values[-28:]
+        median = float(np.nanmedian(recent)) if np.isfinite(recent).any() else 0.0
         if s.metric == "dau":
-            recent = s.values[-28:]
-            out[(s.key[1], s.key[2])] = float(np.nanmedian(recent)) if np.isfinite(recent).any() else 0.0
+            out[(s.key[1], s.key[2])] = median
+        elif s.metric.startswith("event_users:") and s.key[1] != "all":
+            by_event[(s.key[1], s.key[2])] = max(by_event.get((s.key[1], s.key[2]), 0.0), median)
+    for key, median in by_event.items():
+        out.setdefault(key, median)
     return out
 
 

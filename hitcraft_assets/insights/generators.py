@@ -64,7 +64,7 @@ from hitcraft_assets.insights.ranking import (
     metric_events,
     parse_funnel_metric,
 )
-from hitcraft_assets.insights.rules import insight_summary, insight_title
+from hitcraft_assets.insights.rules import fmt_day, insight_summary, insight_title
 from hitcraft_assets.warehouse import existing_tables, named_statements, transaction
 
 SQL = "insights/insights.sql"
@@ -76,6 +76,7 @@ BIG_SEGMENT_SHARE = 0.05      # share of the day's active users a segment needs 
 CHANGE_DAYS = 28              # a change point this recent is news
 MIN_CHANGE_RELATIVE = 0.10    # ... if it moved the level by at least this much
 TRANSIENT_DAYS = 14           # a change point this soon after one the other way ends an episode
+SEGMENT_TREND_ALPHA = 0.01    # a segment's trend needs this q-value (there are many segments)
 MIN_TREND_CHANGE = 0.05       # a significant trend is a finding if the 28-day change is at least this much
 PERSIST_LOOKBACK_DAYS = 28
 PERSIST_MIN_AGE_DAYS = 3
@@ -94,6 +95,7 @@ GENERIC_EVENTS = ("Login", "Logout", "Page View", "Session Start", "App Open")
 PROPORTIONS = ("week1_retention",)
 ENGAGEMENT = ("events_per_user", "session_duration_s")
 COUNTS = ("dau", "wau", "mau", "new_users", "sessions")
+USER_COUNTS = ("dau", "wau", "mau", "new_users")   # a significant fall of these is users lost: a risk
 # which facet leads (and sets the kind of) a series' finding in one direction; the others join it
 FACET_PRIORITY = ("comparison", "anomaly", "persisted", "change_point", "dropoff", "trend")
 TIME_SERIES_FACETS = {"anomaly", "trend", "change_point", "persisted"}
@@ -270,6 +272,7 @@ class _Group:
     segments: list[dict] = field(default_factory=list)
     related: list[dict] = field(default_factory=list)
     total: dict | None = None          # the whole product's move this segment explains (merged into it)
+    named: dict | None = None          # the value of the event's key property that carries the move
 
     @property
     def lead(self) -> _Facet:
@@ -281,7 +284,9 @@ class _Group:
 
 
 def _q_conf(q: float | None) -> float:
-    return 0.0 if q is None else min(max(1.0 - float(q), 0.0), 1.0)
+    """Confidence from a q-value: 1 - sqrt(q), so that borderline evidence (q = 0.05: 0.78) weighs clearly
+    less than strong evidence (q = 0.001: 0.97), where 1 - q would call both about 1."""
+    return 0.0 if q is None else min(max(1.0 - math.sqrt(max(float(q), 0.0)), 0.0), 1.0)
 
 
 class _Sizes:
@@ -297,8 +302,8 @@ class _Sizes:
         self.day = day
 
     def big(self, key: Key) -> bool:
-        if key[1] == "all" or not self.total:
-            return True
+        if key[1] == "all" or not self.total or (key[1], key[2]) not in self.dau:
+            return True     # (no DAU of its own: a value of an event's key property, which the scan sized)
         return self.dau.get((key[1], key[2]), 0.0) >= BIG_SEGMENT_SHARE * self.total
 
     def funnel_users(self, key: Key, on: date | None = None) -> float | None:
@@ -423,19 +428,25 @@ def _anomalies(conn, day: date, sizes: _Sizes) -> list[_Facet]:
 
 def _trends(conn, day: date, config: ProductConfig, sizes: _Sizes) -> list[_Facet]:
     out = []
+    runs = {(r["metric"], r["dimension"], r["segment"]): r
+            for r in _rows(conn, "trend_runs", day=day, alpha=ALPHA, history_days=HISTORY_DAYS)}
     for r in _rows(conn, "trends", day=day, alpha=ALPHA, change_days=CHANGE_DAYS):
         key = (r["metric"], r["dimension"], r["segment"])
         metric = r["metric"]
         if not sizes.big(key) or (key[1] != "all" and metric in SMOOTHED):
             continue
+        # segments are many: a segment's trend is a finding only when strong, and never one of logins or
+        # page views (its change point still counts)
+        weak = key[1] != "all" and (bool(metric_event(metric) and _generic(metric_event(metric), config))
+                                    or r["q_value"] is None or r["q_value"] > SEGMENT_TREND_ALPHA)
         funnel = parse_funnel_metric(metric) is not None
         users = sizes.users(key, r["current_7d"])
         up = r["trend"] == "increasing"
         change = r["pct_change_28d"]
-        if (r["q_value"] is not None and r["q_value"] <= ALPHA and r["trend"] != "no trend"
+        if (not weak and r["q_value"] is not None and r["q_value"] <= ALPHA and r["trend"] != "no trend"
                 and change is not None and abs(change) >= MIN_TREND_CHANGE and (change > 0) == up):
-            if funnel:
-                kind = "success" if up else "risk"
+            if funnel or (metric in USER_COUNTS and not up):
+                kind = "success" if up else "risk"     # a step converting worse, or users lost
             elif up and metric_event(metric) and not _generic(metric_event(metric), config):
                 kind = "opportunity"
             else:
@@ -444,6 +455,10 @@ def _trends(conn, day: date, config: ProductConfig, sizes: _Sizes) -> list[_Face
                                        "current_7d", "pct_change_7d", "current_28d", "pct_change_28d",
                                        "last_change_date", "last_change_relative")}
             block |= {"source": "analytics.trends", "window_days": TREND_WINDOWS}
+            run = runs.get(key)
+            if run is not None:
+                block["significant_since"] = run["significant_since"]
+                block["days_significant"] = int(run["days_significant"])
             out.append(_Facet(key, "trend", kind, block, _q_conf(r["q_value"]), users, change))
         rel_shift, shift = r["last_change_relative"], r["last_change_shift"]
         if (r["last_change_date"] is not None and rel_shift is not None and abs(rel_shift) >= MIN_CHANGE_RELATIVE
@@ -554,8 +569,10 @@ def _collapse(facets: list[_Facet], config: ProductConfig) -> list[_Group]:
     bundles: dict[tuple, list[_Group]] = {}
     for g in out:
         if (g.key[1] != "all" and set(g.facets) <= {"anomaly", "trend"}
-                and g.kind in ("trend", "anomaly", "opportunity")):
-            bundles.setdefault((g.kind, g.key[1], g.key[2], g.lead.direction), []).append(g)
+                and (g.kind in ("trend", "anomaly", "opportunity") or (g.kind == "risk" and g.key[0] in USER_COUNTS))):
+            # a segment losing users is one finding with its other falling activity (sessions, events)
+            kind = "trend" if g.kind in ("trend", "risk") and g.lead.name == "trend" else g.kind
+            bundles.setdefault((kind, g.key[1], g.key[2], g.lead.direction), []).append(g)
     for g in out:   # totals' anomalies that one segment drives, in one direction
         cause = (g.lead.block.get("root_cause") or [None])[0] if g.lead.name == "anomaly" else None
         if g.key[1] == "all" and g.kind == "anomaly" and cause:
@@ -564,7 +581,11 @@ def _collapse(facets: list[_Facet], config: ProductConfig) -> list[_Group]:
     for (kind, *_), members in bundles.items():
         if len(members) < 2:
             continue
-        if kind == "anomaly":   # the most important metric, then the strongest deviation
+        if kind == "trend":     # users lost lead; then the segment's activity (DAU ...), then importance
+            members.sort(key=lambda g: (g.kind != "risk", LEAD_PREFERENCE.index(g.key[0]) if g.key[0] in
+                                        LEAD_PREFERENCE else len(LEAD_PREFERENCE), -importance(g.key[0], config),
+                                        g.key[0]))
+        elif kind == "anomaly":   # the most important metric, then the strongest deviation
             members.sort(key=lambda g: (-importance(g.key[0], config), -abs(g.lead.block.get("score") or 0.0),
                                         g.key[0]))
         else:                   # the segment's activity (DAU ...) first, then the most important metric
@@ -712,7 +733,8 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
     segments = [g for g in segments if g in out]
     # totals' anomalies that one segment carries (a campaign lifting sign-ups, page views and sessions):
     # one finding, led by the largest move
-    anomalies = sorted([g for g in out if g.key[1] == "all" and g.lead.name == "anomaly" and _causes(g)],
+    anomalies = sorted([g for g in out if g.key[1] == "all" and g.lead.name in ("anomaly", "change_point")
+                        and _causes(g)],
                        key=lambda g: (-abs(g.lead.relative or 0), g.key))
     for i, lead in enumerate(anomalies):
         if lead not in out:
@@ -750,6 +772,47 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
                 t.related.append(_compact(s, config))
                 t.related += s.related
                 out.remove(s)
+    # a segment that carries a total's move: its own time-series findings in that direction join the total's
+    movers = [g for g in out if g.key[1] == "all" and _causes(g)]
+    for t in movers:
+        if t not in out:
+            continue
+        for g in list(out):
+            if (g is not t and g.key[1] != "all" and (g.key[1], g.key[2]) in _causes(t)
+                    and set(g.facets) <= TIME_SERIES_FACETS and g.lead.direction == t.lead.direction):
+                t.segments.append(_compact(g, config))
+                out.remove(g)
+    # a broken step empties the steps after it: the same segment's findings on later steps' events, in the
+    # same direction, are that story
+    for s in [g for g in out if g.key[1] != "all" and "comparison" in g.facets and parse_funnel_metric(g.key[0])]:
+        if s not in out:
+            continue
+        later = set(metric_events(s.key[0], config, downstream=True)[1:])
+        for g in list(out):
+            if (g is not s and (g.key[1], g.key[2]) == (s.key[1], s.key[2]) and g.lead.direction == s.lead.direction
+                    and metric_event(g.key[0]) in later and set(g.facets) <= TIME_SERIES_FACETS):
+                s.related.append(_compact(g, config))
+                out.remove(g)
+    # one series, two findings: an anomaly against a level that has already moved (a rebound inside a break)
+    # and a funnel's standing drop-off belong to the series' main finding
+    by_key: dict[Key, list[_Group]] = {}
+    for g in out:
+        by_key.setdefault(g.key, []).append(g)
+    for groups in by_key.values():
+        if len(groups) < 2:
+            continue
+        main = max(groups, key=lambda g: (len(g.facets) > 1 or g.lead.name != "dropoff",
+                                          "change_point" in g.facets or "comparison" in g.facets,
+                                          abs(g.lead.relative or 0)))
+        cp = _shift(main)
+        for g in groups:
+            if g is main:
+                continue
+            rebound = (set(g.facets) == {"anomaly"} and cp is not None
+                       and abs(_shift(g, "anomaly") or 0) < abs(cp))
+            if rebound or set(g.facets) == {"dropoff"}:
+                main.related.append(_compact(g, config))
+                out.remove(g)
     steps = {(g.key[1], g.key[2], g.lead.direction, ev): g for g in out if parse_funnel_metric(g.key[0])
              for ev in metric_events(g.key[0], config)[1:]}
     for g in list(out):
@@ -761,6 +824,30 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
             out.remove(g)
     return out
 
+
+def _named_value(conn, day: date, g: _Group, config: ProductConfig) -> dict | None:
+    """For a finding on an event with a key property (config event_properties, e.g. Feature Used: feature),
+    the property's value that carries the move, when one carries at least EXPLAINS_SHARE of it: its users a
+    day now and four weeks earlier, and the day it was first seen (a launch, when it was not seen before the
+    history window's start)."""
+    event = metric_event(g.key[0])
+    prop = config.event_properties.get(event) if event else None
+    if not prop or g.key[1] == prop:
+        return None
+    rows = _rows(conn, "value_breakdown", day=day, event=event, property=prop, history_days=HISTORY_DAYS)
+    up = g.lead.direction == "up"
+    moves = [(r, float(r["users_7d"]) - float(r["users_7d_before"])) for r in rows]
+    moves = [(r, m) for r, m in moves if (m > 0) == up and m != 0]
+    total = sum(abs(m) for _, m in moves)
+    if not moves or abs(moves[0][1]) < EXPLAINS_SHARE * total:
+        return None
+    r, _ = moves[0]
+    first, data_first = _day_of(r["first_seen"]), _day_of(r["event_first_seen"])
+    # a launch: first seen well after the breakdown's data begins (not merely where the history starts)
+    launched = first if first is not None and data_first is not None and first > data_first + timedelta(days=7) \
+        else None
+    return {"property": prop, "value": r["value"], "users_7d": r["users_7d"],
+            "users_7d_before": r["users_7d_before"], "launched": launched}
 
 # ------------------------------------------------------------------------------------------ building
 
@@ -787,6 +874,8 @@ def _build(g: _Group, day: date, config: ProductConfig, episodes: dict | None = 
         ev["related_metrics"] = g.related
     if g.total:
         ev["total"] = g.total
+    if g.named:
+        ev["named"] = g.named
     since = _since_day(g, episodes or {})
     if since is not None:
         ev["since"] = since
@@ -817,10 +906,14 @@ def generate_insights(conn, day: date, config: ProductConfig) -> list[Insight]:
         facets += _trends(conn, day, config, sizes)
         if "analytics.anomalies" in tables:
             facets += _persisted(conn, day, config, sizes)
+    groups = _collapse(facets, config)
+    if "analytics.daily_metrics" in tables:
+        for g in groups:
+            g.named = _named_value(conn, day, g, config)
     episodes = ({(r["metric"], r["dimension"], r["segment"], r["direction"]): r["episode_start"]
                  for r in _rows(conn, "episodes", day=day, lookback_days=EPISODE_LOOKBACK_DAYS)}
                 if "analytics.anomalies" in tables else {})
-    insights = [_build(g, day, config, episodes) for g in _collapse(facets, config)]
+    insights = [_build(g, day, config, episodes) for g in groups]
     if len(insights) > MAX_INSIGHTS:
         insights.sort(key=lambda i: (-impact_score(i, config), i.insight_id))
         insights = insights[:MAX_INSIGHTS]
@@ -856,7 +949,7 @@ def with_status(insights: list[Insight], previous_ids: set[str], previous_open: 
         context = json.loads(context) if isinstance(context, str) else context
         out.append(Insight(insight_id=r["insight_id"], as_of_date=when or date.fromisoformat(last[:10]),
                            kind=r["kind"], title=r["title"],
-                           summary=f"No longer detected; last reported on {last}.", evidence=evidence,
+                           summary=f"No longer detected; last reported on {fmt_day(last)}.", evidence=evidence,
                            confidence=float(r.get("confidence") or 0.0), generated_by="rules",
                            status="resolved", context=context))
     return out

@@ -69,8 +69,10 @@ PREVIOUS_ANSWER_CHARS = 2000  # how much of a rejected answer goes back with the
 SYSTEM_PROMPT = """\
 You turn one finding of a product-analytics engine into advice for the product team that owns it.
 Answer with a JSON object holding two strings:
-- "recommendation": the next action for the team, one or two imperative sentences.
-- "explanation": why, in two to four sentences, citing the finding's evidence.
+- "recommendation": the next action for the team, two or three short imperative sentences, specific to this finding: the segment, the funnel step, the day, what to check first, and the owning team.
+- "explanation": why, in two to four sentences of plain language a product manager would forward.
+
+How people read it: conversions and retention as percentages (40%, never 0.40); the strength of the evidence in words ("very strong evidence"); no statistics: never write a q-value, a p-value, a z-score, a test's name, an effect size or a slope (they stay in the evidence).
 
 A program checks every number in your answer and rejects the answer if one breaks these rules:
 - Use only numbers and dates that appear in the finding (its title, summary and evidence). Copy them \
@@ -314,6 +316,20 @@ def build_messages(item: dict[str, Any], context: dict[str, Any]) -> tuple[list[
     return messages, grounds
 
 
+_STATISTIC = re.compile(r"\b(?:[pqz]\s?[=<>≤]|p-value|q-value|z-score|effect size|mann-kendall|two_proportion|"
+                        r"chi-square|t-test)", re.IGNORECASE)
+_DECIMAL_SHARE = re.compile(r"(?<![\w.])0\.\d+(?![\d%])")
+
+
+def language_problem(text: str) -> str | None:
+    """Why a text breaks the language rules (a statistic, a share written as 0.40), or None."""
+    if m := _STATISTIC.search(text):
+        return f"it quotes a statistic ({m.group(0)!r}); describe the strength of the evidence in words"
+    if m := _DECIMAL_SHARE.search(text):
+        return f"it writes {m.group(0)} as a decimal; write shares and conversions as percentages"
+    return None
+
+
 def check_answer(content: str | None, grounds: Any) -> tuple[dict[str, str] | None, str | None]:
     """(answer, None) when ``content`` is valid, else (None, the reason, worded for the model)."""
     if content is None:
@@ -330,6 +346,8 @@ def check_answer(content: str | None, grounds: Any) -> tuple[dict[str, str] | No
             return None, f'"{name}" is not a non-empty string'
         if len(value) > limit:
             return None, f'"{name}" is longer than {limit} characters'
+    if problem := language_problem(f"{answer['recommendation']}\n{answer['explanation']}"):
+        return None, problem
     invented = ungrounded_numbers(f"{answer['recommendation']}\n{answer['explanation']}", grounds)
     if invented:
         return None, f"these numbers do not appear in the finding: {', '.join(dict.fromkeys(invented))}"

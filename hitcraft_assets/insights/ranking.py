@@ -14,7 +14,7 @@ Each insight gets
   the rest, the 28-day change of a trend, the share lost at a funnel step). It saturates at 100%; the
   square root keeps a 50% change about three times, not ten times, a 5% one. Without a relative change,
   ``|Cohen's h|`` or ``|z| / 10`` stand in (clipped the same way).
-- **confidence** = the insight's confidence, 0..1: ``1 - q`` of the test behind it (Benjamini-Hochberg
+- **confidence** = the insight's confidence, 0..1: ``1 - sqrt(q)`` of the test behind it (Benjamini-Hochberg
   q-value of the comparison, anomaly or trend), 0.9 for a change point (PELT gives no p-value), and
   ``n / (n + 50)`` for a funnel's largest drop-off (a count, not a test: small cohorts count less).
 - **importance** = the largest ``metric_importance`` of the config among the metric's name and its events
@@ -23,9 +23,12 @@ Each insight gets
 - **scope** = 1.5 for totals (all users), 1 for a segment.
 - **kind** = risk 1.2, every other kind 1: of two equal findings, the one that costs users comes first.
 - **novelty** = new 1, ongoing 0.7, resolved 0.2.
-- **news** = 1 for a change (an anomaly, a change point, a lasting jump, a segment that differs), 0.6 for a
-  finding led by a gradual trend, and 0.3 for a standing fact: a funnel's largest drop-off with nothing
-  changing about it (a leak the same size for months is context for the funnel, not today's risk).
+- **news** = 1 for a change (an anomaly, a change point, a lasting jump, a segment that differs, a trend
+  significant on at most 14 days of the last 90, or a falling one: users lost stay news while they are
+  lost), 0.6 for a trend significant on 15-28 days, and 0.3 for a standing fact: a trend significant for
+  longer (a product's months-long growth), or a funnel's largest drop-off
+  with nothing changing about it (a leak the same size for months is context for the funnel, not today's
+  risk).
 
 Ranking sorts open findings (new, ongoing) before resolved ones, then by impact (rounded to 9 significant
 digits, so float noise cannot reorder equal findings), highest first, ties broken by ``insight_id``: the
@@ -51,6 +54,8 @@ KIND_WEIGHT = {"risk": 1.2, "success": 1.0, "opportunity": 1.0, "anomaly": 1.0, 
 NOVELTY = {"new": 1.0, "ongoing": 0.7, "resolved": 0.2}
 TREND_NEWS = 0.6
 STANDING_NEWS = 0.3
+FRESH_TREND_DAYS = 14   # a trend significant for at most this many days is news
+OLD_TREND_DAYS = 28     # ... for more than this, a standing fact
 MIN_EFFECT = 0.01
 MAX_EFFECT = 1.0
 
@@ -105,12 +110,17 @@ def _effect(evidence: dict) -> float:
     return math.sqrt(min(max(abs(float(rel)), MIN_EFFECT), MAX_EFFECT))
 
 
-def news(evidence: dict) -> float:
+def news(evidence: dict, kind: str = "") -> float:
     """How much of a change the finding is (see the module docstring)."""
     facets = evidence.get("facets") or [evidence.get("lead")]
     if list(facets) == ["dropoff"]:
         return STANDING_NEWS
-    return TREND_NEWS if evidence.get("lead") == "trend" else 1.0
+    if evidence.get("lead") != "trend" or kind == "risk":
+        return 1.0     # a change, or a decline that goes on: users lost stay news while they are lost
+    age = (evidence.get("trend") or {}).get("days_significant")
+    if age is None or age <= FRESH_TREND_DAYS:
+        return 1.0
+    return TREND_NEWS if age <= OLD_TREND_DAYS else STANDING_NEWS
 
 
 def impact_score(insight: Insight, config: ProductConfig) -> float:
@@ -120,7 +130,7 @@ def impact_score(insight: Insight, config: ProductConfig) -> float:
     confidence = min(max(float(insight.confidence), 0.0), 1.0)
     scope = TOTAL_SCOPE if ev.get("dimension", "all") == "all" else SEGMENT_SCOPE
     value = (users * _effect(ev) * confidence * importance(str(ev.get("metric", "")), config) * scope
-             * KIND_WEIGHT.get(insight.kind, 1.0) * NOVELTY.get(insight.status, 1.0) * news(ev))
+             * KIND_WEIGHT.get(insight.kind, 1.0) * NOVELTY.get(insight.status, 1.0) * news(ev, insight.kind))
     return float(f"{value:.9g}")
 
 

@@ -364,7 +364,7 @@ def insight_summary(evidence: dict) -> str:
     shown = [facets[0]] + [f for f in facets[1:] if f in ("change_point", "persisted", "anomaly")][:1]
     if ev["lead"] == "comparison" and "change_point" in facets and "change_point" not in shown:
         shown.append("change_point")
-    sentences = [_facet_sentence(name, ev) for name in shown]
+    sentences = [_named_sentence(ev)] + [_facet_sentence(name, ev) for name in shown]
     if ev.get("total"):
         sentences.append(_total_sentence(ev))
     if ev.get("segments"):
@@ -403,6 +403,8 @@ def insight_title(kind: str, evidence: dict) -> str:
         return (f"{b['funnel']}: {fmt_percent(b['drop_rate'])} of users stop between {b['prev_event']} and "
                 f"{b['step_event']}")
     scope = "" if ev.get("dimension", "all") == "all" else f" among {segment_label(ev)}"
+    if ev.get("named") and name in ("trend", "change_point", "persisted"):
+        return _named_title(ev)
     if name == "anomaly":
         verb = "spiked" if b["direction"] == "up" else "dropped"
         return (f"{what[0].upper() + what[1:]}{scope} {verb} to {_v(ev, b['observed'])} on "
@@ -413,8 +415,31 @@ def insight_title(kind: str, evidence: dict) -> str:
                 f"(from {_v(ev, b['mean_before'])})")
     if name == "persisted":
         return (f"{what[0].upper() + what[1:]}{scope} up and holding at {_v(ev, b['current_7d'])}{when}")
+    if ev.get("named"):
+        return _named_title(ev)
     verb = "up" if b["trend"] == "increasing" else "down"
     return f"{what[0].upper() + what[1:]}{scope} {verb} {fmt_percent(b['pct_change_28d'])} in {b['window_days'][1]} days"
+
+
+def _named_title(ev: dict) -> str:
+    """A finding on an event whose key property names what moved: ``Stem Separation (Feature Used): 1,244
+    users a day, from 0 at its launch on 11 Oct``."""
+    n = ev["named"]
+    scope = "" if ev.get("dimension", "all") == "all" else f" among {segment_label(ev)}"
+    head = f"{n['value']} ({ev.get('event')}){scope}: {fmt_number(n['users_7d'])} users a day"
+    if n.get("launched"):
+        return f"{head}, from 0 at its launch on {fmt_day(n['launched'])}"
+    return f"{head}, from {fmt_number(n['users_7d_before'])} four weeks earlier"
+
+
+def _named_sentence(ev: dict) -> str:
+    n = ev.get("named")
+    if not n:
+        return ""
+    verb = "rise" if (n.get("users_7d") or 0) >= (n.get("users_7d_before") or 0) else "fall"
+    when = (f"; it was first seen on {fmt_day(n['launched'])}" if n.get("launched") else "")
+    return (f"{n['property']} = {n['value']} carries most of the {verb}: {fmt_number(n['users_7d'])} users a day "
+            f"over the last 7 days against {fmt_number(n['users_7d_before'])} four weeks earlier{when}.")
 
 
 # ---------------------------------------------------------------------------------------- recommendations
@@ -452,6 +477,9 @@ def _risk(ev: dict) -> str:
         cp = ev["change_point"]
         return (f"Find what shipped on or just before {fmt_day(since or cp['date'])} that touches {where}, and "
                 f"fix or revert it. {_drivers(cp)}").strip()
+    if ev.get("metric") in ("dau", "wau", "mau", "new_users"):
+        return (f"Find out whether fewer {segment_label(ev)} arrive or fewer come back: compare their new users "
+                f"and their first-week retention with a month ago, and talk to a few who stopped coming.")
     return (f"Look for a gradual cause at {where}: slower pages, a competitor, or more users from "
             f"worse-converting sources; compare {segment_label(ev)} with a month ago.")
 
@@ -466,6 +494,11 @@ def _opportunity(ev: dict) -> str:
         return (f"Find what {segment_label(ev)} do differently on {_what(ev)} (onboarding choices, content, "
                 f"device). {grow}")
     if lead == "trend":
+        if ev.get("named"):
+            n = ev["named"]
+            return (f"{n['value']} is what users come for now: put it in front of the users who have not tried it "
+                    f"(onboarding, the home screen, an email), and check that those who use it come back more "
+                    f"often than those who do not.")
         event = ev.get("event") or _what(ev)
         return (f"Find what drives the rise (a release, a campaign, word of mouth) and make {event} easier to "
                 f"reach for users who have not tried it; check that those who do come back.")

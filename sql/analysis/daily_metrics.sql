@@ -35,7 +35,12 @@ select user_key,
        event,
        case when user_key = device_id or user_key = '$device:' || device_id then device_id end as anon_device,
        list_transform(json_extract_string(properties, $dim_paths::varchar[]),
-                      lambda v: coalesce(nullif(v, ''), '(none)')) as dims
+                      lambda v: coalesce(nullif(v, ''), '(none)')) as dims,
+       -- the event's key property (config event_properties), null for other events
+       case when list_position($kp_events::varchar[], event) > 0
+            then coalesce(nullif(json_extract_string(properties, list_extract($kp_paths::varchar[],
+                              list_position($kp_events::varchar[], event))), ''), '(none)') end as key_value,
+       list_extract($kp_names::varchar[], list_position($kp_events::varchar[], event)) as key_name
 from core.identified_events
 where event_date between $scan_from::date and $scan_to::date
   and time >= $start_ts and time < $end_ts;
@@ -193,6 +198,27 @@ per_event as (
     cross join universe u
     left join event_stats s using (event, dimension, segment)
 ),
+value_stats as (
+    -- an event's users and count by its key property's value (dimension = the property's name)
+    select event, key_name as dimension, key_value as segment, count(*) as n, count(distinct user_key) as users
+    from hc_day_events
+    where key_value is not null
+    group by all
+),
+per_value as (
+    -- a value seen in the 28 days before keeps its series on a day without it: 0, not a gap
+    select event, dimension, segment, coalesce(s.n, 0) as n, coalesce(s.users, 0) as users
+    from (select event, dimension, segment from value_stats
+          union
+          select substr(metric, length('event_users:') + 1), dimension, segment
+          from analytics.daily_metrics
+          where metric_date between $day::date - 28 and $day::date - 1
+            and metric like 'event_users:%'
+            and list_position($kp_names::varchar[], dimension) > 0
+            and list_extract($kp_events::varchar[], list_position($kp_names::varchar[], dimension))
+                = substr(metric, length('event_users:') + 1)) k
+    left join value_stats s using (event, dimension, segment)
+),
 metrics as (
     select dimension, segment, 'dau' as metric, dau::double as value from per_segment
     union all select dimension, segment, 'wau', wau from per_segment
@@ -205,6 +231,8 @@ metrics as (
     union all select dimension, segment, 'events_per_session', events_per_session from per_segment where sessions > 0
     union all select dimension, segment, 'event_count:' || event, n from per_event
     union all select dimension, segment, 'event_users:' || event, users from per_event
+    union all select dimension, segment, 'event_count:' || event, n from per_value
+    union all select dimension, segment, 'event_users:' || event, users from per_value
 )
 select $day::date, metric, dimension, segment, value
 from metrics;

@@ -132,3 +132,43 @@ select metric, dimension, segment, direction, max(coalesce(episode_start, metric
 from analytics.anomalies
 where metric_date <= $day::date and metric_date > $day::date - $lookback_days::integer
 group by all;
+
+-- name: trend_runs
+-- For each series with a significant trend on the day: on how many days of the history window its trend was
+-- significant in the same direction, and the first of them (trends flicker around the threshold, so days
+-- are counted, not a run), so that a trend months old reads as the standing fact it is.
+with t as (
+    select metric, dimension, segment, as_of_date, trend,
+           coalesce(q_value <= $alpha and trend <> 'no trend', false) as sig
+    from analytics.trends
+    where as_of_date <= $day::date and as_of_date > $day::date - $history_days::integer
+),
+today as (
+    select metric, dimension, segment, trend from t where as_of_date = $day::date and sig
+)
+select metric, dimension, segment, count(*) as days_significant, min(t.as_of_date) as significant_since
+from t join today using (metric, dimension, segment, trend)
+where t.sig
+group by all;
+
+-- name: value_breakdown
+-- An event's users by the values of its key property (config event_properties): the last 7 days' mean, the
+-- mean of the 7 days four weeks earlier (0 for a value not seen then), the first day each value was seen in
+-- the history window, and the first day of any value (before it, the breakdown has no data); the values that
+-- moved most first.
+with v as (
+    select segment, metric_date, value
+    from analytics.daily_metrics
+    where metric = 'event_users:' || $event and dimension = $property
+      and metric_date > $day::date - $history_days::integer and metric_date <= $day::date
+)
+select segment as value,
+       coalesce(avg(value) filter (where metric_date > $day::date - 7), 0) as users_7d,
+       coalesce(avg(value) filter (where metric_date > $day::date - 35 and metric_date <= $day::date - 28), 0)
+           as users_7d_before,
+       min(metric_date) filter (where value > 0) as first_seen,
+       (select min(metric_date) from v) as event_first_seen
+from v
+group by segment
+order by abs(users_7d - users_7d_before) desc, segment
+limit 5;
