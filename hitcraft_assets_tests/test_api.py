@@ -402,7 +402,8 @@ def test_the_metric_catalog_lists_metrics_dimensions_and_segments(api):
     names = {m["name"] for m in body["items"]}
     assert {"dau", "wau", "sessions", "funnel:Music Production:step2"} <= names
     dims = {d["name"]: d["segments"] for d in body["dimensions"]}
-    assert set(dims) == {"platform", "country", "channel"} and "Android" in dims["platform"]
+    # the user dimensions, and the key property of Feature Used (config event_properties)
+    assert set(dims) == {"platform", "country", "channel", "feature"} and "Android" in dims["platform"]
     assert body["next_cursor"] is None
 
 

@@ -41,8 +41,9 @@ def test_hitcraft_generate_demo_then_run_prints_the_ground_truth_numbers(tmp_pat
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     assert "hitcraft run: 2026-03-01 .. 2026-03-20 (20 days)" in out
+    block = out.split(" succeeded in ")[1].split("\n\n")[0]        # the summary, before the closing lists
     summary = {line.split()[0]: next(t for t in line.split() if t[0].isdigit())
-               for line in out.split(" succeeded in ")[1].splitlines() if line.startswith("  ")}
+               for line in block.splitlines() if line.startswith("  ")}
     assert summary["days"] == "20"
     assert int(summary["events"].replace(",", "")) == sum(truth["events"].values())
     assert int(summary["rejected"].replace(",", "")) == len(truth["dirt"]["malformed"])
