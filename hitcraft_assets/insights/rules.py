@@ -507,11 +507,14 @@ def _opportunity(ev: dict) -> str:
 
 def _success(ev: dict) -> str:
     since = _since(ev)
-    where = _step_words(ev)
+    if ev.get("funnel"):
+        where, next_step = f"at {_step_words(ev)}", "the next weakest step"
+    else:
+        where, next_step = f"that lifted {_what(ev)}", "a similar feature"
     if since:
-        return (f"Write down what shipped on {fmt_day(since)} at {where} and keep it. Check that it holds for "
-                f"every platform, then try the same idea on the next weakest step.")
-    return f"Find the change behind the improvement at {where}, keep it, and try it on the next weakest step."
+        return (f"Write down what shipped on {fmt_day(since)} {where} and keep it. Check that it holds for "
+                f"every platform, then try the same idea on {next_step}.")
+    return f"Find the change {where}, keep it, and try the same idea on {next_step}."
 
 
 def _anomaly(ev: dict) -> str:
