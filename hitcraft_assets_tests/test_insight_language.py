@@ -180,3 +180,16 @@ def test_an_event_with_a_key_property_names_the_value_that_carries_it(tmp_path):
 def test_insight_texts_are_json_safe(planted):  # noqa: F811
     for insight in all_insights(planted):
         json.dumps(texts(insight))
+
+
+def test_a_campaigns_spike_and_its_users_converting_worse_are_one_insight(tmp_path):
+    conn = warehouse(tmp_path / "w.duckdb")
+    plant_dau(conn, DAY, {("all", "all"): 2000, ("channel", "tiktok"): 300})
+    # tiktok sign-ups spike, and tiktok's new users rarely complete their profile
+    plant_anomaly(conn, DAY, "event_users:Sign Up", "channel", "tiktok", 81.0, 12.0, 9.0, 1e-9)
+    plant_comparison(conn, DAY, ONB2, "channel", "tiktok", 81, 120, 0.15, 0.52, -0.8, 1e-6)
+    found = by_series(generate_insights(conn, DAY, CONFIG))
+    assert ("risk", ONB2, "channel", "tiktok") not in found
+    spike = found[("anomaly", "event_users:Sign Up", "channel", "tiktok")]
+    assert ONB2 in [r["metric"] for r in spike.evidence["related_metrics"]]
+    conn.close()

@@ -772,6 +772,16 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
                 t.related.append(_compact(s, config))
                 t.related += s.related
                 out.remove(s)
+    # a segment's spike of an event, and the same segment converting worse from that event on (a campaign's
+    # sign-ups that rarely complete the next step): one story, told by the spike
+    spikes = {(g.key[1], g.key[2], metric_event(g.key[0])): g for g in out
+              if g.key[1] != "all" and g.lead.name == "anomaly" and g.lead.direction == "up" and metric_event(g.key[0])}
+    for c in [g for g in out if g.key[1] != "all" and g.lead.name == "comparison" and parse_funnel_metric(g.key[0])]:
+        prev = metric_events(c.key[0], config)[:1]
+        spike = spikes.get((c.key[1], c.key[2], prev[0])) if prev else None
+        if spike is not None and c in out:
+            spike.related.append(_compact(c, config))
+            out.remove(c)
     # a segment that carries a total's move: its own time-series findings in that direction join the total's
     movers = [g for g in out if g.key[1] == "all" and _causes(g)]
     for t in movers:
