@@ -85,6 +85,10 @@ def test_good_file_values(tmp_path):
     (with_(metric_importance={"Order Placed": -1}), "CONFIG_RANGE", "metric_importance.Order Placed", "greater than or equal to 0"),
     (with_(product={"name": "Shop", "owner": {"a": "b"}}), "CONFIG_UNKNOWN_KEY", "product.owner", "did you mean owners"),
     (with_(mixpanel_project_timezone="Pacific"), "CONFIG_TIMEZONE", "mixpanel_project_timezone", "unknown timezone"),
+    (with_(dimensions=[{"name": "plan", "property": "plan"}], event_properties={"Order Placed": "plan"}),
+     "CONFIG_EVENT_PROPERTY", "event_properties.Order Placed", "also a dimension's name"),
+    (with_(event_properties={"Order Placed": ""}), "CONFIG_EVENT_PROPERTY", "event_properties.Order Placed",
+     "must not be empty"),
 ])
 def test_each_kind_of_mistake_has_its_code_file_and_key(tmp_path, doc, code, key, words):
     problems = problems_of(write_config(tmp_path, doc))
