@@ -216,7 +216,7 @@ def metric_label(metric: str, config: ProductConfig) -> str:
     if parsed:
         events = metric_events(metric, config)
         if events:
-            return f"{parsed[0]} conversion {events[0]} -> {events[1]}"
+            return f"{events[1]} conversion ({parsed[0]})"
         return f"{parsed[0]} step conversion"
     event = metric_event(metric)
     if event:
