@@ -193,3 +193,16 @@ def test_a_campaigns_spike_and_its_users_converting_worse_are_one_insight(tmp_pa
     spike = found[("anomaly", "event_users:Sign Up", "channel", "tiktok")]
     assert ONB2 in [r["metric"] for r in spike.evidence["related_metrics"]]
     conn.close()
+
+
+def test_a_segment_doing_less_and_retaining_worse_is_one_insight(tmp_path):
+    conn = warehouse(tmp_path / "w.duckdb")
+    plant_dau(conn, DAY, {("all", "all"): 2000, ("channel", "youtube"): 200})
+    plant_trend(conn, DAY, "event_users:Production Completed", "channel", "youtube", -2.0, 0.001, 150.0, -0.05,
+                170.0, -0.22)
+    plant_comparison(conn, DAY, "week1_retention", "channel", "youtube", 90, 800, 0.36, 0.52, -0.3, 1e-4)
+    found = by_series(generate_insights(conn, DAY, CONFIG))
+    assert ("risk", "week1_retention", "channel", "youtube") not in found
+    [activity] = [i for k, i in found.items() if k[1] == "event_users:Production Completed"]
+    assert "week1_retention" in [r["metric"] for r in activity.evidence["related_metrics"]]
+    conn.close()

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+ACTIVITY_STORIES = {"dau", "wau", "mau"}
+ACTIVITY_METRICS = {"dau", "wau", "mau", "sessions", "new_users", "week1_retention"}
 MAX_DELAY_DAYS = 3
 EXPLAIN_AFTER_END_DAYS = 3
 Q_ALPHA = 0.05
@@ -186,7 +188,13 @@ def _about(story: Mapping[str, Any], evidence: Mapping[str, Any], series: tuple[
     metric = str(evidence.get("metric") or "")
     metric_events = {evidence.get(k) for k in ("event", "prev_event", "step_event")} - {None}
     if (evidence.get("dimension"), evidence.get("segment")) == (dimension, segment):
-        return bool(metric_events & events) or metric in VOLUME_METRICS
+        same_way = evidence.get("direction") in (None, story.get("direction"))
+        if same_way and (bool(metric_events & events) or metric in VOLUME_METRICS):
+            return True
+        # a story about a segment's activity (its DAU): the segment's users doing less of anything, or
+        # retaining worse, in the story's direction, is that story
+        return (story.get("metric") in ACTIVITY_STORIES and evidence.get("direction") == story.get("direction")
+                and (metric in ACTIVITY_METRICS or metric.startswith(("event_users:", "event_count:"))))
     for facet in ("anomaly", "change_point"):
         for cause in (evidence.get(facet) or {}).get("root_cause") or []:
             if ((cause.get("dimension"), cause.get("segment")) == (dimension, segment)
@@ -198,8 +206,9 @@ def _about(story: Mapping[str, Any], evidence: Mapping[str, Any], series: tuple[
 def top_insight_coverage(truth: Mapping[str, Any], insights: Iterable[Mapping[str, Any]], last_day: date,
                          top: int = 10, funnel_steps: Mapping[str, Sequence[str]] | None = None
                          ) -> list[StoryCoverage]:
-    """For each story, on how many of its active days an open insight about its series was in the top
-    `top`, the most insights that told it on one day, and on how many days the best-ranked one dated the
+    """For each story, on how many of its active days an open insight about it (see _about: its series, or
+    for a story about a segment that segment's same move) was in the top `top`, the most insights that told
+    it on one day, and on how many days the best-ranked one dated the
     change (its evidence's `since`) within a day of the story's start (rows: as_of_date, priority_rank,
     status, evidence as a dict)."""
     by_day: dict[date, list[Mapping[str, Any]]] = {}
@@ -219,8 +228,8 @@ def top_insight_coverage(truth: Mapping[str, Any], insights: Iterable[Mapping[st
         hits, copies, dated, dated_right = [], 0, 0, 0
         for d in days:
             rows = sorted(by_day.get(d, []), key=lambda r: r["priority_rank"])
-            own = [r for r in rows if series in _series_of(r["evidence"])]
             about = [r for r in rows if _about(story, r["evidence"], series, events)]
+            own = about
             copies = max(copies, len(about))
             if own:
                 hits.append(d)

@@ -782,6 +782,15 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
         if spike is not None and c in out:
             spike.related.append(_compact(c, config))
             out.remove(c)
+    # a segment doing less and less, and the same segment retaining worse in its first week: users who come
+    # back less (one story, told by the falling activity)
+    for g in [g for g in out if g.key[1] != "all" and g.lead.name == "trend" and g.lead.direction == "down"
+              and not parse_funnel_metric(g.key[0])]:
+        for c in list(out):
+            if (c is not g and (c.key[1], c.key[2]) == (g.key[1], g.key[2]) and c.key[0] in PROPORTIONS
+                    and c.lead.name == "comparison" and c.lead.direction == "down" and g in out):
+                g.related.append(_compact(c, config))
+                out.remove(c)
     # a segment that carries a total's move: its own time-series findings in that direction join the total's
     movers = [g for g in out if g.key[1] == "all" and _causes(g)]
     for t in movers:
