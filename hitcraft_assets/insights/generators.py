@@ -539,6 +539,16 @@ def _family(metric: str) -> str:
     return f"event_users:{event}" if event else metric
 
 
+def _absorb(target: _Group, g: _Group, out: list[_Group], config: ProductConfig, *, carry: bool = False,
+            as_segment: bool = False) -> None:
+    """Merge finding `g` into `target` (one story): `g` in brief under target's `related_metrics` (or, with
+    `as_segment`, its `segments`), with `g`'s own related metrics when `carry`, and `g` leaves `out`."""
+    (target.segments if as_segment else target.related).append(_compact(g, config))
+    if carry:
+        target.related += g.related
+    out.remove(g)
+
+
 def _collapse(facets: list[_Facet], config: ProductConfig) -> list[_Group]:
     # per series and direction, one finding: its kind is the kind of its leading facet
     buckets: dict[tuple[Key, str], dict[str, _Facet]] = {}
@@ -555,16 +565,14 @@ def _collapse(facets: list[_Facet], config: ProductConfig) -> list[_Group]:
         if event and g.key[0].startswith("event_count:"):
             target = index.get(((f"event_users:{event}", g.key[1], g.key[2]), g.kind))
             if target is not None and target.lead.direction == g.lead.direction:
-                target.related.append(_compact(g, config))
-                out.remove(g)
+                _absorb(target, g, out, config)
     # a segment's time-series finding into the total's
     totals = {(_family(g.key[0]), g.kind, g.lead.direction): g for g in out if g.key[1] == "all"}
     for g in list(out):
         if g.key[1] != "all" and set(g.facets) <= TIME_SERIES_FACETS:
             target = totals.get((_family(g.key[0]), g.kind, g.lead.direction))
             if target is not None:
-                target.segments.append(_compact(g, config))
-                out.remove(g)
+                _absorb(target, g, out, config, as_segment=True)
     # a segment's several trend / anomaly findings in one direction into one
     bundles: dict[tuple, list[_Group]] = {}
     for g in out:
@@ -593,9 +601,7 @@ def _collapse(facets: list[_Facet], config: ProductConfig) -> list[_Group]:
                                         else len(LEAD_PREFERENCE), -importance(g.key[0], config), g.key[0]))
         lead = members[0]
         for g in members[1:]:
-            lead.related.append(_compact(g, config))
-            lead.related += g.related
-            out.remove(g)
+            _absorb(lead, g, out, config, carry=True)
     return _one_story(out, config)
 
 
@@ -728,8 +734,7 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
                     and other.lead.direction == s.lead.direction and "change_point" in other.facets):
                 o_day = _day_of(other.facets["change_point"].block.get("date"))
                 if s_day and o_day and abs((s_day - o_day).days) <= SAME_BREAK_DAYS:
-                    s.segments.append(_compact(other, config))
-                    out.remove(other)
+                    _absorb(s, other, out, config, as_segment=True)
     segments = [g for g in segments if g in out]
     # totals' anomalies that one segment carries (a campaign lifting sign-ups, page views and sessions):
     # one finding, led by the largest move
@@ -742,9 +747,7 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
         for other in anomalies[i + 1:]:
             if (other in out and other.lead.direction == lead.lead.direction
                     and set(_causes(other)) & set(_causes(lead))):
-                lead.related.append(_compact(other, config))
-                lead.related += other.related
-                out.remove(other)
+                _absorb(lead, other, out, config, carry=True)
     for t in [g for g in out if g.key[1] == "all"]:
         if t not in out:
             continue
@@ -764,14 +767,11 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
             downstream = metric_events(s.key[0], config, downstream=True)
             t_events = [metric_event(t.key[0])] if metric_event(t.key[0]) else metric_events(t.key[0], config)
             if t_events and set(t_events) <= set(downstream) and t.lead.direction == s.lead.direction:
-                s.related.append(_compact(t, config))
-                out.remove(t)
+                _absorb(s, t, out, config)
                 break
-            prev = [e for e in metric_events(s.key[0], config)[:1]]
+            prev = metric_events(s.key[0], config)[:1]
             if t.lead.name == "anomaly" and prev and t_events and t_events[0] == prev[0]:
-                t.related.append(_compact(s, config))
-                t.related += s.related
-                out.remove(s)
+                _absorb(t, s, out, config, carry=True)
     # a segment's spike of an event, and the same segment converting worse from that event on (a campaign's
     # sign-ups that rarely complete the next step): one story, told by the spike
     spikes = {(g.key[1], g.key[2], metric_event(g.key[0])): g for g in out
@@ -780,8 +780,7 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
         prev = metric_events(c.key[0], config)[:1]
         spike = spikes.get((c.key[1], c.key[2], prev[0])) if prev else None
         if spike is not None and c in out:
-            spike.related.append(_compact(c, config))
-            out.remove(c)
+            _absorb(spike, c, out, config)
     # a segment doing less and less, and the same segment retaining worse in its first week: users who come
     # back less (one story, told by the falling activity)
     for g in [g for g in out if g.key[1] != "all" and g.lead.name == "trend" and g.lead.direction == "down"
@@ -789,8 +788,7 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
         for c in list(out):
             if (c is not g and (c.key[1], c.key[2]) == (g.key[1], g.key[2]) and c.key[0] in PROPORTIONS
                     and c.lead.name == "comparison" and c.lead.direction == "down" and g in out):
-                g.related.append(_compact(c, config))
-                out.remove(c)
+                _absorb(g, c, out, config)
     # a segment that carries a total's move: its own time-series findings in that direction join the total's
     movers = [g for g in out if g.key[1] == "all" and _causes(g)]
     for t in movers:
@@ -799,8 +797,7 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
         for g in list(out):
             if (g is not t and g.key[1] != "all" and (g.key[1], g.key[2]) in _causes(t)
                     and set(g.facets) <= TIME_SERIES_FACETS and g.lead.direction == t.lead.direction):
-                t.segments.append(_compact(g, config))
-                out.remove(g)
+                _absorb(t, g, out, config, as_segment=True)
     # a broken step empties the steps after it: the same segment's findings on later steps' events, in the
     # same direction, are that story
     for s in [g for g in out if g.key[1] != "all" and "comparison" in g.facets and parse_funnel_metric(g.key[0])]:
@@ -810,8 +807,7 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
         for g in list(out):
             if (g is not s and (g.key[1], g.key[2]) == (s.key[1], s.key[2]) and g.lead.direction == s.lead.direction
                     and metric_event(g.key[0]) in later and set(g.facets) <= TIME_SERIES_FACETS):
-                s.related.append(_compact(g, config))
-                out.remove(g)
+                _absorb(s, g, out, config)
     # one series, two findings: an anomaly against a level that has already moved (a rebound inside a break)
     # and a funnel's standing drop-off belong to the series' main finding
     by_key: dict[Key, list[_Group]] = {}
@@ -830,17 +826,14 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
             rebound = (set(g.facets) == {"anomaly"} and cp is not None
                        and abs(_shift(g, "anomaly") or 0) < abs(cp))
             if rebound or set(g.facets) == {"dropoff"}:
-                main.related.append(_compact(g, config))
-                out.remove(g)
+                _absorb(main, g, out, config)
     steps = {(g.key[1], g.key[2], g.lead.direction, ev): g for g in out if parse_funnel_metric(g.key[0])
              for ev in metric_events(g.key[0], config)[1:]}
     for g in list(out):
         event = metric_event(g.key[0])
         target = steps.get((g.key[1], g.key[2], g.lead.direction, event)) if event else None
         if target is not None and target is not g:
-            target.related.append(_compact(g, config))
-            target.related += g.related
-            out.remove(g)
+            _absorb(target, g, out, config, carry=True)
     return out
 
 
