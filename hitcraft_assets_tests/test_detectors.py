@@ -25,6 +25,7 @@ from hitcraft_assets.detection import (
     detect_change_points,
     fdr_decision,
     find_change_points,
+    line_change,
     mann_kendall,
     rank_contributors,
     segment_contributions,
@@ -183,6 +184,18 @@ def test_trend_summary_row():
     assert row["trend"] == "increasing" and row["slope"] == pytest.approx(1.0)
     assert row["abs_change_7d"] == pytest.approx(7.0) and row["abs_change_28d"] == pytest.approx(28.0)
     assert row["pct_change_28d"] == pytest.approx(28.0 / 13.5)
+
+
+def test_line_change_follows_the_trend_where_window_means_lag():
+    # flat, a week up, three weeks down: the last 28 days' mean is still 15% above the 28 before (as the
+    # scan computes it), while the trend of those 28 days points down and its line fell by about 29%
+    x = np.concatenate([np.full(28, 100.0), np.linspace(100, 130, 8)[1:], np.linspace(130, 100, 22)[1:]])
+    row = trend_summary(x[-28:], windows=())
+    assert window_change(x, 28).pct_change == pytest.approx(0.15)
+    assert row["trend"] == "decreasing" and row["trend_change"] == pytest.approx(-0.287, abs=0.001)
+    mk = mann_kendall(np.arange(28.0) * 2 + 50)
+    assert line_change(mk, 28) == pytest.approx(54 / 50)
+    assert line_change(mann_kendall(np.arange(28.0) * 5), 28) is None     # a launch from 0
 
 
 # --- weekly seasonality, no anomaly ------------------------------------------------------------------
@@ -358,3 +371,18 @@ def test_missing_days_are_skipped_not_judged():
     assert [p.status for p in (points[20], points[33])] == ["missing", "missing"]
     assert flagged_days(x) == []
     assert detect_change_points(x) == []
+
+
+def test_trailing_window_metrics_are_not_trended_while_their_window_fills():
+    """MAU climbs for its first 30 days of data only because the window fills; the day's trend must not
+    read that as growth. DAU with the same numbers is a real rise and keeps its trend."""
+    from hitcraft_assets.detection import scan
+
+    days = [date(2026, 9, 1) + timedelta(days=i) for i in range(60)]
+    rng = np.random.default_rng(3)
+    ramp = np.concatenate([np.linspace(200, 3000, 30), 3000 + rng.normal(0, 20, 30)])
+    values = np.concatenate([np.full(10, np.nan), ramp])[:60]     # data begins on day 10
+    series = [scan.Series((m, "all", "all"), days, values.copy(), values.copy()) for m in ("mau", "dau")]
+    rows = {r["metric"]: r for r in scan.trends_for_day(days[50], series)}
+    assert rows["dau"]["trend"] == "increasing"
+    assert rows["mau"]["n"] == 12 and rows["mau"]["trend"] == "no trend"    # days 39-50 only

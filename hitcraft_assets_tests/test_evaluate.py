@@ -94,3 +94,20 @@ def test_top_insight_coverage_counts_days_with_the_story_in_the_top_10():
     assert (cov["android"].active_days, cov["android"].days_in_top, cov["android"].first_delay_days) == (21, 1, 0)
     assert (cov["spike"].days_in_top, cov["spike"].first_delay_days) == (2, 1)
     assert cov["slow"].days_in_top == 0 and cov["slow"].first_delay_days is None
+
+
+def test_a_move_the_other_way_does_not_tell_a_story_and_a_segment_returning_less_does():
+    from hitcraft_assets.detection.evaluate import top_insight_coverage
+
+    def row(day, metric, direction, dimension="all", segment="all", segments=()):
+        return {"as_of_date": date.fromisoformat(day), "priority_rank": 1, "status": "new",
+                "evidence": {"metric": metric, "dimension": dimension, "segment": segment, "direction": direction,
+                             "segments": list(segments)}}
+
+    youtube = {"metric": "dau", "dimension": "channel", "segment": "youtube"}
+    insights = [row("2026-03-02", "dau", "up", segments=[youtube]),        # the product's rise, YouTube in it
+                row("2026-03-03", "dau", "down", segments=[youtube]),      # the product's fall, YouTube in it
+                row("2026-03-04", "stickiness", "down", "channel", "youtube"),
+                row("2026-03-05", "stickiness", "up", "channel", "youtube")]
+    cov = {c.story_id: c for c in top_insight_coverage(TRUTH, insights, last_day=date(2026, 3, 30))}
+    assert cov["slow"].days_in_top == 2 and cov["slow"].first_delay_days == 2

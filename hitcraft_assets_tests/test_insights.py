@@ -81,14 +81,14 @@ def plant_anomaly(conn, day, metric, dimension, segment, observed, expected, sco
 
 
 def plant_trend(conn, day, metric, dimension, segment, slope, q, current_7d, pct_7d, current_28d, pct_28d,
-                change_points=()):
+                change_points=(), line=None):
     trend = "no trend" if q > 0.05 else ("increasing" if slope > 0 else "decreasing")
     last = change_points[-1] if change_points else None
     conn.execute("insert into analytics.trends (as_of_date, metric, dimension, segment, n, slope, tau, p_value, "
-                 "q_value, trend, current_7d, pct_change_7d, current_28d, pct_change_28d, change_points, "
+                 "q_value, trend, trend_change, current_7d, pct_change_7d, current_28d, pct_change_28d, change_points, "
                  "last_change_date, last_change_shift, last_change_relative) "
-                 "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                 [day, metric, dimension, segment, 28, slope, 0.5 if slope > 0 else -0.5, q / 2, q, trend,
+                 "values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 [day, metric, dimension, segment, 28, slope, 0.5 if slope > 0 else -0.5, q / 2, q, trend, line,
                   current_7d, pct_7d, current_28d, pct_28d, json.dumps(list(change_points)),
                   last["date"] if last else None, last["shift"] if last else None,
                   last["relative_shift"] if last else None])
@@ -235,6 +235,43 @@ def test_successes_opportunities_and_trends_carry_their_evidence(planted):
     canada = found[("opportunity", "week1_retention", "country", "CA")]
     assert canada.evidence["comparison"]["share_of_users"] == pytest.approx(50 / 850)
     assert canada.title.startswith("CA users do better") and "yet they are only" in canada.title
+
+
+def test_a_turn_from_rising_to_falling_is_sized_by_its_trend_line(tmp_path):
+    """Three weeks into a decline after a rise, the last 28 days' mean is still above the 28 before: the
+    trend's size (and the title's number) is how far Sen's line fell, so the decline is a finding."""
+    conn = warehouse(tmp_path / "w.duckdb")
+    plant_dau(conn, DAY, {("all", "all"): 3000.0, ("channel", "youtube"): 240.0})
+    plant_trend(conn, DAY, "dau", "channel", "youtube", -2.4, 0.002, 240.0, -0.05, 262.0, 0.06, line=-0.24)
+    found = by_series(generate_insights(conn, DAY, CONFIG))
+    risk = found[("risk", "dau", "channel", "youtube")]
+    assert risk.evidence["trend"]["trend_change"] == -0.24
+    assert risk.title == "Daily active users among users from youtube down 24% in 28 days"
+    assert "-24% along its trend line over 28 days" in risk.summary
+    assert not unsupported_numbers(risk.title + " " + risk.summary, risk.evidence)
+    # a row written before trend lines (no trend_change) keeps the mean-on-mean change: up, so no finding
+    conn.execute("update analytics.trends set trend_change = null")
+    assert ("risk", "dau", "channel", "youtube") not in by_series(generate_insights(conn, DAY, CONFIG))
+
+
+def test_the_products_usage_rising_as_a_whole_is_one_trend_and_a_segment_returning_less_is_a_risk(tmp_path):
+    conn = warehouse(tmp_path / "w.duckdb")
+    plant_dau(conn, DAY, {("all", "all"): 3000.0, ("channel", "youtube"): 240.0})
+    for metric, current in (("dau", 3000.0), ("sessions", 5200.0), ("wau", 9000.0), ("mau", 21000.0),
+                            ("event_users:Page View", 2900.0)):
+        plant_trend(conn, DAY, metric, "all", "all", 5.0, 0.001, current, 0.03, current * 0.95, 0.15, line=0.18)
+    plant_trend(conn, DAY, "stickiness", "channel", "youtube", -0.002, 0.004, 0.11, -0.05, 0.12, -0.2, line=-0.27)
+    found = by_series(generate_insights(conn, DAY, CONFIG))
+    assert set(found) == {("trend", "dau", "all", "all"), ("risk", "stickiness", "channel", "youtube")}
+    usage = found[("trend", "dau", "all", "all")]
+    assert {r["metric"] for r in usage.evidence["related_metrics"]} == {"sessions", "wau", "mau",
+                                                                       "event_users:Page View"}
+    returning = found[("risk", "stickiness", "channel", "youtube")]
+    assert returning.title == "Stickiness (DAU/MAU) among users from youtube down 27% in 28 days"
+    assert "come back less often" in rule_recommendation(returning)
+    # a segment's WAU and MAU only repeat its DAU: never findings of their own
+    plant_trend(conn, DAY, "mau", "channel", "youtube", -3.0, 0.001, 900.0, -0.1, 950.0, -0.2, line=-0.2)
+    assert ("risk", "mau", "channel", "youtube") not in by_series(generate_insights(conn, DAY, CONFIG))
 
 
 def test_missing_tables_are_skipped(tmp_path):

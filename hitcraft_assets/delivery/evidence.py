@@ -78,7 +78,9 @@ def evidence_rows(evidence: dict) -> list[tuple[str, str]]:
                      ("Drop-off", number(block.get("drop_rate"), percent=True))]
         elif facet == "trend":
             rows += [("Last 7 days (a day)", number(block.get("current_7d"), percent=conversion)),
-                     ("Change over 28 days", number(block.get("pct_change_28d"), percent=True, signed=True)),
+                     ("Trend line over 28 days", number(block.get("trend_change"), percent=True, signed=True)),
+                     ("Last 28 days against the 28 before", number(block.get("pct_change_28d"), percent=True,
+                                                                  signed=True)),
                      ("Trend", f"{block.get('trend')}, {strength(block.get('q_value'))}")]
         elif facet == "anomaly":
             rows += [("On", str(block.get("metric_date"))),

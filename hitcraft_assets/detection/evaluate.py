@@ -23,7 +23,7 @@ from datetime import date, timedelta
 from typing import Any
 
 ACTIVITY_STORIES = {"dau", "wau", "mau"}
-ACTIVITY_METRICS = {"dau", "wau", "mau", "sessions", "new_users", "week1_retention"}
+ACTIVITY_METRICS = {"dau", "wau", "mau", "sessions", "new_users", "week1_retention", "stickiness"}
 MAX_DELAY_DAYS = 3
 EXPLAIN_AFTER_END_DAYS = 3
 Q_ALPHA = 0.05
@@ -179,7 +179,10 @@ def _about(story: Mapping[str, Any], evidence: Mapping[str, Any], series: tuple[
            events: set[str]) -> bool:
     """Whether an insight tells (part of) a story: it speaks for the story's series, or, for a story about a
     segment, it is about that segment and one of the story's events, or a total's move whose root cause is
-    that segment (a campaign's spike seen in sessions, a broken step seen in the steps after it)."""
+    that segment (a campaign's spike seen in sessions, a broken step seen in the steps after it). An insight
+    moving the other way (a total's rise that lists the segment while the story is its fall) tells nothing."""
+    if evidence.get("direction") not in (None, story.get("direction")):
+        return False
     if series in _series_of(evidence):
         return True
     dimension, segment = series[1], series[2]

@@ -46,6 +46,9 @@ MIN_TRIALS = 30               # a conversion rate needs this many entrants at th
 MIN_SEGMENT_USERS = 30        # a segment needs this many daily users (median, 28 days) to be scanned
 MIN_TREND_COUNT = 20          # a count series needs this median volume to get a trend row
 SMOOTHED = ("wau", "mau", "stickiness")
+# the days a trailing-window metric needs behind it: before the first full window (counted from the
+# series' first day of data) it only ramps up (MAU climbs, stickiness falls) and is not trended
+FULL_WINDOW_DAYS = {"wau": 7, "mau": 30, "stickiness": 30}
 COUNT_PREFIXES = ("event_count:", "event_users:")
 COUNT_METRICS = ("dau", "new_users", "sessions")
 TOP_CONTRIBUTORS = 3
@@ -263,6 +266,17 @@ def change_root_cause(total: Series, change_index: int, end_index: int, series: 
             for c in rank_contributors(base[0], base[1], dimensions)[:TOP_CONTRIBUTORS]]
 
 
+def _full_windows(s: Series) -> np.ndarray:
+    """The series' values, without the days of a trailing-window metric whose window is not yet full."""
+    need = FULL_WINDOW_DAYS.get(s.metric)
+    seen = np.flatnonzero(np.isfinite(s.values))
+    if not need or not seen.size:
+        return s.values
+    values = s.values.copy()
+    values[: seen[0] + need - 1] = np.nan
+    return values
+
+
 def trends_for_day(day: date, series: Sequence[Series]) -> list[dict[str, Any]]:
     """One row per series with enough data: Mann-Kendall / Sen over the trailing 28 days, 7- and 28-day
     changes, change points of the trailing 90 days (for a total count, with the segments that explain its
@@ -273,7 +287,7 @@ def trends_for_day(day: date, series: Sequence[Series]) -> list[dict[str, Any]]:
         i = s.dates.index(day) if day in s.dates else None
         if i is None or not _big_enough(s, sizes):
             continue
-        values = s.values[: i + 1]
+        values = _full_windows(s)[: i + 1]
         recent = values[-TREND_DAYS:]
         if np.isfinite(recent).sum() < 10:
             continue
@@ -299,7 +313,7 @@ def trends_for_day(day: date, series: Sequence[Series]) -> list[dict[str, Any]]:
         rows.append({
             "as_of_date": day, "metric": metric, "dimension": dimension, "segment": segment,
             "n": mk["n"], "slope": mk["slope"], "tau": mk["tau"], "p_value": mk["p_value"], "q_value": None,
-            "trend": mk["trend"], "current_7d": summary["current_7d"], "pct_change_7d": summary["pct_change_7d"],
+            "trend": mk["trend"], "trend_change": mk["trend_change"], "current_7d": summary["current_7d"], "pct_change_7d": summary["pct_change_7d"],
             "current_28d": summary["current_28d"], "pct_change_28d": summary["pct_change_28d"],
             "change_points": json.dumps(points, default=str),
             "last_change_date": last.date if last else None,

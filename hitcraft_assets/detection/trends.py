@@ -23,7 +23,7 @@ which is not a dependency: the statistic is a few lines of numpy):
 the weekly cycle cancels.
 
 Public: :class:`MannKendallResult`, :func:`mann_kendall`, :func:`sens_slope`, :class:`WindowChange`,
-:func:`window_change`, :func:`trend_summary`.
+:func:`window_change`, :func:`line_change`, :func:`trend_summary`.
 """
 
 from __future__ import annotations
@@ -183,13 +183,26 @@ def window_change(values: Sequence[float] | np.ndarray, window: int, *, agg: str
     return WindowChange(window, current, previous, change, change / abs(previous) if previous else None)
 
 
+def line_change(mk: MannKendallResult, length: int) -> float | None:
+    """How much Sen's line moved across the window, relative to where it started: ``(fit(end) -
+    fit(0)) / fit(0)`` with ``fit(t) = intercept + slope * t`` over positions ``0..length-1``. This is
+    the size of a trend, consistent with its direction: a series that rose for two weeks and fell for
+    four can still have a 28-day mean above the 28 days before, while its line points down. None when
+    the line starts at or below 0 (a launch from nothing has no relative change)."""
+    start = mk.intercept
+    if not (math.isfinite(start) and start > 0 and math.isfinite(mk.slope)):
+        return None
+    return mk.slope * (length - 1) / start
+
+
 def trend_summary(values: Sequence[float] | np.ndarray, *, windows: Sequence[int] = (7, 28),
                   alpha: float = 0.05, agg: str = "mean") -> dict[str, Any]:
     """One flat row for a trends table: ``slope, tau, z, p_value, trend, n`` from :func:`mann_kendall`
-    (Hamed-Rao) and ``current_<w>d, previous_<w>d, abs_change_<w>d, pct_change_<w>d`` for each window
-    (None where there is not enough data)."""
+    (Hamed-Rao), ``trend_change`` from :func:`line_change`, and ``current_<w>d, previous_<w>d,
+    abs_change_<w>d, pct_change_<w>d`` for each window (None where there is not enough data)."""
     mk = mann_kendall(values, alpha=alpha)
     row: dict[str, Any] = {
+        "trend_change": line_change(mk, len(values)) if mk else None,
         "n": mk.n if mk else int(np.isfinite(np.asarray(values, dtype=float)).sum()),
         "slope": mk.slope if mk else None,
         "tau": mk.tau if mk else None,

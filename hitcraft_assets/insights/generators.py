@@ -11,8 +11,8 @@ suggests:
   step, first-week retention) is lower, an opportunity if a conversion or engagement (events per user,
   session length) is higher;
 - `anomaly`: a row of `analytics.anomalies` of the day: a risk if a funnel step fell, else an anomaly;
-- `trend`: a significant Mann-Kendall trend (q <= 0.05) of the day that moved the 28-day mean by 5% or
-  more: a risk / success for a funnel step falling / rising, an opportunity for a rising `event_users:` /
+- `trend`: a significant Mann-Kendall trend (q <= 0.05) of the day whose Sen line moved 5% or more over
+  the 28 days (the mean-on-mean change where the line starts at 0): a risk / success for a funnel step falling / rising, an opportunity for a rising `event_users:` /
   `event_count:`, else a trend;
 - `change_point` (success if up, risk if down): a lasting level shift of 10% or more in the last 28 days,
   on a funnel step, or on a total whose metric has a configured importance;
@@ -77,7 +77,7 @@ CHANGE_DAYS = 28              # a change point this recent is news
 MIN_CHANGE_RELATIVE = 0.10    # ... if it moved the level by at least this much
 TRANSIENT_DAYS = 14           # a change point this soon after one the other way ends an episode
 SEGMENT_TREND_ALPHA = 0.01    # a segment's trend needs this q-value (there are many segments)
-MIN_TREND_CHANGE = 0.05       # a significant trend is a finding if the 28-day change is at least this much
+MIN_TREND_CHANGE = 0.05       # a significant trend is a finding if its line moved at least this much in 28 days
 PERSIST_LOOKBACK_DAYS = 28
 PERSIST_MIN_AGE_DAYS = 3
 MIN_DROPOFF_USERS = 30        # a funnel drop-off needs this many users at the previous step
@@ -96,6 +96,7 @@ PROPORTIONS = ("week1_retention",)
 ENGAGEMENT = ("events_per_user", "session_duration_s")
 COUNTS = ("dau", "wau", "mau", "new_users", "sessions")
 USER_COUNTS = ("dau", "wau", "mau", "new_users")   # a significant fall of these is users lost: a risk
+RETURNING = ("stickiness",)   # ... and of these, users coming back less often: a risk too
 # which facet leads (and sets the kind of) a series' finding in one direction; the others join it
 FACET_PRIORITY = ("comparison", "anomaly", "persisted", "change_point", "dropoff", "trend")
 TIME_SERIES_FACETS = {"anomaly", "trend", "change_point", "persisted"}
@@ -433,7 +434,8 @@ def _trends(conn, day: date, config: ProductConfig, sizes: _Sizes) -> list[_Face
     for r in _rows(conn, "trends", day=day, alpha=ALPHA, change_days=CHANGE_DAYS):
         key = (r["metric"], r["dimension"], r["segment"])
         metric = r["metric"]
-        if not sizes.big(key) or (key[1] != "all" and metric in SMOOTHED):
+        # a segment's WAU and MAU repeat its DAU, late; its stickiness (DAU/MAU) says whether its users return
+        if not sizes.big(key) or (key[1] != "all" and metric in SMOOTHED and metric not in RETURNING):
             continue
         # segments are many: a segment's trend is a finding only when strong, and never one of logins or
         # page views (its change point still counts)
@@ -442,17 +444,19 @@ def _trends(conn, day: date, config: ProductConfig, sizes: _Sizes) -> list[_Face
         funnel = parse_funnel_metric(metric) is not None
         users = sizes.users(key, r["current_7d"])
         up = r["trend"] == "increasing"
-        change = r["pct_change_28d"]
+        # the size of a trend is how far its line moved over the window (a turn from rising to falling
+        # leaves the 28-day mean above the 28 days before for weeks); the mean-on-mean change if no line
+        change = r["trend_change"] if r["trend_change"] is not None else r["pct_change_28d"]
         if (not weak and r["q_value"] is not None and r["q_value"] <= ALPHA and r["trend"] != "no trend"
                 and change is not None and abs(change) >= MIN_TREND_CHANGE and (change > 0) == up):
-            if funnel or (metric in USER_COUNTS and not up):
+            if funnel or (metric in USER_COUNTS + RETURNING and not up):
                 kind = "success" if up else "risk"     # a step converting worse, or users lost
             elif up and metric_event(metric) and not _generic(metric_event(metric), config):
                 kind = "opportunity"
             else:
                 kind = "trend"
             block = {k: r[k] for k in ("as_of_date", "n", "slope", "tau", "p_value", "q_value", "trend",
-                                       "current_7d", "pct_change_7d", "current_28d", "pct_change_28d",
+                                       "trend_change", "current_7d", "pct_change_7d", "current_28d", "pct_change_28d",
                                        "last_change_date", "last_change_relative")}
             block |= {"source": "analytics.trends", "window_days": TREND_WINDOWS}
             run = runs.get(key)
@@ -523,7 +527,7 @@ def _persisted(conn, day: date, config: ProductConfig, sizes: _Sizes) -> list[_F
 def _compact(group: _Group, config: ProductConfig) -> dict:
     lead = group.lead
     keep = {"anomaly": ("metric_date", "observed", "expected", "score", "q_value"),
-            "trend": ("trend", "current_7d", "pct_change_28d", "q_value"),
+            "trend": ("trend", "current_7d", "trend_change", "pct_change_28d", "q_value"),
             "change_point": ("date", "mean_before", "mean_after", "relative_shift"),
             "persisted": ("anomaly_date", "current_7d"),
             "comparison": ("segment_value", "rest_value", "q_value"),
@@ -577,10 +581,15 @@ def _collapse(facets: list[_Facet], config: ProductConfig) -> list[_Group]:
     bundles: dict[tuple, list[_Group]] = {}
     for g in out:
         if (g.key[1] != "all" and set(g.facets) <= {"anomaly", "trend"}
-                and (g.kind in ("trend", "anomaly", "opportunity") or (g.kind == "risk" and g.key[0] in USER_COUNTS))):
+                and (g.kind in ("trend", "anomaly", "opportunity") or (g.kind == "risk" and g.key[0] in USER_COUNTS + RETURNING))):
             # a segment losing users is one finding with its other falling activity (sessions, events)
             kind = "trend" if g.kind in ("trend", "risk") and g.lead.name == "trend" else g.kind
             bundles.setdefault((kind, g.key[1], g.key[2], g.lead.direction), []).append(g)
+    for g in out:   # the product's usage moving as a whole (DAU, sessions, WAU, MAU, page views): one trend
+        event = metric_event(g.key[0])
+        if (g.key[1] == "all" and g.kind == "trend" and set(g.facets) == {"trend"}
+                and (g.key[0] in LEAD_PREFERENCE or (event and _generic(event, config)))):
+            bundles.setdefault(("trend", "all", "all", g.lead.direction), []).append(g)
     for g in out:   # totals' anomalies that one segment drives, in one direction
         cause = (g.lead.block.get("root_cause") or [None])[0] if g.lead.name == "anomaly" else None
         if g.key[1] == "all" and g.kind == "anomaly" and cause:

@@ -350,10 +350,16 @@ def _facet_sentence(name: str, ev: dict) -> str:
                 f"last week.")
     short, long = b["window_days"]
     rising = b["trend"] == "increasing"
-    return (f"{what[0].upper() + what[1:]} for {who} has been {'rising' if rising else 'falling'} for "
-            f"{fmt_number(b['n'])} days: {_v(ev, b['current_7d'])} on average over the last {short} days "
-            f"({fmt_change(b['pct_change_7d'])} on the {short} before) and {fmt_change(b['pct_change_28d'])} over "
-            f"{long} days ({strength_words(b.get('q_value'))} evidence).")
+    line = b.get("trend_change")
+    moved = (f"{fmt_change(line)} along its trend line over {long} days" if line is not None
+             else f"{fmt_change(b['pct_change_28d'])} over {long} days")
+    since = b.get("significant_since")
+    course = (f"has been {'rising' if rising else 'falling'} since {fmt_day(since)}"
+              if since and str(since)[:10] != str(b.get("as_of_date"))[:10] else f"is {'rising' if rising else 'falling'}")
+    return (f"{what[0].upper() + what[1:]} for {who} {course}: {_v(ev, b['current_7d'])} on average over the last "
+            f"{short} days "
+            f"({fmt_change(b['pct_change_7d'])} on the {short} before), {moved} "
+            f"({strength_words(b.get('q_value'))} evidence).")
 
 
 def insight_summary(evidence: dict) -> str:
@@ -418,7 +424,9 @@ def insight_title(kind: str, evidence: dict) -> str:
     if ev.get("named"):
         return _named_title(ev)
     verb = "up" if b["trend"] == "increasing" else "down"
-    return f"{what[0].upper() + what[1:]}{scope} {verb} {fmt_percent(b['pct_change_28d'])} in {b['window_days'][1]} days"
+    change = b.get("trend_change")
+    change = b["pct_change_28d"] if change is None else change
+    return f"{what[0].upper() + what[1:]}{scope} {verb} {fmt_percent(change)} in {b['window_days'][1]} days"
 
 
 def _named_title(ev: dict) -> str:
@@ -477,6 +485,10 @@ def _risk(ev: dict) -> str:
         cp = ev["change_point"]
         return (f"Find what shipped on or just before {fmt_day(since or cp['date'])} that touches {where}, and "
                 f"fix or revert it. {_drivers(cp)}").strip()
+    if ev.get("metric") == "stickiness":
+        return (f"{_who(ev)} come back less often: compare the "
+                f"first-week retention of those who joined in the last month with earlier ones, and ask a few "
+                f"who stopped returning what they came for and did not find.")
     if ev.get("metric") in ("dau", "wau", "mau", "new_users"):
         return (f"Find out whether fewer {segment_label(ev)} arrive or fewer come back: compare their new users "
                 f"and their first-week retention with a month ago, and talk to a few who stopped coming.")

@@ -14,6 +14,7 @@ create table if not exists analytics.trends (
     p_value            double,   -- Mann-Kendall, Hamed-Rao corrected for autocorrelation
     q_value            double,   -- Benjamini-Hochberg across every series of the day
     trend              varchar,  -- increasing | decreasing | no trend
+    trend_change       double,   -- how far Sen's line moved over the window, relative to its start
     current_7d         double,
     pct_change_7d      double,
     current_28d        double,
@@ -25,6 +26,7 @@ create table if not exists analytics.trends (
     root_cause         json      -- for a total count's latest change point: the segments that explain it
 );
 alter table analytics.trends add column if not exists root_cause json;
+alter table analytics.trends add column if not exists trend_change double;
 
 -- name: delete_day
 delete from analytics.trends where as_of_date = $day::date;

@@ -88,7 +88,7 @@ order by dimension <> 'all', q_value, metric, dimension, segment;
 
 -- name: trends
 -- The day's significant trends, and the series with a recent change point (significant or not).
-select as_of_date, metric, dimension, segment, n, slope, tau, p_value, q_value, trend, current_7d,
+select as_of_date, metric, dimension, segment, n, slope, tau, p_value, q_value, trend, trend_change, current_7d,
        pct_change_7d, current_28d, pct_change_28d, last_change_date, last_change_shift, last_change_relative,
        change_points, root_cause
 from analytics.trends
