@@ -52,3 +52,32 @@ def fresh_warehouse(path) -> duckdb.DuckDBPyConnection:
     ensure_schema(conn)
     ensure_identity(conn)
     return conn
+
+
+def export_days(journeys: Journeys) -> dict:
+    """The journeys as lines of Mixpanel's export format, per UTC day: every step an event of `person` (its
+    distinct_id, unless the properties carry one) with the $insert_id `<person>-<n>`, so that writing the
+    same journeys again gives the same lines."""
+    days: dict = {}
+    for person, steps in journeys.items():
+        for n, step in enumerate(steps):
+            event, ts = step[0], _ts(step[1])
+            props = dict(step[2]) if len(step) > 2 else {}
+            distinct_id = str(props.pop("distinct_id", person))
+            properties = {"time": int(ts.timestamp() * 1000), "distinct_id": distinct_id,
+                          "$insert_id": f"{person}-{n}", **props}
+            days.setdefault(ts.date(), []).append(
+                (ts, json.dumps({"event": event, "properties": properties}, separators=(",", ":"))))
+    return {day: [line for _, line in sorted(rows)] for day, rows in sorted(days.items())}
+
+
+def write_export(directory, journeys: Journeys) -> list:
+    """Write the journeys as a folder of export files (`YYYY-MM-DD.jsonl`, one per UTC day); returns the days."""
+    from pathlib import Path
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    days = export_days(journeys)
+    for day, lines in days.items():
+        (directory / f"{day.isoformat()}.jsonl").write_text("\n".join(lines) + "\n")
+    return list(days)

@@ -179,7 +179,7 @@ def test_every_insight_filter_returns_exactly_the_matching_rows(api, name):
     metric, status = _first_with(rows, "metric"), _first_with(rows, "status")
     cases = {
         "from": ({"from": "2026-03-15"}, lambda x: x["as_of_date"] >= date(2026, 3, 15)),
-        "to": ({"to": "2026-03-05"}, lambda x: x["as_of_date"] <= date(2026, 3, 5)),
+        "to": ({"to": "2026-03-09"}, lambda x: x["as_of_date"] <= date(2026, 3, 9)),
         "from_to": ({"from": "2026-03-08", "to": "2026-03-10"},
                     lambda x: date(2026, 3, 8) <= x["as_of_date"] <= date(2026, 3, 10)),
         "kind": ({"from": "2026-03-01", "kind": "risk"}, lambda x: x["kind"] == "risk"),
@@ -298,7 +298,7 @@ def test_a_snapshot_that_changes_rows_behind_the_cursor_answers_409(fresh_api, c
         "a row behind the cursor is gone": f"delete from insights where insight_id = '{seen['insight_id']}' "
                                            f"and as_of_date = date '{seen['as_of_date']}'",
         "a row appears behind the cursor": "insert into insights select * replace ('0000000000000000' as insight_id) "
-                                           "from insights where as_of_date = date '2026-03-01' limit 1",
+                                           f"from insights where as_of_date = date '{seen['as_of_date']}' limit 1",
     }[change]
     republish(api.path, statement)
     r = api.get("/v1/insights", cursor=p1["next_cursor"], limit=5)

@@ -56,12 +56,15 @@ def warehouse(path) -> duckdb.DuckDBPyConnection:
 
 
 def plant_funnel(conn, day, funnel, users, dimension="all", segment="all"):
-    steps = next(f.steps for f in CONFIG.funnels if f.name == funnel)
-    for k, (event, n) in enumerate(zip(steps, users), start=1):
+    """The funnel's latest complete cohort as of `day` (its entry day is `day` - window_days)."""
+    spec = next(f for f in CONFIG.funnels if f.name == funnel)
+    for k, (event, n) in enumerate(zip(spec.steps, users), start=1):
         prev = users[k - 2] if k > 1 else n
         conn.execute("insert into analytics.funnel_steps (funnel, cohort_date, dimension, segment, step, step_event, "
-                     "users, conversion_from_prev, conversion_from_start) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     [funnel, day, dimension, segment, k, event, n, n / prev, n / users[0]])
+                     "users, conversion_from_prev, conversion_from_start, completeness) "
+                     "values (?, ?, ?, ?, ?, ?, ?, ?, ?, 1.0)",
+                     [funnel, day - timedelta(days=spec.window_days), dimension, segment, k, event, n, n / prev,
+                      n / users[0]])
 
 
 def plant_comparison(conn, day, metric, dimension, segment, segment_n, rest_n, segment_value, rest_value,
@@ -201,11 +204,29 @@ def test_the_largest_funnel_drop_off_is_a_risk_with_users_lost(planted):
     found = by_series(generate_insights(planted, DAY, CONFIG))
     drop = found[("risk", MP2, "all", "all")].evidence["dropoff"]
     assert (drop["users_prev"], drop["users"], drop["users_lost"], drop["entrants"]) == (1000, 600, 400, 1000)
-    assert drop["drop_rate"] == pytest.approx(0.4) and drop["cohort_date"] == DAY.isoformat()
+    assert drop["drop_rate"] == pytest.approx(0.4) and drop["cohort_date"] == (DAY - timedelta(days=7)).isoformat()
+    assert drop["window_days"] == 7 and drop["completeness"] == 1.0
+    assert "within its 7-day window" in found[("risk", MP2, "all", "all")].summary
     # Onboarding's drop-off at step 2, the same size as ever, is context of that step's success: one insight
     success = found[("success", ONB2, "all", "all")].evidence
     [onboarding] = [r for r in success["related_metrics"] if r["facet"] == "dropoff"]
     assert (onboarding["users_lost"], onboarding["metric"]) == (60, ONB2)
+
+
+def test_a_cohort_still_converting_is_not_read_as_a_drop_off(tmp_path):
+    conn = warehouse(tmp_path / "w.duckdb")
+    # yesterday's and today's entrants (completeness 0.14 and 0): most have not uploaded a sketch *yet*
+    for age, share in ((0, 0.0), (1, 1 / 7)):
+        for k, (event, n) in enumerate(zip(("Production Started", "Sketch Uploaded", "Production Completed"),
+                                           (1000, 90, 20)), start=1):
+            conn.execute("insert into analytics.funnel_steps (funnel, cohort_date, dimension, segment, step, "
+                         "step_event, users, conversion_from_prev, conversion_from_start, completeness) "
+                         "values ('Music Production', ?, 'all', 'all', ?, ?, ?, 0.1, 0.1, ?)",
+                         [DAY - timedelta(days=age), k, event, n, share])
+    assert [i for i in generate_insights(conn, DAY, CONFIG) if i.evidence["lead"] == "dropoff"] == []
+    plant_funnel(conn, DAY, "Music Production", [1000, 600, 550])     # the cohort of DAY - 7: complete
+    [drop] = [i.evidence["dropoff"] for i in generate_insights(conn, DAY, CONFIG) if i.evidence["lead"] == "dropoff"]
+    assert (drop["users_lost"], drop["cohort_date"]) == (400, (DAY - timedelta(days=7)).isoformat())
 
 
 def test_an_anomaly_carries_its_root_cause_and_absorbs_the_same_move_in_a_segment(planted):

@@ -150,9 +150,11 @@ def test_compare_proportions_minimum_sizes(x1, n1, x2, n2, compared):
 DAY = date(2026, 3, 23)
 STEP2 = "funnel:Music Production:step2"
 STEP3 = "funnel:Music Production:step3"
+COHORT = DAY - timedelta(days=7)
 
-# (dimension, segment) -> users at steps 1, 2, 3 of the funnel cohort of DAY. Android converts to step 2 at
-# 40% against 68.6% for the rest; Linux is tiny; US and DE convert alike.
+# (dimension, segment) -> users at steps 1, 2, 3 of the funnel cohort of COHORT, the latest whose 7-day window
+# has closed by the end of DAY. Android converts to step 2 at 40% against 68.6% for the rest; Linux is tiny;
+# US and DE convert alike.
 FUNNEL = {
     ("all", "all"): (1000, 600, 500),
     ("platform", "Android"): (300, 120, 90),
@@ -163,7 +165,7 @@ FUNNEL = {
 }
 
 
-def insert_funnel(conn, day: date = DAY) -> None:
+def insert_funnel(conn, day: date = COHORT) -> None:
     conn.execute("""create table if not exists analytics.funnel_steps (
         funnel varchar, cohort_date date, dimension varchar, segment varchar, step integer,
         step_event varchar, users bigint, conversion_from_prev double, conversion_from_start double,
@@ -340,7 +342,35 @@ def test_missing_inputs_are_skipped(conn):
     meta = compute_segments(conn, DAY, load_config())
     assert set(meta["skipped"]) == {"funnels", "session_duration_s"}
     assert set(meta["comparisons_by_metric"]) == {"week1_retention", "events_per_user"}
-    # a funnel table without rows for the day gives no funnel rows
+    # a funnel table without rows for the day's complete cohort gives no funnel rows: a younger cohort (still
+    # converting) is not compared
     insert_funnel(conn, day=DAY - timedelta(days=1))
     meta = compute_segments(conn, DAY, load_config())
     assert "funnels" not in meta["skipped"] and "funnel steps" not in meta["comparisons_by_metric"]
+
+
+def test_session_length_compares_users_not_sessions(conn):
+    """One Android user with 60 long sessions does not make Android's session length significant: users are
+    the units (a user's sessions are not independent samples). Counted per session, the same data would be
+    (95 Android sessions, 60 of them long, against 40 iOS)."""
+    conn.execute("""create table if not exists core.sessions (
+        session_id varchar, user_key varchar, session_date date, session_start timestamptz,
+        duration_s double, event_count integer, segments map(varchar, varchar))""")
+    conn.execute("""
+        insert into core.sessions
+        select 's' || i, u, $day::date, $day::date::timestamptz, d, 3, map {'platform': p}
+        from (select i, 'a' || i as u, 100 + i % 7 as d, 'Android' as p from range(35) t(i)
+              union all select 100 + i, 'heavy', 1000 + i, 'Android' from range(60) t(i)
+              union all select 200 + i, 'i' || i, 100 + i % 7, 'iOS' from range(40) t(i))""",
+                 {"day": DAY.isoformat()})
+    compute_segments(conn, DAY, load_config())
+    n, rest_n, value, significant = conn.execute(
+        "select segment_n, rest_n, segment_value, significant from analytics.segment_comparisons "
+        "where metric = 'session_duration_s' and dimension = 'platform' and segment = 'Android'").fetchall()[0]
+    assert (n, rest_n) == (36, 40)
+    assert value == pytest.approx((sum(100 + i % 7 for i in range(35)) + sum(1000 + i for i in range(60)) / 60) / 36)
+    assert not significant
+    # per session it would have been: the same test on the 95 sessions against the 40
+    android = [100 + i % 7 for i in range(35)] + [1000 + i for i in range(60)]
+    ios = [100 + i % 7 for i in range(40)]
+    assert stats.mann_whitney(android, ios)[1] < 1e-6

@@ -61,15 +61,20 @@ def _per_day(context: dg.AssetExecutionContext, duckdb: WarehouseResource, name:
 @dg.asset(deps=["raw_events"], pool="duckdb", group_name=GROUP, kinds=KINDS, owners=OWNERS,
           tags={"stage": "analysis"})
 def identity_map(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
-    """Mixpanel's simplified ID merge replayed locally: which $device_id belongs to which $user_id.
+    """Mixpanel's ID merge replayed locally: which ids are one user, for Simplified ID Merge (a $device_id
+    belongs to its first $user_id) or Original ID Merge ($identify, $create_alias and $merge events join ids).
 
-    Grain: one row per device (`core.identity_map`), from every stored event that carries both ids; the
-    view `core.identified_events` gives each event its `user_key` (the exported distinct_id when it is not
-    a device id, else the device's user, else the device). Rebuilt whole as days arrive, so a merge seen
-    today re-attributes earlier anonymous events, as Mixpanel's retroactive merge does.
+    Grain: Simplified, one row per device (`core.identity_map`); Original, one row per edge
+    (`core.identity_edges`) and per id (`core.identity_clusters`, its cluster's `user_key`). The mode is the
+    config's `identity`, or detected from the data when unset. The view `core.identified_events` gives each
+    event its `user_key`. Kept current as days arrive (original clusters incrementally when the new edges
+    come last, else rebuilt), so a merge seen today re-attributes earlier events, as Mixpanel's retroactive
+    merge does.
     """
+    config = load_config()
     with duckdb.get_connection() as conn:
-        stats = rebuild_identity(conn)
+        stats = rebuild_identity(conn, config.identity)
+    context.log.info(f"identity: {stats['identity']}; {stats['identity_update']}")
     return dg.MaterializeResult(metadata=stats)
 
 

@@ -32,13 +32,24 @@ identity after Mixpanel's ID merge, from core.identified_events):
   where it is missing too.
 - Breakdowns. For each configured dimension (name, event property), a user's segment is the property's
   value on their entry event, as text, '(none)' when missing, null or empty. A user is in exactly one
-  segment per dimension, so the segments of a dimension sum to the totals (dimension and segment 'all').
+  segment per dimension, so the segments of a dimension sum to the totals (dimension and segment 'all'),
+  except for a list-valued property: as in Mixpanel's breakdown by a list, an entry with genres
+  ["pop", "rock"] puts the user in pop and in rock (each distinct element once; an empty list is
+  '(none)'), so such segments sum to more than the total; a segment's rest (total - segment) is still the
+  users not in it.
   (Mixpanel's breakdown lets a user enter once per segment they did step 1 in; one entry per user keeps
   the cohort the same size in every breakdown.)
 - Rows. For every (dimension, segment) with at least one entrant, one row per step 1..n, steps nobody
   reached included (users 0, times null). conversion_from_prev is users / users of the previous step (1.0
   for step 1, null when nobody reached the previous step); conversion_from_start is users / entrants. A day
   without entrants writes no rows for the funnel (the day's old rows are still deleted).
+- Provisional cohorts. A cohort keeps converting for W days, so each row also says how far it is:
+  completeness is the elapsed share of the window of the day's last entrant, by the data loaded when the row
+  was computed (the end of the last export day in raw.load_log); 1 means every entrant's window has closed
+  and the row is final. users_1d and conversion_1d_from_prev count only the steps reached within one day
+  (86,400 s) of entry: a cohort's first-day conversion is final one day after the entry day, so it compares
+  like with like across cohorts of any age (detection judges it; the risk and segment findings use
+  complete cohorts only).
 - Writes. All funnels of the day are computed and written in one transaction that first deletes every row
   with cohort_date = day: a re-run gives the same rows, a failure leaves the previous ones.
 
@@ -50,13 +61,15 @@ partition for `day` is final once the data up to day + W + 1 is loaded.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import duckdb
 
-from hitcraft_assets.analysis.days import filed_days, local_day, sql_params
+from hitcraft_assets.analysis.days import filed_days, filing_timezone, local_day, sql_params
 from hitcraft_assets.analysis.identity import ensure_identity
-from hitcraft_assets.config import Funnel, ProductConfig, property_path
+from hitcraft_assets.analysis.sessions import ensure_segment_macros, property_pairs
+from hitcraft_assets.config import Funnel, ProductConfig
 from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, sql_parameters, transaction
 
 SQL_FILE = "analysis/funnels.sql"
@@ -91,9 +104,9 @@ def funnel_params(ld_params: dict, funnel: Funnel, config: ProductConfig) -> dic
         "events": list(dict.fromkeys(funnel.steps + funnel.exclusions)),
         "exclusions": list(funnel.exclusions),
         "has_hold": bool(funnel.hold_constant),
-        "hold_paths": [property_path(p) for p in funnel.hold_constant],
+        "hold_paths": property_pairs(funnel.hold_constant),
         "dim_names": [d.name for d in config.dimensions],
-        "dim_paths": [property_path(d.property) for d in config.dimensions],
+        "dim_paths": property_pairs(d.property for d in config.dimensions),
         "grace_us": GRACE_SECONDS * _US,
         "window_us": funnel.window_days * 86_400 * _US,
         "read_start": read_start,
@@ -105,10 +118,19 @@ def funnel_params(ld_params: dict, funnel: Funnel, config: ProductConfig) -> dic
     }
 
 
+def data_until(conn: duckdb.DuckDBPyConnection, config: ProductConfig) -> datetime | None:
+    """The end of the last export day loaded (raw.load_log): how far a cohort's window can have been seen."""
+    last = conn.execute("select max(event_date) from raw.load_log").fetchall()[0][0]
+    if last is None:
+        return None
+    return datetime.combine(last + timedelta(days=1), time(0), tzinfo=ZoneInfo(filing_timezone(config)))
+
+
 def ensure_funnels(conn: duckdb.DuckDBPyConnection) -> None:
     ensure_schema(conn)
     ensure_identity(conn)
     conn.execute(named_statements(SQL_FILE)["schema"])
+    ensure_segment_macros(conn)
 
 
 def compute_funnels(conn: duckdb.DuckDBPyConnection, day: date, config: ProductConfig) -> dict:
@@ -117,6 +139,7 @@ def compute_funnels(conn: duckdb.DuckDBPyConnection, day: date, config: ProductC
     config.check()
     ensure_funnels(conn)
     base = sql_params(local_day(day, config.timezone))
+    base["data_until"] = data_until(conn, config) or base["end_ts"]
     entrants: dict[str, int] = {}
     converted: dict[str, int] = {}
     events_read: dict[str, int] = {}

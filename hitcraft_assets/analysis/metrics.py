@@ -3,7 +3,9 @@
 Mixpanel's semantics (docs/reports/insights.mdx): DAU/WAU/MAU are the distinct users active in the 1/7/30
 local days ending on the day (MAU of Dec 31 = Dec 2..Dec 31); a user counts in every segment they touched,
 so segments do not sum to the total; in WAU/MAU a user counts in a segment touched on any day of the
-window. new_users are users with no earlier day in core.user_days, whose history starts at the first
+window. A list-valued property (`genres: ["pop", "rock"]`) puts the user, the session and the event in
+each element's segment, once (Mixpanel's breakdown by a list property), so an event counts in pop and in
+rock. new_users are users with no earlier day in core.user_days, whose history starts at the first
 stored event: on the first loaded day everyone is new. Users are re-resolved through the current identity
 map, so a device that signs up days after browsing anonymously is one user, not new again. The SQL is
 sql/analysis/daily_metrics.sql; the metric names are listed in METRICS.
@@ -45,9 +47,12 @@ def ensure_metrics(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def signature(config: ProductConfig) -> str:
-    """What core.user_days rows depend on besides the events: the timezone and the dimensions."""
+    """What core.user_days rows depend on besides the events: the timezone, the dimensions and the rule
+    that turns a property into segments (`segments`: list elements and dotted paths, sessions.sql macros;
+    rows built before it are rebuilt)."""
     return json.dumps({"timezone": config.timezone,
-                       "dimensions": [[d.name, d.property] for d in config.dimensions]})
+                       "dimensions": [[d.name, d.property] for d in config.dimensions],
+                       "segments": "lists+nested"})
 
 
 def _params(day: date, config: ProductConfig) -> dict:

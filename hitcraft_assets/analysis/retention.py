@@ -17,7 +17,8 @@ import duckdb
 
 from hitcraft_assets.analysis.days import local_day
 from hitcraft_assets.analysis.identity import ensure_identity
-from hitcraft_assets.config import ProductConfig, property_path
+from hitcraft_assets.analysis.sessions import ensure_segment_macros, property_pairs
+from hitcraft_assets.config import ProductConfig
 from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, transaction
 
 SQL_FILE = "analysis/retention.sql"
@@ -99,18 +100,29 @@ def week1_retention_by_segment(conn: duckdb.DuckDBPyConnection, day: date,
 
     The window is the latest week whose users' week 1 is entirely over by the end of `day`: a user born on
     day-14 at 23:59 has week 1 until day at 23:59. (Births on day-13..day-7 would still be inside week 1.)
+    A list-valued property puts a user in each element's segment, so segments may sum to more than the
+    cohort (week1_cohort gives its own totals).
     """
+    return week1_cohort(conn, day, config)[0]
+
+
+def week1_cohort(conn: duckdb.DuckDBPyConnection, day: date,
+                 config: ProductConfig) -> tuple[list[SegmentRetention], int, int]:
+    """week1_retention_by_segment, and the cohort's users and retained users, each user counted once (the
+    total a segment is compared against: the segments of a list dimension overlap)."""
     if not config.dimensions:
-        return []
+        return [], 0, 0
     ensure_identity(conn)
+    ensure_segment_macros(conn)
     params = {
         **event_params(config), "tz": config.timezone,
         "first_birth_day": (day - timedelta(days=WEEK1_LAST_BIRTH_DAYS_AGO + 6)).isoformat(),
         "last_birth_day": (day - timedelta(days=WEEK1_LAST_BIRTH_DAYS_AGO)).isoformat(),
         "end_ts": local_day(day, config.timezone).end,
         "dim_names": [d.name for d in config.dimensions],
-        "dim_paths": [property_path(d.property) for d in config.dimensions],
+        "dim_paths": property_pairs(d.property for d in config.dimensions),
         "not_set": NOT_SET,
     }
     rows = run_sql(conn, named_statements(SQL_FILE)["week1_by_segment"], params).fetchall()
-    return [SegmentRetention(dim, seg, int(n), int(r)) for dim, seg, n, r in rows]
+    users, retained = (int(rows[0][4]), int(rows[0][5])) if rows else (0, 0)
+    return [SegmentRetention(dim, seg, int(n), int(r)) for dim, seg, n, r, _, _ in rows], users, retained

@@ -7,16 +7,22 @@ Benjamini-Hochberg q-values over all of the day's comparisons keep the share of 
 and minimum sample sizes keep tiny segments out altogether. The insights stage reads these rows.
 
 Comparisons (each a segment S of dimension D against everyone else in D on the same day):
-- `funnel:<funnel>:step<k>`: conversion from step k-1 to k of the funnel cohort that entered on the day, from
-  analytics.funnel_steps (rest = the funnel's 'all' row minus S: a user is in one segment per dimension).
+- `funnel:<funnel>:step<k>`: conversion from step k-1 to k of the latest funnel cohort whose window has closed
+  by the end of the day (entry day = day - window_days: younger cohorts are still converting), from
+  analytics.funnel_steps (rest = the funnel's 'all' row minus S: a user is in S at most once).
 - `week1_retention`: share of the users born on local days day-20..day-14 (the latest birth week whose
   week 1 is over by the end of the day) who came back 7 to 14 days (168-336 hours) after birth, Mixpanel's
   rolling week 1; segment = the dimension's value on the birth event.
-- `session_duration_s`: durations of the day's sessions (core.sessions), Mann-Whitney U.
+- `session_duration_s`: per user, the mean length of the user's sessions of the day (core.sessions),
+  Mann-Whitney U over users: a user's sessions are not independent samples, so sessions are not the units.
 - `events_per_user`: events per active user of the day, Mann-Whitney U, from core.identified_events
   (segment = the user's first value that day; core.user_days is not used because its segments list every
   value a user touched, and a comparison needs each user on exactly one side).
-Proportions use a z-test, chi-square (Yates) or Fisher's exact test depending on the expected cell counts
+A list-valued property (`genres: ["pop", "rock"]`) puts a unit in each element's segment, so a dimension's
+segments may overlap; the rest is always the units not in the segment (each once): for funnels the 'all'
+row minus S (a user is in S at most once), for retention the cohort's own total minus S, for the samples
+the units (sessions, users) without S. For scalar properties every unit is in one segment and nothing
+changes. Proportions use a z-test, chi-square (Yates) or Fisher's exact test depending on the expected cell counts
 (see stats.py). Statistics live in stats.py; the inputs' SQL in sql/analysis/segments.sql.
 """
 
@@ -30,9 +36,9 @@ import numpy as np
 
 from hitcraft_assets.analysis import stats
 from hitcraft_assets.analysis.identity import ensure_identity
-from hitcraft_assets.analysis.retention import NOT_SET, week1_retention_by_segment
-from hitcraft_assets.analysis.sessions import day_params
-from hitcraft_assets.config import ProductConfig, property_path
+from hitcraft_assets.analysis.retention import NOT_SET, week1_cohort
+from hitcraft_assets.analysis.sessions import day_params, ensure_segment_macros, property_pairs
+from hitcraft_assets.config import ProductConfig
 from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, transaction
 
 SQL_FILE = "analysis/segments.sql"
@@ -101,16 +107,24 @@ def compare_samples(metric: str, dimension: str, segment: str,
 
 
 def compare_each_segment(metric: str, dimensions: np.ndarray, segments: np.ndarray,
-                         values: np.ndarray) -> list[Comparison]:
-    """Every segment of every dimension against the rest of that dimension (one value per unit and
-    dimension; a unit is in exactly one segment of a dimension)."""
+                         values: np.ndarray, units: np.ndarray | None = None) -> list[Comparison]:
+    """Every segment of every dimension against the rest of that dimension. Without `units`, each row is a
+    unit in exactly one segment of its dimension. With `units` (one id per row), a unit may have a row per
+    segment (a list-valued property): the rest of a segment is then the units without it, each once."""
     out = []
     for dim in sorted(set(dimensions.tolist())):
         in_dim = dimensions == dim
         segs, vals = segments[in_dim], values[in_dim]
+        if units is not None:
+            ids = units[in_dim]
+            first = np.sort(np.unique(ids, return_index=True)[1])   # a unit's first row, in row order
         for seg in sorted(set(segs.tolist())):
             mask = segs == seg
-            found = compare_samples(metric, dim, seg, vals[mask], vals[~mask])
+            if units is None:
+                a, b = vals[mask], vals[~mask]
+            else:
+                a, b = vals[mask], vals[first[~np.isin(ids[first], ids[mask])]]
+            found = compare_samples(metric, dim, seg, a, b)
             if found:
                 out.append(found)
     return out
@@ -137,10 +151,12 @@ def _has_segment_map(columns: dict[str, str] | None, required: set[str]) -> bool
     return columns.get("segments", "").replace(" ", "").upper() == "MAP(VARCHAR,VARCHAR)"
 
 
-def _samples(conn, statement: str, params: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _samples(conn, statement: str, params: dict) -> tuple[np.ndarray, ...]:
+    """dimension, segment and value per row, and the unit (session, user) when the statement names it."""
     got = run_sql(conn, named_statements(SQL_FILE)[statement], params).fetchnumpy()
     return (np.asarray(got["dimension"], dtype=object), np.asarray(got["segment"], dtype=object),
-            np.asarray(got["value"], dtype=float))
+            np.asarray(got["value"], dtype=float),
+            np.asarray(got["unit"], dtype=object) if "unit" in got else None)
 
 
 def funnel_comparisons(conn, params: dict) -> list[Comparison]:
@@ -156,12 +172,11 @@ def funnel_comparisons(conn, params: dict) -> list[Comparison]:
 
 def week1_comparisons(conn, day: date, config: ProductConfig) -> list[Comparison]:
     by_dim: dict[str, list] = {}
-    for r in week1_retention_by_segment(conn, day, config):
+    segments, total_n, total_x = week1_cohort(conn, day, config)   # each user once, whatever the segments
+    for r in segments:
         by_dim.setdefault(r.dimension, []).append(r)
     out = []
     for dim, rows in sorted(by_dim.items()):
-        total_n = sum(r.users for r in rows)
-        total_x = sum(r.retained for r in rows)
         for r in rows:
             found = compare_proportions(METRIC_WEEK1_RETENTION, dim, r.segment, r.retained, r.users,
                                         total_x - r.retained, total_n - r.users)
@@ -176,8 +191,10 @@ def compute_segments(conn: duckdb.DuckDBPyConnection, day: date, config: Product
     ensure_identity(conn)
     statements = named_statements(SQL_FILE)
     conn.execute(statements["create_table"])
+    ensure_segment_macros(conn)
     params = {**day_params(day, config), "dim_names": [d.name for d in config.dimensions],
-              "dim_paths": [property_path(d.property) for d in config.dimensions], "not_set": NOT_SET}
+              "dim_paths": property_pairs(d.property for d in config.dimensions), "not_set": NOT_SET,
+              "funnels": [f.name for f in config.funnels], "windows": [f.window_days for f in config.funnels]}
     tables = _columns(conn)
     skipped: dict[str, str] = {}
     comparisons: list[Comparison] = []
@@ -195,8 +212,9 @@ def compute_segments(conn: duckdb.DuckDBPyConnection, day: date, config: Product
             skipped[METRIC_SESSION_DURATION] = ("core.sessions lacks session_date, duration_s or a "
                                                 "segments MAP(VARCHAR, VARCHAR) column")
         else:
-            comparisons += compare_each_segment(METRIC_SESSION_DURATION,
-                                                *_samples(conn, "session_durations", params))
+            lists = sessions.get("segment_lists", "").replace(" ", "").upper() == "MAP(VARCHAR,VARCHAR[])"
+            comparisons += compare_each_segment(METRIC_SESSION_DURATION, *_samples(
+                conn, "session_segment_durations" if lists else "session_durations", params))
         comparisons += compare_each_segment(METRIC_EVENTS_PER_USER, *_samples(conn, "events_per_user", params))
     else:
         skipped["dimensions"] = "the config defines no dimensions"

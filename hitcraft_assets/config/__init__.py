@@ -7,7 +7,8 @@ mean session_timeout_minutes?)`). The validated file becomes the frozen dataclas
 engine passes around; `ProductConfig.check()` applies the structural rules again to a config built in code.
 
 Property names from the config (dimensions, hold-constant properties, the session columns) reach SQL
-through one rule only: `property_path`, a JSON pointer passed as a DuckDB parameter.
+through one rule only: `property_path`, JSON pointers passed as DuckDB parameters (the literal key, and the
+nested path of a dotted name).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ MAX_NAME_LENGTH = 255
 # The core.sessions columns that hold a session's first event's value of a property, and the Mixpanel
 # property each reads unless the config's `session_properties` says otherwise.
 DEFAULT_SESSION_PROPERTIES = {"platform": "$os", "country": "mp_country_code", "utm_source": "utm_source"}
+# Mixpanel's ID merge systems (config `identity`): Simplified ID Merge, or the legacy Original ID Merge.
+IDENTITY_MODES = ("simplified", "original")
 
 
 class ConfigError(ValueError):
@@ -50,12 +53,17 @@ def name_problem(value: Any, what: str) -> str | None:
     return None
 
 
-def property_path(name: str) -> str:
-    """The JSON pointer (RFC 6901) of a top-level event property, for DuckDB's json_extract functions.
+def property_path(name: str, *, nested: bool = False) -> str:
+    """The JSON pointer (RFC 6901) of an event property, for DuckDB's json_extract functions.
 
     The one rule by which a configured property name reaches SQL (always as a parameter): any name is
-    safe, `$os`, `utm source`, `a"b` and `a/b` included."""
-    return "/" + name.replace("~", "~0").replace("/", "~1")
+    safe, `$os`, `utm source`, `a"b` and `a/b` included. By default the pointer of the top-level key named
+    exactly `name`; with `nested=True` the pointer of the nested path its dots spell (`plan.tier` ->
+    `/plan/tier`, reading `{"plan": {"tier": "pro"}}`), the same pointer for a name without a dot. SQL gets
+    both, as a pair [literal, nested] per property, and reads the literal key when the event has it (any
+    value, null included: Mixpanel names may contain dots), else the nested path."""
+    parts = name.split(".") if nested else [name]
+    return "".join("/" + part.replace("~", "~0").replace("/", "~1") for part in parts)
 
 
 def timezone_problem(name: Any) -> str | None:
@@ -124,6 +132,8 @@ class ProductConfig:
     # an event's key property ({"Feature Used": "feature"}): its metrics are also broken down by the
     # property's values (dimension = the property's name), so an insight can name the feature
     event_properties: dict[str, str] = field(default_factory=dict)
+    # Mixpanel's ID merge system (config `identity`): simplified | original; None: detected from the data
+    identity: str | None = None
 
     @property
     def max_window_days(self) -> int:

@@ -68,11 +68,15 @@ def check_against_warehouse(conn: duckdb.DuckDBPyConnection, config: ProductConf
     recent = conn.execute("select max(event_date) from raw.events").fetchall()[0][0]
     found: dict[str, int] = {}
     if unique and recent is not None:
-        aggregates = ", ".join(f"count(*) filter (where json_exists(properties, ${i}))"
-                               for i in range(1, len(unique) + 1))
+        # a property is seen where its literal key or, for a dotted name, its nested path exists (the rule
+        # of property_path, as the analysis reads it)
+        n = len(unique)
+        aggregates = ", ".join(f"count(*) filter (where json_exists(properties, ${i}) or json_exists(properties, ${n + i}))"
+                               for i in range(1, n + 1))
         row = conn.execute(
-            f"select {aggregates} from raw.events where event_date > ${len(unique) + 1}::date - {RECENT_DAYS}",
-            [property_path(p) for p in unique] + [recent]).fetchall()[0]   # only placeholders interpolated
+            f"select {aggregates} from raw.events where event_date > ${2 * n + 1}::date - {RECENT_DAYS}",
+            [property_path(p) for p in unique] + [property_path(p, nested=True) for p in unique]
+            + [recent]).fetchall()[0]   # only placeholders interpolated
         found = dict(zip(unique, row))
     for key, prop in props:
         if recent is not None and not found.get(prop):

@@ -4,7 +4,8 @@
 `ProductConfig`, or raises a `ConfigError` that lists every problem, each as
 `CODE: file: key.path: what is wrong`. Codes: CONFIG_MISSING (no file), CONFIG_YAML (not YAML),
 CONFIG_SHAPE (not a mapping), CONFIG_UNKNOWN_KEY, CONFIG_MISSING_KEY, CONFIG_TYPE, CONFIG_RANGE,
-CONFIG_TIMEZONE, CONFIG_DIMENSION, CONFIG_FUNNEL, CONFIG_PROPERTY, CONFIG_EVENT, CONFIG_REPORT.
+CONFIG_TIMEZONE, CONFIG_DIMENSION, CONFIG_FUNNEL, CONFIG_PROPERTY, CONFIG_EVENT, CONFIG_REPORT,
+CONFIG_IDENTITY.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from hitcraft_assets.config import (
     DEFAULT_SESSION_PROPERTIES,
+    IDENTITY_MODES,
     ConfigError,
     Dimension,
     Funnel,
@@ -148,6 +150,15 @@ class ConfigModel(_Model):
     mixpanel_project_timezone: TimezoneName | None = None
     reports: list[ReportModel] = []
     event_properties: dict[str, str] = {}
+    identity: str | None = None              # simplified | original; unset: detected from the data
+
+    @field_validator("identity")
+    @classmethod
+    def _identity(cls, value: str | None) -> str | None:
+        if value is not None and value not in IDENTITY_MODES:
+            raise ValueError(f"CONFIG_IDENTITY: identity must be one of {', '.join(IDENTITY_MODES)} (Mixpanel's "
+                             f"Simplified or Original ID Merge; leave it out to detect it from the data), got {value!r}")
+        return value
 
     @field_validator("metric_importance", mode="before")
     @classmethod
@@ -272,6 +283,7 @@ def to_product_config(model: ConfigModel, path: Path, env: Mapping[str, str]) ->
         session_properties=model.session_properties.model_dump(),
         mixpanel_project_timezone=project_tz,
         event_properties=dict(model.event_properties),
+        identity=model.identity,
         reports=tuple(Report(r.name, r.cadence, r.title, tuple(r.kinds), tuple(r.areas), r.top, tuple(r.kpis),
                              tuple(Recipient(x.email, x.name, x.role, tuple(x.areas), x.timezone) for x in r.recipients))
                       for r in model.reports),

@@ -14,7 +14,8 @@ from hitcraft_assets.partitions import DAILY
 from hitcraft_assets.progress import report_progress
 from hitcraft_assets.warehouse import WarehouseResource, ensure_schema, existing_tables, named_statements, transaction
 
-FUNNEL_LAG_DAYS = 1   # an entry day is judged once it has had a full day to convert
+ANCHOR_DAYS = 28                 # the grid of anomaly-scan starts (see anchor)
+ANCHOR_EPOCH = date(2000, 1, 3)  # a Monday
 KW = dict(
     partitions_def=DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -32,23 +33,32 @@ TREND_COLUMNS = ["as_of_date", "metric", "dimension", "segment", "n", "slope", "
                  "last_change_date", "last_change_shift", "last_change_relative", "root_cause"]
 
 
-def load_series(conn, first_day: date, last_day: date) -> tuple[list[scan.Series], list[date]]:
-    """Every series from HISTORY_DAYS before `first_day` to `last_day`, on one calendar."""
+def load_series(conn, start: date, last_day: date) -> tuple[list[scan.Series], list[date]]:
+    """Every series from `start` to `last_day`, on one calendar, with the first day of data of the
+    trailing-window series (fixed by the warehouse, not by the range loaded)."""
     statements = named_statements("detection/series.sql")
-    span = (last_day - first_day).days + scan.HISTORY_DAYS
-    params = {"from_day": (last_day - timedelta(days=span - 1)).isoformat(), "to_day": last_day.isoformat()}
+    span = (last_day - start).days + 1
+    params = {"from_day": start.isoformat(), "to_day": last_day.isoformat()}
     frames = [conn.sql(statements["metric_series"], params=params).pl()]
     if "analytics.funnel_steps" in existing_tables(conn):
-        frames.append(conn.sql(statements["funnel_series"],
-                               params=params | {"funnel_lag_days": FUNNEL_LAG_DAYS}).pl())
+        frames.append(conn.sql(statements["funnel_series"], params=params).pl())
     frames = [f.with_columns(pl.col("value").cast(pl.Float64), pl.col("volume").cast(pl.Float64)) for f in frames
               if f.height]
     frame = pl.concat(frames) if frames else pl.DataFrame(
         schema={"metric": pl.String, "dimension": pl.String, "segment": pl.String, "metric_date": pl.Date,
                 "value": pl.Float64, "volume": pl.Float64})
-    series = scan.to_series(frame, last_day, days=span)
-    calendar = [last_day - timedelta(days=span - 1 - i) for i in range(span)]
+    first_days = {(m, d, s): f for m, d, s, f in conn.execute(statements["first_days"]).fetchall()}
+    series = scan.to_series(frame, last_day, days=span, first_days=first_days)
+    calendar = [start + timedelta(days=i) for i in range(span)]
     return series, calendar
+
+
+def anchor(day: date) -> date:
+    """The first day of the series a day's anomaly scan reads: at least HISTORY_DAYS back, on a grid of
+    ANCHOR_DAYS fixed by the calendar. The detector carries state along a series (regimes, episodes), so
+    its judgement of a day depends on where the series starts; a start fixed by the day alone (not by the
+    range a run loads) gives a backfill the same judgement as that day's own run, at a bounded cost."""
+    return day - timedelta(days=scan.HISTORY_DAYS - 1 + (day - ANCHOR_EPOCH).days % ANCHOR_DAYS)
 
 
 def _write(conn, sql_file: str, table: str, columns: list[str], day: date, rows: list[dict], kind: str,
@@ -90,35 +100,42 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> d
     days = sorted(date.fromisoformat(k) for k in context.partition_keys)
     with duckdb.get_connection() as conn:
         _prepare(conn)
-        series, calendar = load_series(conn, days[0], days[-1])
         held = held_local_days(conn, days, load_config())
-    assessed = scan.assess_all(series)
-    with duckdb.get_connection() as conn:   # alerts of the days before the run, for episodes they began
-        alerted_q = {((m, d, s), day): q for m, d, s, day, q in conn.execute(
-            "select metric, dimension, segment, metric_date, q_value from analytics.anomalies "
-            "where status = 'new' and metric_date between ? and ?",
-            [calendar[0], days[0] - timedelta(days=1)]).fetchall()}
+    groups: dict[date, list[date]] = {}
+    for day in days:
+        groups.setdefault(anchor(day), []).append(day)
     tested_total = flagged_total = 0
-    for i, day in enumerate(days, start=1):
-        if day in held:
-            _skip_held(context, "anomalies", day, held[day], i, len(days))
-            continue
-        rows, tested = scan.anomalies_for_day(day, calendar, assessed, alerted_q)
-        new = [r for r in rows if r["status"] == "new"]
+    i = 0
+    for start, group in groups.items():
         with duckdb.get_connection() as conn:
-            _write(conn, "detection/anomalies.sql", "analytics.anomalies", ANOMALY_COLUMNS, day, rows,
-                   "anomalies", tested, len(new))
-        tested_total += tested
-        flagged_total += len(new)
-        top = sorted(new, key=lambda r: -abs(r["score"] or 0))[:5]
-        meta = {"series_tested": tested, "series_flagged": len(new),
-                "series_continuing": len(rows) - len(new),
-                "top": dg.MetadataValue.md("\n".join(
-                    f"- {r['metric']} [{r['dimension']}={r['segment']}] {r['direction']} "
-                    f"{r['observed']:.4g} vs {r['expected']:.4g} (z {r['score']:.1f})" for r in top) or "none")}
-        context.add_asset_metadata(meta, partition_key=day.isoformat())
-        report_progress("anomalies", i, len(days), day.isoformat(),
-                        {"tested": tested, "flagged": len(new), "continuing": len(rows) - len(new)})
+            series, calendar = load_series(conn, start, group[-1])
+            # alerts of the days before the group, for the episodes they began
+            alerted_q = {((m, d, s), day): q for m, d, s, day, q in conn.execute(
+                "select metric, dimension, segment, metric_date, q_value from analytics.anomalies "
+                "where status = 'new' and metric_date between ? and ?",
+                [calendar[0], group[0] - timedelta(days=1)]).fetchall()}
+        assessed = scan.assess_all(series)
+        for day in group:
+            i += 1
+            if day in held:
+                _skip_held(context, "anomalies", day, held[day], i, len(days))
+                continue
+            rows, tested = scan.anomalies_for_day(day, calendar, assessed, alerted_q)
+            new = [r for r in rows if r["status"] == "new"]
+            with duckdb.get_connection() as conn:
+                _write(conn, "detection/anomalies.sql", "analytics.anomalies", ANOMALY_COLUMNS, day, rows,
+                       "anomalies", tested, len(new))
+            tested_total += tested
+            flagged_total += len(new)
+            top = sorted(new, key=lambda r: -abs(r["score"] or 0))[:5]
+            meta = {"series_tested": tested, "series_flagged": len(new),
+                    "series_continuing": len(rows) - len(new),
+                    "top": dg.MetadataValue.md("\n".join(
+                        f"- {r['metric']} [{r['dimension']}={r['segment']}] {r['direction']} "
+                        f"{r['observed']:.4g} vs {r['expected']:.4g} (z {r['score']:.1f})" for r in top) or "none")}
+            context.add_asset_metadata(meta, partition_key=day.isoformat())
+            report_progress("anomalies", i, len(days), day.isoformat(),
+                            {"tested": tested, "flagged": len(new), "continuing": len(rows) - len(new)})
     context.log.info(f"anomalies: {tested_total} series tested, {flagged_total} flagged over {len(days)} days")
     return dg.MaterializeResult()
 
@@ -135,13 +152,14 @@ def trends(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.M
     days = sorted(date.fromisoformat(k) for k in context.partition_keys)
     with duckdb.get_connection() as conn:
         _prepare(conn)
-        series, _ = load_series(conn, days[0], days[-1])
+        series, _ = load_series(conn, days[0] - timedelta(days=scan.HISTORY_DAYS - 1), days[-1])
         held = held_local_days(conn, days, load_config())
+    sizes = scan.segment_sizes(series)
     for i, day in enumerate(days, start=1):
         if day in held:
             _skip_held(context, "trends", day, held[day], i, len(days))
             continue
-        rows = scan.trends_for_day(day, series)
+        rows = scan.trends_for_day(day, series, sizes)
         significant = sum(1 for r in rows if r["q_value"] is not None and r["q_value"] <= scan.FDR_ALPHA)
         with duckdb.get_connection() as conn:
             _write(conn, "detection/trends.sql", "analytics.trends", TREND_COLUMNS, day, rows, "trends",

@@ -76,15 +76,19 @@ class Series:
     dates: list[date]
     values: np.ndarray       # NaN on days without a value
     volume: np.ndarray       # trials behind a rate, or the value of a count
+    first_day: date | None = None   # the series' first day of data in the warehouse (None: the first loaded)
 
     @property
     def metric(self) -> str:
         return self.key[0]
 
 
-def to_series(frame: pl.DataFrame, until: date, days: int = HISTORY_DAYS) -> list[Series]:
+def to_series(frame: pl.DataFrame, until: date, days: int = HISTORY_DAYS,
+              first_days: dict[SeriesKey, date] | None = None) -> list[Series]:
     """One Series per (metric, dimension, segment) of `frame` (columns metric, dimension, segment,
-    metric_date, value, volume), on a continuous calendar ending on `until` (missing days are NaN)."""
+    metric_date, value, volume), on a continuous calendar ending on `until` (missing days are NaN);
+    `first_days`: each series' first day of data, where known."""
+    first_days = first_days or {}
     start = until - timedelta(days=days - 1)
     calendar = [start + timedelta(days=i) for i in range(days)]
     index = {d: i for i, d in enumerate(calendar)}
@@ -97,68 +101,96 @@ def to_series(frame: pl.DataFrame, until: date, days: int = HISTORY_DAYS) -> lis
         for d, v, w in zip(part["metric_date"], part["value"], part["volume"]):
             values[index[d]] = v
             volume[index[d]] = w if w is not None else np.nan
-        out.append(Series((metric, dimension, segment), calendar, values, volume))
+        key = (metric, dimension, segment)
+        out.append(Series(key, calendar, values, volume, first_days.get(key)))
     out.sort(key=lambda s: s.key)
     return out
 
 
-def segment_sizes(series: Iterable[Series]) -> dict[tuple[str, str], float]:
-    """(dimension, segment) -> median daily users over the last 28 days, from the `dau` series; a value of
-    an event's key property (config event_properties), which has no DAU of its own, from the event's users
-    with that value."""
-    out: dict[tuple[str, str], float] = {}
-    by_event: dict[tuple[str, str], float] = {}
+def trailing_median(x: np.ndarray, days: int = 28) -> np.ndarray:
+    """At every index, the median of the finite values of the `days` days up to it (0 where there are none):
+    what a day's scan knows of a series' size, from that day's past only."""
+    padded = np.concatenate([np.full(days - 1, np.nan), np.asarray(x, dtype=float)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, days)
+    out = np.zeros(len(x))
+    seen = np.isfinite(windows).any(axis=1)
+    if seen.any():
+        out[seen] = np.nanmedian(windows[seen], axis=1)
+    return out
+
+
+def segment_sizes(series: Iterable[Series]) -> dict[tuple[str, str], np.ndarray]:
+    """(dimension, segment) -> its median daily users over the 28 days up to each day, from the `dau`
+    series; a value of an event's key property (config event_properties), which has no DAU of its own, from
+    the event's users with that value (the largest event)."""
+    out: dict[tuple[str, str], np.ndarray] = {}
+    by_event: dict[tuple[str, str], np.ndarray] = {}
     for s in series:
-        recent = s.values[-28:]
-        median = float(np.nanmedian(recent)) if np.isfinite(recent).any() else 0.0
         if s.metric == "dau":
-            out[(s.key[1], s.key[2])] = median
+            out[(s.key[1], s.key[2])] = trailing_median(s.values)
         elif s.metric.startswith("event_users:") and s.key[1] != "all":
-            by_event[(s.key[1], s.key[2])] = max(by_event.get((s.key[1], s.key[2]), 0.0), median)
+            median = trailing_median(s.values)
+            seg = (s.key[1], s.key[2])
+            by_event[seg] = np.fmax(by_event[seg], median) if seg in by_event else median
     for key, median in by_event.items():
         out.setdefault(key, median)
     return out
 
 
-def _big_enough(series: Series, sizes: dict[tuple[str, str], float]) -> bool:
-    """Totals always; a segment only with MIN_SEGMENT_USERS daily users: tiny segments stay quiet."""
+def big_enough(series: Series, sizes: dict[tuple[str, str], np.ndarray]) -> np.ndarray:
+    """Per day: totals always; a segment only with MIN_SEGMENT_USERS daily users in the 28 days up to the day
+    (tiny segments stay quiet)."""
     if series.key[1] == "all":
-        return True
-    return sizes.get((series.key[1], series.key[2]), 0.0) >= MIN_SEGMENT_USERS
+        return np.ones(len(series.dates), dtype=bool)
+    size = sizes.get((series.key[1], series.key[2]))
+    if size is None:
+        return np.zeros(len(series.dates), dtype=bool)
+    return size >= MIN_SEGMENT_USERS
 
 
-def _scannable(series: Series) -> bool:
+def scannable(series: Series) -> np.ndarray:
+    """Per day, whether the anomaly scan tests the series: never a trailing-window metric; a conversion rate
+    only while its median trials over the 28 days up to the day reach MIN_TRIALS."""
     if series.metric in SMOOTHED:
-        return False
+        return np.zeros(len(series.dates), dtype=bool)
     if is_rate(series.metric):
-        recent = series.volume[-28:]
-        return bool(np.isfinite(recent).any() and np.nanmedian(recent) >= MIN_TRIALS)
-    return True
+        return trailing_median(series.volume) >= MIN_TRIALS
+    return np.ones(len(series.dates), dtype=bool)
 
 
-def assess_all(series: Sequence[Series]) -> dict[SeriesKey, list[PointAssessment]]:
-    """Every day of every scannable series judged from its own past only (no look-ahead), so one pass
-    over a range serves every day of a backfill."""
-    out = {}
+@dataclass
+class Assessed:
+    """A scan's judgements: every day of every series that some day tests, and on which days it is tested."""
+    points: dict[SeriesKey, list[PointAssessment]]
+    tested: dict[SeriesKey, np.ndarray]      # bool per calendar day
+
+
+def assess_all(series: Sequence[Series]) -> Assessed:
+    """Every day of every series judged from its own past only (no look-ahead), so one pass over a range
+    serves every day of a backfill; which series a day tests (size, trials) also follows only the days up to
+    it, so a backfill tests on each day what that day's own run tests."""
+    points, tested = {}, {}
     sizes = segment_sizes(series)
     for s in series:
-        if _scannable(s) and _big_enough(s, sizes):
-            values = s.values.copy()
-            if is_rate(s.metric):
-                values[~(s.volume >= MIN_TRIALS)] = np.nan     # too few trials that day: not a data point
-            out[s.key] = assess_series(s.dates, values, anomaly_options(s.metric))
-    return out
+        gate = scannable(s) & big_enough(s, sizes)
+        if not gate.any():
+            continue
+        values = s.values.copy()
+        if is_rate(s.metric):
+            values[~(s.volume >= MIN_TRIALS)] = np.nan     # too few trials that day: not a data point
+        points[s.key] = assess_series(s.dates, values, anomaly_options(s.metric))
+        tested[s.key] = gate
+    return Assessed(points, tested)
 
 
-def _root_cause(metric: str, day_index: int, assessed: dict[SeriesKey, list[PointAssessment]],
-                total: PointAssessment) -> list[dict[str, Any]]:
+def _root_cause(metric: str, day_index: int, assessed: Assessed, total: PointAssessment) -> list[dict[str, Any]]:
     """For an anomaly in a total count: which segments of which dimension explain the change from the
     expected value (ThirdEye-style contribution)."""
     if not is_count(metric) or total.expected is None or total.observed is None:
         return []
     dimensions: dict[str, dict[str, tuple[float, float]]] = {}
-    for (m, dimension, segment), points in assessed.items():
-        if m != metric or dimension == "all":
+    for (m, dimension, segment), points in assessed.points.items():
+        if m != metric or dimension == "all" or not assessed.tested[(m, dimension, segment)][day_index]:
             continue
         p = points[day_index]
         if p.observed is not None and p.expected is not None:
@@ -190,7 +222,7 @@ def _episode_start(points: list[PointAssessment], i: int, calendar: Sequence[dat
     return calendar[j] if j >= 0 and points[j].flagged else None
 
 
-def anomalies_for_day(day: date, calendar: Sequence[date], assessed: dict[SeriesKey, list[PointAssessment]],
+def anomalies_for_day(day: date, calendar: Sequence[date], assessed: Assessed,
                       alerted_q: dict[tuple[SeriesKey, date], float] | None = None
                       ) -> tuple[list[dict[str, Any]], int]:
     """The rows of `day` and the number of series tested that day. A row is a new alert (status `new`:
@@ -200,19 +232,19 @@ def anomalies_for_day(day: date, calendar: Sequence[date], assessed: dict[Series
     remembers the q-value of each (series, day) alert across the days of one scan."""
     alerted_q = {} if alerted_q is None else alerted_q
     i = list(calendar).index(day)
-    keys = [k for k, points in assessed.items() if points[i].p_value is not None]
+    keys = [k for k, points in assessed.points.items() if assessed.tested[k][i] and points[i].p_value is not None]
     if not keys:
         return [], 0
-    decision = fdr_decision(p_values=[assessed[k][i].p_value for k in keys], alpha=FDR_ALPHA)
+    decision = fdr_decision(p_values=[assessed.points[k][i].p_value for k in keys], alpha=FDR_ALPHA)
     rows = []
     for k, fdr_ok, q in zip(keys, decision.flagged, decision.q_values):
-        p = assessed[k][i]
+        p = assessed.points[k][i]
         cause = _root_cause(k[0], i, assessed, p) if k[1] == "all" else []
         if p.flagged and fdr_ok:
             alerted_q[(k, day)] = q
             rows.append(_row(day, k, p, q, cause, "new", day))
         elif p.status == CONTINUATION:
-            start = _episode_start(assessed[k], i, calendar)
+            start = _episode_start(assessed.points[k], i, calendar)
             if (k, start) in alerted_q:      # only episodes whose alert passed that day's FDR control
                 rows.append(_row(day, k, p, alerted_q[(k, start)], cause, "continuing", start))
     return rows, decision.tested
@@ -267,25 +299,28 @@ def change_root_cause(total: Series, change_index: int, end_index: int, series: 
 
 
 def _full_windows(s: Series) -> np.ndarray:
-    """The series' values, without the days of a trailing-window metric whose window is not yet full."""
+    """The series' values, without the days of a trailing-window metric whose window is not yet full
+    (counted from the series' first day of data in the warehouse, else its first loaded day)."""
     need = FULL_WINDOW_DAYS.get(s.metric)
     seen = np.flatnonzero(np.isfinite(s.values))
     if not need or not seen.size:
         return s.values
+    first = seen[0] if s.first_day is None else (s.first_day - s.dates[0]).days
     values = s.values.copy()
-    values[: seen[0] + need - 1] = np.nan
+    values[: max(0, first + need - 1)] = np.nan
     return values
 
 
-def trends_for_day(day: date, series: Sequence[Series]) -> list[dict[str, Any]]:
+def trends_for_day(day: date, series: Sequence[Series],
+                   sizes: dict[tuple[str, str], np.ndarray] | None = None) -> list[dict[str, Any]]:
     """One row per series with enough data: Mann-Kendall / Sen over the trailing 28 days, 7- and 28-day
     changes, change points of the trailing 90 days (for a total count, with the segments that explain its
     latest level shift); q-values across the day's series."""
     rows = []
-    sizes = segment_sizes(series)
+    sizes = segment_sizes(series) if sizes is None else sizes
     for s in series:
         i = s.dates.index(day) if day in s.dates else None
-        if i is None or not _big_enough(s, sizes):
+        if i is None or not big_enough(s, sizes)[i]:
             continue
         values = _full_windows(s)[: i + 1]
         recent = values[-TREND_DAYS:]

@@ -6,11 +6,13 @@ list of findings a person can act on, each with its evidence, context and a stab
 *facets*, one piece of evidence about one series (metric x dimension x segment), with the kind it
 suggests:
 
-- `dropoff` (risk): per funnel, the step of the day's entry cohort (totals) where most users are lost;
+- `dropoff` (risk): per funnel, the step where most users are lost in the latest entry cohort whose window
+  has closed (the entry day `day - window_days`: younger cohorts are still converting);
 - `comparison`: a significant segment-vs-rest comparison (q <= 0.05): a risk if a conversion (funnel
   step, first-week retention) is lower, an opportunity if a conversion or engagement (events per user,
   session length) is higher;
-- `anomaly`: a row of `analytics.anomalies` of the day: a risk if a funnel step fell, else an anomaly;
+- `anomaly`: a row of `analytics.anomalies` of the day: a risk if a funnel step fell (its first-day
+  conversion, of the users who entered the day before), else an anomaly;
 - `trend`: a significant Mann-Kendall trend (q <= 0.05) of the day whose Sen line moved 5% or more over
   the 28 days (the mean-on-mean change where the line starts at 0): a risk / success for a funnel step falling / rising, an opportunity for a rising `event_users:` /
   `event_count:`, else a trend;
@@ -298,7 +300,7 @@ class _Sizes:
         self.total = self.dau.get(("all", "all"))
         self.volumes: dict[Key, dict[date, float]] = {}
         for r in volume_rows:
-            self.volumes.setdefault((r["metric"], r["dimension"], r["segment"]), {})[r["cohort_date"]] = \
+            self.volumes.setdefault((r["metric"], r["dimension"], r["segment"]), {})[r["known_on"]] = \
                 float(r["users_prev"])
         self.day = day
 
@@ -337,11 +339,16 @@ def _funnel_fields(metric: str, config: ProductConfig) -> dict:
 # ------------------------------------------------------------------------------------------ facets
 
 
-def _dropoffs(conn, day: date) -> list[_Facet]:
+def _dropoffs(conn, day: date, config: ProductConfig) -> list[_Facet]:
     out = []
-    for r in _rows(conn, "funnel_dropoffs", day=day, min_users=MIN_DROPOFF_USERS):
+    if not config.funnels:
+        return out
+    for r in _rows(conn, "funnel_dropoffs", day=day, min_users=MIN_DROPOFF_USERS,
+                   funnels=[f.name for f in config.funnels], windows=[f.window_days for f in config.funnels]):
         prev = float(r["users_prev"])
         block = {"source": "analytics.funnel_steps", "cohort_date": r["cohort_date"], "funnel": r["funnel"],
+                 "window_days": next(f.window_days for f in config.funnels if f.name == r["funnel"]),
+                 "completeness": r["completeness"],
                  "step": r["step"], "prev_event": r["prev_event"], "step_event": r["step_event"],
                  "entrants": r["entrants"], "users_prev": r["users_prev"], "users": r["users"],
                  "users_lost": r["users_lost"], "conversion_from_prev": r["conversion_from_prev"],
@@ -351,7 +358,8 @@ def _dropoffs(conn, day: date) -> list[_Facet]:
     return out
 
 
-def _comparisons(conn, day: date) -> list[_Facet]:
+def _comparisons(conn, day: date, config: ProductConfig) -> list[_Facet]:
+    windows = {f.name: f.window_days for f in config.funnels}
     rows = _rows(conn, "segment_comparisons", day=day, alpha=ALPHA)
     worst: dict[tuple[str, str], float] = {}
     for r in rows:
@@ -383,6 +391,9 @@ def _comparisons(conn, day: date) -> list[_Facet]:
                                                                                   r["segment"]), []), day, r["effect"])
         block["relative_gap"] = r["effect"] / r["rest_value"] if r["rest_value"] else None
         block["underused"] = kind == "opportunity" and r["share_of_users"] < UNDERUSED_SHARE
+        parsed = parse_funnel_metric(metric)
+        if parsed and parsed[0] in windows:   # the complete cohort the comparison rests on (segments.py)
+            block |= {"cohort_date": day - timedelta(days=windows[parsed[0]]), "window_days": windows[parsed[0]]}
         rel = block["relative_gap"] if block["relative_gap"] is not None else r["effect_size"]
         out.append(_Facet((metric, r["dimension"], r["segment"]), "comparison", kind, block,
                           _q_conf(r["q_value"]), float(r["segment_n"]), rel))
@@ -416,9 +427,10 @@ def _anomalies(conn, day: date, sizes: _Sizes) -> list[_Facet]:
             block["since"] = r["episode_start"]
         exp, obs = r["expected"], r["observed"]
         block["relative_change"] = (obs - exp) / abs(exp) if exp and obs is not None else None
-        if funnel:
+        if funnel:   # the first-day conversion of the users who entered the day before
             users = sizes.funnel_users(key, r["metric_date"])
-            block["users_prev"] = users
+            block |= {"users_prev": users, "cohort_date": r["metric_date"] - timedelta(days=1),
+                      "conversion_within": "1 day"}
         else:
             users = sizes.users(key, max(obs or 0.0, exp or 0.0))
         kind = "risk" if funnel and r["direction"] == "down" else "anomaly"
@@ -918,9 +930,9 @@ def generate_insights(conn, day: date, config: ProductConfig) -> list[Insight]:
     sizes = _Sizes(dau, volumes, day)
     facets: list[_Facet] = []
     if "analytics.funnel_steps" in tables:
-        facets += _dropoffs(conn, day)
+        facets += _dropoffs(conn, day, config)
     if "analytics.segment_comparisons" in tables:
-        facets += _comparisons(conn, day)
+        facets += _comparisons(conn, day, config)
     if "analytics.anomalies" in tables:
         facets += _anomalies(conn, day, sizes)
     if "analytics.trends" in tables:

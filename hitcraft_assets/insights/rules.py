@@ -319,7 +319,11 @@ def _facet_sentence(name: str, ev: dict) -> str:
     b, who, what = ev[name], segment_label(ev), _what(ev)
     if name == "comparison":
         rest = f"other {ev['dimension']} values" if ev.get("dimension") != "all" else "the rest"
-        if ev.get("conversion") and ev.get("prev_event"):
+        if ev.get("conversion") and ev.get("prev_event") and b.get("cohort_date"):
+            head = (f"Of {who} who entered {ev['funnel']} on {fmt_day(b['cohort_date'])} and reached "
+                    f"{ev['prev_event']}, {fmt_percent(b['segment_value'])} went on to {ev['step_event']} within "
+                    f"the {b['window_days']}-day window, against {fmt_percent(b['rest_value'])} for {rest}")
+        elif ev.get("conversion") and ev.get("prev_event"):
             head = (f"On {fmt_day(b['metric_date'])}, {fmt_percent(b['segment_value'])} of {who} who reached "
                     f"{ev['prev_event']} went on to {ev['step_event']}, against {fmt_percent(b['rest_value'])} for "
                     f"{rest}")
@@ -329,16 +333,25 @@ def _facet_sentence(name: str, ev: dict) -> str:
         return (f"{head} ({fmt_number(b['segment_n'])} users, {fmt_percent(b['share_of_users'])} of those "
                 f"compared; {strength_words(b.get('q_value'))} evidence).")
     if name == "dropoff":
+        window = f" within its {b['window_days']}-day window" if b.get("window_days") else ""
         return (f"Of {fmt_number(b['users_prev'])} users who reached {b['prev_event']} after entering "
                 f"{b['funnel']} on {fmt_day(b['cohort_date'])}, {fmt_number(b['users_lost'])} "
-                f"({fmt_percent(b['drop_rate'])}) did not reach {b['step_event']}, the funnel's largest leak.")
+                f"({fmt_percent(b['drop_rate'])}) did not reach {b['step_event']}{window}, the funnel's "
+                f"largest leak.")
     if name == "anomaly":
         when = fmt_day(b["metric_date"])
         up = b.get("direction") == "up"
         bound = (f"above its usual high of {_v(ev, b['upper'])}" if up else
                  f"below its usual low of {_v(ev, b['lower'])}")
-        text = (f"On {when}, {what} for {who} was {_v(ev, b['observed'])}, {bound} (about "
-                f"{_v(ev, b['expected'])} expected; {strength_words(b.get('q_value'))} evidence).")
+        if b.get("cohort_date") and b.get("conversion_within") and ev.get("prev_event"):
+            # a funnel step: the cohort it rests on, and the time its users had
+            text = (f"Of {who} who entered {ev['funnel']} on {fmt_day(b['cohort_date'])} and reached "
+                    f"{ev['prev_event']}, {_v(ev, b['observed'])} went on to {ev['step_event']} within "
+                    f"{b['conversion_within']}, {bound} (about {_v(ev, b['expected'])} expected; "
+                    f"{strength_words(b.get('q_value'))} evidence).")
+        else:
+            text = (f"On {when}, {what} for {who} was {_v(ev, b['observed'])}, {bound} (about "
+                    f"{_v(ev, b['expected'])} expected; {strength_words(b.get('q_value'))} evidence).")
         return f"{text} {_drivers(b, limit=2)}".strip()
     if name == "change_point":
         verb = "rose" if (b.get("relative_shift") or 0) > 0 else "fell"

@@ -29,17 +29,17 @@ create table if not exists analytics.daily_metrics (
 );
 
 -- name: day_events
--- The local day's events, read once: user, event name, and the value of every dimension.
+-- The local day's events, read once: user, event name, and the segments of every dimension (a list per
+-- dimension: one segment for a scalar value, each distinct element of a list value; sessions.sql macros).
 create or replace temp table hc_day_events as
 select user_key,
        event,
        case when user_key = device_id or user_key = '$device:' || device_id then device_id end as anon_device,
-       list_transform(json_extract_string(properties, $dim_paths::varchar[]),
-                      lambda v: coalesce(nullif(v, ''), '(none)')) as dims,
-       -- the event's key property (config event_properties), null for other events
+       hc_segment_lists(properties, $dim_paths::varchar[][]) as dims,
+       -- the segments of the event's key property (config event_properties), null for other events
        case when list_position($kp_events::varchar[], event) > 0
-            then coalesce(nullif(json_extract_string(properties, list_extract($kp_paths::varchar[],
-                              list_position($kp_events::varchar[], event))), ''), '(none)') end as key_value,
+            then hc_segments(hc_value(properties, list_extract($kp_paths::varchar[][],
+                              list_position($kp_events::varchar[], event)))) end as key_values,
        list_extract($kp_names::varchar[], list_position($kp_events::varchar[], event)) as key_name
 from core.identified_events
 where event_date between $scan_from::date and $scan_to::date
@@ -64,8 +64,8 @@ with per_user as (
     group by user_key
 ),
 touched as (
-    select distinct user_key, dimension, segment
-    from (select user_key, unnest($dim_names::varchar[]) as dimension, unnest(dims) as segment from hc_day_events)
+    select distinct user_key, dimension, unnest(segments) as segment
+    from (select user_key, unnest($dim_names::varchar[]) as dimension, unnest(dims) as segments from hc_day_events)
 ),
 per_user_segments as (
     select user_key, map(list(dimension order by dimension), list(segments order by dimension)) as segments
@@ -104,7 +104,8 @@ delete from analytics.daily_metrics where metric_date = $day::date;
 -- every segment they touched (segments do not sum to the total); in WAU/MAU, in every segment touched on
 -- any day of the window. A session's segment is its first event's value. Every segment touched in the
 -- trailing 30 days gets every count (zero when nothing happened); ratios and durations with nothing to
--- divide are left out rather than stored as 0.
+-- divide are left out rather than stored as 0. A list-valued property puts a user, a session and an event
+-- in each element's segment (core.sessions.segment_lists, hc_day_events.dims), as Mixpanel does.
 insert into analytics.daily_metrics
 with window_users as (
     select ud.activity_date, coalesce(m.user_id, ud.user_key) as user_key, ud.segments
@@ -152,8 +153,8 @@ day_sessions as (
     from core.sessions
     where session_date = $day::date
     union all
-    select entry.key, entry.value, duration_s, event_count
-    from (select unnest(map_entries(segments)) as entry, duration_s, event_count
+    select entry.key, unnest(entry.value), duration_s, event_count
+    from (select unnest(map_entries(segment_lists)) as entry, duration_s, event_count
           from core.sessions where session_date = $day::date)
     where list_contains($dim_names::varchar[], entry.key)
 ),
@@ -184,8 +185,9 @@ event_rows as (
     select event, user_key, 'all' as dimension, 'all' as segment
     from hc_day_events
     union all
-    select event, user_key, unnest($dim_names::varchar[]), unnest(dims)
-    from hc_day_events
+    select event, user_key, dimension, unnest(segments)
+    from (select event, user_key, unnest($dim_names::varchar[]) as dimension, unnest(dims) as segments
+          from hc_day_events)
 ),
 event_stats as (
     select event, dimension, segment, count(*) as n, count(distinct user_key) as users
@@ -200,9 +202,9 @@ per_event as (
 ),
 value_stats as (
     -- an event's users and count by its key property's value (dimension = the property's name)
-    select event, key_name as dimension, key_value as segment, count(*) as n, count(distinct user_key) as users
-    from hc_day_events
-    where key_value is not null
+    select event, key_name as dimension, segment, count(*) as n, count(distinct user_key) as users
+    from (select event, key_name, user_key, unnest(key_values) as segment from hc_day_events
+          where key_values is not null)
     group by all
 ),
 per_value as (

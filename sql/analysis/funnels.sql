@@ -15,8 +15,15 @@ create table if not exists analytics.funnel_steps (
     conversion_from_prev      double,            -- 1.0 for step 1; null when nobody reached the previous step
     conversion_from_start     double,
     median_seconds_from_prev  double,            -- null for step 1 and when nobody reached the step
-    mean_seconds_from_prev    double
+    mean_seconds_from_prev    double,
+    users_1d                  bigint,            -- of them, users who reached the step within 1 day (86,400 s) of entry
+    conversion_1d_from_prev   double,            -- users_1d / users_1d of the previous step: the cohort's first day
+    completeness              double             -- elapsed share of the window of the day's last entrant, by the
+                                                 -- data the row was computed from (1: every entrant's window closed)
 );
+alter table analytics.funnel_steps add column if not exists users_1d bigint;
+alter table analytics.funnel_steps add column if not exists conversion_1d_from_prev double;
+alter table analytics.funnel_steps add column if not exists completeness double;
 
 -- name: delete_day
 delete from analytics.funnel_steps where cohort_date = $day::date;
@@ -38,9 +45,9 @@ select e.user_key,
        e.event,
        epoch_us(e.time) as ts,
        row_number() over (partition by e.user_key order by e.time, e.insert_id nulls last, e.event) as seq,
-       case when $has_hold then json_extract_string(e.properties, $hold_paths::varchar[]) end as hold,
+       case when $has_hold then hc_texts(e.properties, $hold_paths::varchar[][]) end as hold,
        case when e.event = $first_step and e.time >= $start_ts and e.time < $end_ts
-            then json_extract_string(e.properties, $dim_paths::varchar[]) end as segs
+            then hc_segment_lists(e.properties, $dim_paths::varchar[][]) end as segs
 from core.identified_events e
 semi join entrants u on u.user_key = e.user_key
 where e.event_date between $read_from::date and $read_to::date
@@ -92,22 +99,24 @@ where not exists (
 
 -- name: insert_steps
 -- One row per (dimension, segment, step) for every segment that has entrants, steps nobody reached included
--- (users 0). The segment is the breakdown property's value on the entry event, '(none)' when missing or empty.
+-- (users 0). The segment is the breakdown property's value on the entry event, '(none)' when missing or empty;
+-- a list value puts the user in each distinct element's segment (hc_segments), once.
 insert into analytics.funnel_steps
 with dims as (
     select ($dim_names::varchar[])[i] as dimension, i
     from range(1, len($dim_names::varchar[]) + 1) t(i)
 ),
 per_user as (
-    select 'all' as dimension, 'all' as segment, step, seconds_from_prev
+    select 'all' as dimension, 'all' as segment, step, seconds_from_prev, ts - entry_ts <= 86400000000 as in_1d
     from hc_funnel_reached
     union all
-    select d.dimension, coalesce(nullif(r.segs[d.i], ''), '(none)'), r.step, r.seconds_from_prev
+    select d.dimension, unnest(r.segs[d.i]), r.step, r.seconds_from_prev,
+           r.ts - r.entry_ts <= 86400000000
     from hc_funnel_reached r
     cross join dims d
 ),
 counts as (
-    select dimension, segment, step, count(*) as users,
+    select dimension, segment, step, count(*) as users, count(*) filter (where in_1d) as users_1d,
            median(seconds_from_prev) as median_s, avg(seconds_from_prev) as mean_s
     from per_user
     group by dimension, segment, step
@@ -119,7 +128,8 @@ grid as (
     where c.step = 1
 ),
 filled as (
-    select g.dimension, g.segment, g.step, coalesce(c.users, 0) as users, c.median_s, c.mean_s
+    select g.dimension, g.segment, g.step, coalesce(c.users, 0) as users, coalesce(c.users_1d, 0) as users_1d,
+           c.median_s, c.mean_s
     from grid g
     left join counts c using (dimension, segment, step)
 )
@@ -134,7 +144,11 @@ select $funnel,
             else users / nullif(lag(users) over w, 0) end,
        users / first_value(users) over w,
        median_s,
-       mean_s
+       mean_s,
+       users_1d,
+       case when step = 1 then 1.0
+            else users_1d / nullif(lag(users_1d) over w, 0) end,
+       least(1.0, greatest(0.0, epoch($data_until::timestamptz - $end_ts) / ($window_us / 1e6)))
 from filled
 window w as (partition by dimension, segment order by step)
 order by dimension, segment, step;

@@ -81,8 +81,11 @@ order by g.cohort_week, m.measure, g.weeks_since;
 -- name: week1_by_segment
 -- Week-1 retention per dimension segment, for users born on local days $first_birth_day..$last_birth_day
 -- (their week 1 ends before $end_ts). The segment is the dimension's value on the birth event (the first
--- one, if several share the birth instant); $not_set when the property is missing or empty. Parameters also:
--- $dim_names and $dim_paths (JSON paths of the dimension properties, in the same order).
+-- one, if several share the birth instant); '(none)' ($not_set) when the property is missing or empty; a
+-- list value puts the user in each distinct element's segment (hc_segments of sessions.sql), so such
+-- segments sum to more than the cohort: cohort_users and cohort_retained are the cohort's own totals
+-- (each user once). Parameters also: $dim_names and $dim_paths (JSON pointer pairs of the dimension
+-- properties, in the same order).
 with births as (
     select user_key, min(time) as birth
     from core.identified_events
@@ -95,7 +98,7 @@ cohort as (
     where timezone($tz, birth)::date between $first_birth_day::date and $last_birth_day::date
 ),
 birth_values as (
-    select c.user_key, arg_min(json_extract_string(e.properties, $dim_paths::varchar[]), e.event) as dim_values
+    select c.user_key, arg_min(hc_segment_lists(e.properties, $dim_paths::varchar[][]), e.event) as dim_values
     from cohort c
     join core.identified_events e on e.user_key = c.user_key and e.time = c.birth
     where $birth_event is null or e.event = $birth_event
@@ -111,12 +114,15 @@ retained as (
       and epoch_ms(e.time) - epoch_ms(c.birth) < 2 * 604800000
 ),
 user_segments as (
-    select user_key, unnest($dim_names::varchar[]) as dimension, unnest(dim_values) as segment
-    from birth_values
+    select user_key, dimension, unnest(segments) as segment
+    from (select user_key, unnest($dim_names::varchar[]) as dimension, unnest(dim_values) as segments
+          from birth_values)
 )
-select u.dimension, coalesce(nullif(u.segment, ''), $not_set) as segment,
-       count(*) as users, count(r.user_key) as retained
+select u.dimension, u.segment,
+       count(*) as users, count(r.user_key) as retained,
+       (select count(*) from birth_values) as cohort_users,
+       (select count(*) from birth_values b semi join retained r on r.user_key = b.user_key) as cohort_retained
 from user_segments u
 left join retained r on r.user_key = u.user_key
-group by all
+group by u.dimension, u.segment
 order by 1, 2;

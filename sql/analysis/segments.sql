@@ -37,12 +37,18 @@ from information_schema.columns
 where (table_schema, table_name) in (('analytics', 'funnel_steps'), ('core', 'sessions'));
 
 -- name: funnel_counts
--- Per funnel, step k >= 2 and segment: users at steps k-1 and k, in the segment and in total (the 'all' rows).
--- A missing row counts 0 users.
-with day_rows as (
-    select funnel, dimension, segment, step, users
-    from analytics.funnel_steps
-    where cohort_date = $day::date
+-- Per funnel, step k >= 2 and segment: users at steps k-1 and k, in the segment and in total (the 'all' rows),
+-- in the latest entry cohort whose window has closed by the end of $day (entry day $day - window_days: a
+-- younger cohort is still converting, and its segments would differ only by how far each has got).
+-- $funnels / $windows: the configured funnels and their window_days, in the same order. A missing row
+-- counts 0 users.
+with cohorts as (
+    select unnest($funnels::varchar[]) as funnel, $day::date - unnest($windows::integer[]) as cohort_date
+),
+day_rows as (
+    select f.funnel, f.dimension, f.segment, f.step, f.users
+    from analytics.funnel_steps f
+    join cohorts c on c.funnel = f.funnel and c.cohort_date = f.cohort_date
 ),
 steps as (select distinct funnel, step from day_rows where step >= 2),
 segs as (select distinct funnel, dimension, segment from day_rows where dimension <> 'all')
@@ -62,18 +68,40 @@ left join day_rows ak on ak.funnel = g.funnel and ak.dimension = 'all' and ak.se
 order by 1, 2, 3, 4;
 
 -- name: session_durations
--- One row per session of the day and dimension: its segment (from the sessions' segments map) and duration.
-select d.dimension, coalesce(nullif(s.segments[d.dimension], ''), $not_set) as segment,
-       s.duration_s::double as value
+-- One row per user of the day, dimension and segment: the mean length of the user's sessions of the day in
+-- that segment (from the sessions' segments map). Users, not sessions, are the units compared: a user's
+-- sessions are not independent samples, and one heavy user would otherwise count many times.
+select d.dimension, s.user_key as unit, coalesce(nullif(s.segments[d.dimension], ''), $not_set) as segment,
+       avg(s.duration_s::double) as value
 from core.sessions s
 cross join (select unnest($dim_names::varchar[]) as dimension) d
-where s.session_date = $day::date and s.duration_s is not null;
+where s.session_date = $day::date and s.duration_s is not null
+group by all
+order by unit, dimension, segment;
+
+-- name: session_segment_durations
+-- As session_durations, from core.sessions.segment_lists (where it exists): a session whose first event has a
+-- list value is in each element's segment; one row per user, dimension and segment (the mean length of the
+-- user's sessions in it); unit (the user) puts each user once on the side of the rest.
+with per_session as (
+    select d.dimension, s.user_key, unnest(coalesce(s.segment_lists[d.dimension], [$not_set])) as segment,
+           s.duration_s::double as duration
+    from core.sessions s
+    cross join (select unnest($dim_names::varchar[]) as dimension) d
+    where s.session_date = $day::date and s.duration_s is not null
+)
+select dimension, user_key as unit, segment, avg(duration) as value
+from per_session
+group by all
+order by unit, dimension, segment;
 
 -- name: events_per_user
--- One row per active user of the day and dimension: events that day, and the segment = the first non-empty
--- value of the property the user sent that day (so each user is in exactly one segment per dimension, as a
--- session takes its first event's value). Read from the events rather than core.user_days, whose segments
--- hold every value a user touched and whose user_key is the identity as of its build.
+-- One row per active user of the day, dimension and segment: events that day, and the segments of the
+-- first value of the property the user sent that day (the first event where it is set; as a session takes
+-- its first event's value): one segment for a scalar, so each user is in exactly one segment per dimension;
+-- each distinct element for a list value (unit: the user, on the rest's side once). Read from the events
+-- rather than core.user_days, whose segments hold every value a user touched and whose user_key is the
+-- identity as of its build.
 with day_events as (
     select user_key, time, properties
     from core.identified_events
@@ -86,14 +114,15 @@ per_user as (
 dim_values as (
     select user_key, time,
            unnest($dim_names::varchar[]) as dimension,
-           unnest(json_extract_string(properties, $dim_paths::varchar[])) as value
+           unnest(hc_segment_lists(properties, $dim_paths::varchar[][])) as segments
     from day_events
 ),
 first_values as (
-    select user_key, dimension, arg_min(nullif(value, ''), time) as segment  -- arg_min skips nulls
+    select user_key, dimension, arg_min(nullif(segments, [$not_set]), time) as segments  -- arg_min skips nulls
     from dim_values
     group by user_key, dimension
 )
-select f.dimension, coalesce(f.segment, $not_set) as segment, p.events::double as value
+select f.dimension, f.user_key as unit, unnest(coalesce(f.segments, [$not_set])) as segment,
+       p.events::double as value
 from first_values f
 join per_user p on p.user_key = f.user_key;

@@ -1,5 +1,5 @@
 -- The daily series that detection scans (grain: one value per series and day), read "as of" a day.
--- Parameters: $from_day, $to_day (local days), $funnel_lag_days (entry days this recent are left out).
+-- Parameters: $from_day, $to_day (local days).
 
 -- name: metric_series
 -- Days whose export file was missing are a data outage, not product behaviour: they are left out (the
@@ -11,15 +11,26 @@ where metric_date between $from_day::date and $to_day::date
   and metric_date not in (select event_date from raw.load_log where not source_found);
 
 -- name: funnel_series
--- Step conversion of every funnel by entry day; the volume is the previous step's users, the number of
--- trials behind the rate.
+-- Step conversion of every funnel within one day of entry, known on the day after the entry day (its
+-- metric_date): a cohort's first-day conversion is final then, so every point of the series is as complete as
+-- the others and none is read before it is known (a run as of $to_day sees the entry days before it only).
+-- The volume is the previous step's users within that day, the number of trials behind the rate.
 select 'funnel:' || s.funnel || ':step' || s.step as metric, s.dimension, s.segment,
-       s.cohort_date as metric_date, s.conversion_from_prev as value, p.users as volume
+       s.cohort_date + 1 as metric_date, s.conversion_1d_from_prev as value, p.users_1d as volume
 from analytics.funnel_steps s
 join analytics.funnel_steps p
   on p.funnel = s.funnel and p.cohort_date = s.cohort_date and p.dimension = s.dimension
  and p.segment = s.segment and p.step = s.step - 1
 where s.step >= 2
-  and s.cohort_date between $from_day::date and $to_day::date - $funnel_lag_days
-  and s.conversion_from_prev is not null
-  and s.cohort_date not in (select event_date from raw.load_log where not source_found);
+  and s.cohort_date + 1 between $from_day::date and $to_day::date
+  and s.conversion_1d_from_prev is not null
+  and s.cohort_date not in (select event_date from raw.load_log where not source_found)
+  and s.cohort_date + 1 not in (select event_date from raw.load_log where not source_found);
+
+-- name: first_days
+-- The first day of data of every trailing-window series: its window is full only that many days later
+-- (fixed by the data, not by the range a run loads).
+select metric, dimension, segment, min(metric_date) as first_day
+from analytics.daily_metrics
+where metric in ('wau', 'mau', 'stickiness') and value is not null
+group by all;

@@ -40,16 +40,23 @@ where as_of_date = $day::date
 order by priority_rank, insight_id;
 
 -- name: funnel_dropoffs
--- Per funnel, the step of the day's entry cohort (totals) where most users are lost: users at the previous
--- step minus users at the step (ties: the lower conversion, then the earlier step).
-with day_rows as (
-    select funnel, step, step_event, users, conversion_from_prev, conversion_from_start
-    from analytics.funnel_steps
-    where cohort_date = $day::date and dimension = 'all' and segment = 'all'
+-- Per funnel, the step where most users are lost, in the latest entry cohort whose window has closed by the
+-- end of $day (the entry day $day - window: every entrant has had the whole window; a younger cohort is still
+-- converting and would read as a leak that is only unfinished). Totals; ties: the lower conversion, then the
+-- earlier step. $funnels and $windows: the configured funnels and their window_days, in the same order.
+with cohorts as (
+    select unnest($funnels::varchar[]) as funnel, $day::date - unnest($windows::integer[]) as cohort_date
+),
+day_rows as (
+    select f.funnel, f.cohort_date, f.step, f.step_event, f.users, f.conversion_from_prev, f.conversion_from_start,
+           f.completeness
+    from analytics.funnel_steps f
+    join cohorts c on c.funnel = f.funnel and c.cohort_date = f.cohort_date
+    where f.dimension = 'all' and f.segment = 'all'
 )
-select $day::date as cohort_date, s.funnel, s.step, p.step_event as prev_event, s.step_event, e.users as entrants,
+select s.cohort_date, s.funnel, s.step, p.step_event as prev_event, s.step_event, e.users as entrants,
        p.users as users_prev,
-       s.users, p.users - s.users as users_lost, s.conversion_from_prev, s.conversion_from_start
+       s.users, p.users - s.users as users_lost, s.conversion_from_prev, s.conversion_from_start, s.completeness
 from day_rows s
 join day_rows p on p.funnel = s.funnel and p.step = s.step - 1
 join day_rows e on e.funnel = s.funnel and e.step = 1
@@ -59,15 +66,16 @@ qualify row_number() over (partition by s.funnel
 order by s.funnel;
 
 -- name: funnel_volumes
--- Users at the previous step behind every step conversion of the entry days [$from_day, $day]: the users a
--- funnel finding concerns.
-select 'funnel:' || s.funnel || ':step' || s.step as metric, s.dimension, s.segment, s.cohort_date,
-       p.users as users_prev, s.users
+-- Users at the previous step within one day of entry behind every step's first-day conversion known on the
+-- days [$from_day, $day] (an entry day's first-day conversion is known the day after it): the users a funnel
+-- anomaly concerns.
+select 'funnel:' || s.funnel || ':step' || s.step as metric, s.dimension, s.segment, s.cohort_date + 1 as known_on,
+       p.users_1d as users_prev, s.users_1d as users
 from analytics.funnel_steps s
 join analytics.funnel_steps p
   on p.funnel = s.funnel and p.cohort_date = s.cohort_date and p.dimension = s.dimension
  and p.segment = s.segment and p.step = s.step - 1
-where s.step >= 2 and s.cohort_date between $from_day::date and $day::date;
+where s.step >= 2 and s.cohort_date + 1 between $from_day::date and $day::date and p.users_1d is not null;
 
 -- name: segment_comparisons
 -- The day's significant segment-vs-rest comparisons, with the segment's share of the users compared.
