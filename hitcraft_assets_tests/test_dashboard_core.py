@@ -94,7 +94,7 @@ def test_sign_out_clears_the_http_only_same_site_session_cookie(page, dashboard)
     assert set_cookie.startswith(f"{COOKIE}=") and "HttpOnly" in set_cookie and "SameSite=lax" in set_cookie
     assert "Max-Age=43200" in set_cookie and "Path=/" in set_cookie
     value = set_cookie.split(";")[0].split("=", 1)[1]
-    assert dashboard.keys["read"] not in value and dashboard.keys["read"].split("_")[2] not in value
+    assert dashboard.keys["read"] not in value and dashboard.keys["read"].split("_", 2)[2] not in value
     cookie = next(c for c in page.context.cookies() if c["name"] == COOKIE)
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
     assert page.evaluate("document.cookie").find(COOKIE) == -1      # out of reach of scripts

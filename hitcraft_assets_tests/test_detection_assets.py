@@ -95,3 +95,47 @@ def test_rerun_replaces_the_days_rows(tmp_path):
     conn = duckdb.connect(str(db), read_only=True)
     assert conn.execute("select count(*) from analytics.anomalies where status = 'new'").fetchall()[0][0] == 2
     assert conn.execute("select count(*) from analytics.detection_log").fetchall()[0][0] == 1
+
+
+def test_a_cohort_still_converting_is_not_a_collapse_and_a_real_break_is_found(tmp_path):
+    """Entry cohorts convert over days 1-6: as of the last day, the youngest cohorts' full conversion is only
+    partly there (37%, 50%, ... of their final 80%). Detection reads the first-day conversion, final the day
+    after entry, so they are no anomaly; a cohort whose first-day conversion really fell is one, dated the
+    day it became known."""
+    from hitcraft_assets.warehouse import named_statements
+
+    db = tmp_path / "w.duckdb"
+    build_warehouse(db)
+    rng = np.random.default_rng(3)
+    last = START + timedelta(days=DAYS - 1)
+    broken = last - timedelta(days=3)
+    conn = duckdb.connect(str(db))
+    conn.execute(named_statements("analysis/funnels.sql")["schema"])
+    rows = []
+    for i in range(DAYS):
+        cohort = START + timedelta(days=i)
+        age = (last - cohort).days
+        n = int(rng.poisson(400))
+        first_day = int(rng.binomial(n, 0.05 if cohort == broken else 0.4))
+        final = first_day + int(rng.binomial(n - first_day, 0.67))
+        seen = final if age >= 7 else first_day + (final - first_day) * age // 7   # what has arrived so far
+        completeness = min(1.0, (age + 1) / 7)
+        rows += [("P", cohort, "all", "all", 1, "Start", n, 1.0, 1.0, None, None, n, 1.0, completeness),
+                 ("P", cohort, "all", "all", 2, "Upload", seen, seen / n, seen / n, None, None, first_day,
+                  first_day / n, completeness)]
+    conn.executemany("insert into analytics.funnel_steps values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.close()
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([anomalies], resources={"duckdb": WarehouseResource(database=str(db))},
+                                instance=instance, partition_key=last.isoformat())
+        assert result.success
+        result = dg.materialize([anomalies], resources={"duckdb": WarehouseResource(database=str(db))},
+                                instance=instance,
+                                tags={"dagster/asset_partition_range_start": (last - timedelta(days=6)).isoformat(),
+                                      "dagster/asset_partition_range_end": last.isoformat()})
+        assert result.success
+    with duckdb.connect(str(db), read_only=True) as conn:
+        flagged = conn.execute("select metric_date, direction, observed from analytics.anomalies "
+                               "where metric like 'funnel:%' and status = 'new'").fetchall()
+    assert [(d, direction) for d, direction, _ in flagged] == [(broken + timedelta(days=1), "down")]
+    assert flagged[0][2] < 0.1

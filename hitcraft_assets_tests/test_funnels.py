@@ -478,3 +478,55 @@ def test_sql_matches_an_independent_polars_implementation_on_the_demo(conn, tmp_
                 assert_rows_match(sql, expected, label)
                 checked += len(expected)
     assert checked > 1000
+
+
+# --- Provisional cohorts: conversions that arrive on days 1-6 ------------------------------------------
+
+def _loaded_through(conn, last: date) -> None:
+    """raw.load_log says the export days up to `last` are loaded (what completeness is measured against)."""
+    conn.execute("delete from raw.load_log")
+    conn.executemany("insert into raw.load_log (event_date, loaded_at, source, source_found, lines, rows_loaded, "
+                     "rejected, duplicates_removed, distinct_users, bytes_read) "
+                     "values (?, now(), 'test', true, 0, 0, 0, 0, 0, 0)",
+                     [[DAY + timedelta(days=i)] for i in range(-1, (last - DAY).days + 1)])
+
+
+def late_journeys() -> dict:
+    """60 users start a production on DAY at 10:00; user i uploads a sketch (i % 6) + 1 days later at 10:00
+    (days 1..6, ten users each); 20 more upload within the hour."""
+    out = {}
+    entry = datetime.combine(DAY, time(10), tzinfo=timezone.utc)
+    for i in range(60):
+        out[f"late{i}"] = [(PS, entry), (SU, entry + timedelta(days=i % 6 + 1))]
+    for i in range(20):
+        out[f"fast{i}"] = [(PS, entry), (SU, entry + timedelta(minutes=30))]
+    return out
+
+
+def test_a_cohort_still_converting_says_how_complete_it_is(conn):
+    journeys = late_journeys()
+    config = product_config(PRODUCTION)
+    # the daily run of DAY + 1: only the events up to the end of DAY + 1 exist yet
+    horizon = datetime.combine(DAY + timedelta(days=2), time(0), tzinfo=timezone.utc)
+    load_journeys(conn, {u: [e for e in ev if e[1] < horizon] for u, ev in journeys.items()})
+    _loaded_through(conn, DAY + timedelta(days=1))
+    compute_funnels(conn, DAY, config)
+    early = conn.execute("select step, users, users_1d, conversion_from_prev, conversion_1d_from_prev, completeness "
+                         "from analytics.funnel_steps where cohort_date = ? and dimension = 'all' order by step",
+                         [DAY]).fetchall()
+    # 20 within the hour and 10 exactly one day (86,400 s) later; the window of DAY's last entrant is 1/7 over
+    assert early[1][:3] == (2, 30, 30)
+    assert early[1][3] == pytest.approx(30 / 80) and early[1][4] == pytest.approx(30 / 80)
+    assert early[1][5] == pytest.approx(1 / 7)
+    # a week later every conversion has arrived: the full conversion is 100%, the first-day one has not moved
+    conn.execute("delete from raw.events")
+    load_journeys(conn, journeys)
+    _loaded_through(conn, DAY + timedelta(days=8))
+    compute_funnels(conn, DAY, config)
+    final = conn.execute("select step, users, users_1d, conversion_from_prev, conversion_1d_from_prev, completeness "
+                         "from analytics.funnel_steps where cohort_date = ? and dimension = 'all' order by step",
+                         [DAY]).fetchall()
+    assert final[1][:3] == (2, 80, 30)
+    assert final[1][3] == 1.0 and final[1][4] == pytest.approx(30 / 80)   # like with like, whatever the age
+    assert final[1][5] == 1.0
+    assert final[0][1:3] == (80, 80) and final[0][4] == 1.0

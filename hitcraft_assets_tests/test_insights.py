@@ -243,10 +243,12 @@ def test_successes_opportunities_and_trends_carry_their_evidence(planted):
     found = by_series(generate_insights(planted, DAY, CONFIG))
     success = found[("success", ONB2, "all", "all")].evidence
     assert success["lead"] == "persisted"
-    assert success["persisted"]["anomaly_date"] == (DAY - timedelta(days=10)).isoformat()
+    # a funnel step's series is dated the day after entry: the evidence names the entry day
+    assert success["persisted"]["anomaly_date"] == (DAY - timedelta(days=11)).isoformat()
     assert (success["persisted"]["observed"], success["persisted"]["current_7d"]) == (0.67, 0.71)
-    assert {k: success["change_point"][k] for k in ONB_SHIFT if k != "shift"} == \
-        {k: v for k, v in ONB_SHIFT.items() if k != "shift"}
+    assert {k: success["change_point"][k] for k in ONB_SHIFT if k not in ("shift", "date")} == \
+        {k: v for k, v in ONB_SHIFT.items() if k not in ("shift", "date")}
+    assert success["change_point"]["date"] == (date.fromisoformat(ONB_SHIFT["date"]) - timedelta(days=1)).isoformat()
     assert success["trend"]["q_value"] == 0.017
     feature = found[("opportunity", "event_users:Feature Used", "all", "all")].evidence["trend"]
     assert (feature["slope"], feature["pct_change_28d"], feature["current_7d"]) == (11.1, 0.32, 1244.0)
@@ -491,12 +493,14 @@ def test_rule_recommendations_are_specific_and_deterministic(planted):
     android = found[("risk", MP2, "platform", "Android")]
     text = rule_recommendation(android)
     assert text == rule_recommendation(android)
-    # the day the change began: the anomaly episode's first day (today's alert here), as "23 Nov"
-    for part in ("Android users", f"around {DAY.day} Nov", "Sketch Uploaded", "studio-team@hitcraft.example"):
+    # the day the change began: the anomaly episode's first day (today's alert here, on the first-day
+    # conversion known today), named by the entry day of the users it concerns: "22 Nov"
+    for part in ("Android users", f"around {DAY.day - 1} Nov", "Sketch Uploaded", "studio-team@hitcraft.example"):
         assert part in text
     assert "q=" not in text and "0.40" not in text and text.count(". ") <= 3      # two or three sentences
     assert "tiktok" in rule_recommendation(found[("anomaly", "event_users:Sign Up", "all", "all")])
-    assert "13 Nov" in rule_recommendation(found[("success", ONB2, "all", "all")])
+    # the change point of Onboarding's step 2 on 13 Nov, in first-day conversion: the users who entered on 12 Nov
+    assert "12 Nov" in rule_recommendation(found[("success", ONB2, "all", "all")])
     drop = rule_recommendation(found[("risk", MP2, "all", "all")])
     assert "after Production Started in Music Production" in drop and "studio-team@hitcraft.example" in drop
     assert all(rule_recommendation(i) for i in found.values())

@@ -220,6 +220,9 @@ class FunnelGroup(Model):
     dimension: str
     segment: str
     entrants: int
+    completeness: float | None = Field(None, ge=0, le=1, description=(
+        "How far the entry day's conversion window has run (1: closed, the numbers are final); over a range the "
+        "least complete day's. Below 1 the cohort is still converting."))
     steps: list[FunnelStep]
 
 

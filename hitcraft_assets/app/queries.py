@@ -348,15 +348,18 @@ def funnel_report(snap: Snapshot, name: str, from_date: date, to_date: date, dim
         return []
     params = [name, dimension, from_date, to_date]
     base = ("from funnel_steps where funnel = ? and dimension = ? and cohort_date between ? and ?")
+    # how far the entry days' windows have run (1: closed); snapshots of older warehouses lack the column
+    completeness = "completeness" if snap.has_column("funnel_steps", "completeness") else "null::double"
     if by == "day":
         rows = _rows(snap, f"select cohort_date, dimension, segment, step, step_event, users, conversion_from_prev, "
-                           f"conversion_from_start, median_seconds_from_prev {base} "
+                           f"conversion_from_start, median_seconds_from_prev, {completeness} as completeness {base} "
                            f"order by cohort_date, dimension, segment, step", params)
     else:
         rows = _rows(snap, f"""
             with d as (select * {base}),
             sums as (
-                select dimension, segment, step, arg_max(step_event, cohort_date) as step_event, sum(users) as users
+                select dimension, segment, step, arg_max(step_event, cohort_date) as step_event, sum(users) as users,
+                       min({completeness}) as completeness
                 from d group by all
             ),
             medians as (
@@ -369,6 +372,7 @@ def funnel_report(snap: Snapshot, name: str, from_date: date, to_date: date, dim
                 group by all
             )
             select null::date as cohort_date, s.dimension, s.segment, s.step, s.step_event, s.users::bigint as users,
+                   s.completeness,
                    case when s.step = 1 then 1.0 else s.users / nullif(p.users, 0) end as conversion_from_prev,
                    s.users / nullif(f.users, 0) as conversion_from_start, m.median_seconds_from_prev
             from sums s
@@ -380,7 +384,7 @@ def funnel_report(snap: Snapshot, name: str, from_date: date, to_date: date, dim
     for r in rows:
         key = (r["cohort_date"], r["dimension"], r["segment"])
         g = groups.setdefault(key, {"cohort_date": key[0], "dimension": key[1], "segment": key[2],
-                                    "entrants": 0, "steps": []})
+                                    "entrants": 0, "completeness": r["completeness"], "steps": []})
         if r["step"] == 1:
             g["entrants"] = int(r["users"])
         g["steps"].append({k: r[k] for k in ("step", "step_event", "users", "conversion_from_prev",

@@ -71,12 +71,24 @@ def _metric_value(conn, key: str, period: Period) -> float | None:
     return sum(values) / len(values) if how == "mean" else sum(values)
 
 
-def _funnel_value(conn, funnel: str, period: Period) -> float | None:
+# entry cohorts whose window has closed (completeness 1; rows written before completeness existed count as
+# complete): a cohort still converting would read as a fall that is only time
+_COMPLETE = "coalesce(completeness, 1.0) >= 1.0"
+
+
+def _last_complete_cohort(conn, funnel: str, end: date) -> date | None:
+    return conn.execute(
+        f"select max(cohort_date) from analytics.funnel_steps where funnel = $f and cohort_date <= $e and {_COMPLETE}",
+        {"f": funnel, "e": end}).fetchall()[0][0]
+
+
+def _funnel_value(conn, funnel: str, first: date, last: date) -> float | None:
+    """Conversion from entry to the last step of the complete cohorts that entered on days first..last."""
     row = conn.execute(
         "select sum(users) filter (where step = 1), sum(users) filter (where step = (select max(step) from "
         "analytics.funnel_steps where funnel = $f)) from analytics.funnel_steps where funnel = $f and "
-        "dimension = 'all' and segment = 'all' and cohort_date between $a and $b",
-        {"f": funnel, "a": period.start, "b": period.end}).fetchall()[0]
+        f"dimension = 'all' and segment = 'all' and cohort_date between $a and $b and {_COMPLETE}",
+        {"f": funnel, "a": first, "b": last}).fetchall()[0]
     entrants, converted = row
     return converted / entrants if entrants else None
 
@@ -88,7 +100,8 @@ def _sparkline(conn, key: str, end: date, days: int) -> Series | None:
         found = dict(conn.execute(
             "select cohort_date, conversion_from_start from analytics.funnel_steps where funnel = $f and "
             "dimension = 'all' and segment = 'all' and step = (select max(step) from analytics.funnel_steps "
-            "where funnel = $f) and cohort_date between $a and $b", {"f": funnel, "a": start, "b": end}).fetchall())
+            f"where funnel = $f) and cohort_date between $a and $b and {_COMPLETE}",
+            {"f": funnel, "a": start, "b": end}).fetchall())
     else:
         found = dict(conn.execute(
             "select metric_date, value from analytics.daily_metrics where metric = ? and dimension = 'all' and "
@@ -103,13 +116,23 @@ def kpis(conn: duckdb.DuckDBPyConnection, keys, period: Period) -> tuple[Kpi, ..
     out = []
     spark_days = 90 if period.cadence == "monthly" else 28
     for key in keys:
+        label = kpi_label(key, period)
         if key.startswith("funnel:"):
-            value = _funnel_value(conn, key.removeprefix("funnel:"), period)
-            previous = _funnel_value(conn, key.removeprefix("funnel:"), period.previous())
+            # the period's length of the latest entry days whose window has closed, against the same before
+            funnel = key.removeprefix("funnel:")
+            last = _last_complete_cohort(conn, funnel, period.end)
+            value = previous = None
+            if last is not None:
+                first = last - timedelta(days=period.days - 1)
+                value = _funnel_value(conn, funnel, first, last)
+                previous = _funnel_value(conn, funnel, first - timedelta(days=period.days),
+                                         first - timedelta(days=1))
+                span = f"{first.day} {first:%b}" if first == last else f"{first.day} {first:%b}–{last.day} {last:%b}"
+                label += f" (entered {span}, window closed)"
         else:
             value, previous = _metric_value(conn, key, period), _metric_value(conn, key, period.previous())
         change = (value - previous) / abs(previous) if value is not None and previous else None
-        out.append(Kpi(key=key, label=kpi_label(key, period), value=value, previous=previous, change=change,
+        out.append(Kpi(key=key, label=label, value=value, previous=previous, change=change,
                        percent=key.startswith("funnel:") or key == "stickiness",
                        sparkline=_sparkline(conn, key, period.end, spark_days)))
     return tuple(out)

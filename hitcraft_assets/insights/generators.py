@@ -482,7 +482,9 @@ def _trends(conn, day: date, config: ProductConfig, sizes: _Sizes) -> list[_Face
                 and r["current_7d"] is not None and shift is not None and _held(r, shift)):
             points = json.loads(r["change_points"]) if isinstance(r["change_points"], str) else []
             last = points[-1] if points else {}
-            block = {"source": "analytics.trends", "date": r["last_change_date"],
+            # a funnel step's series is dated the day after entry; the change is named by its entry day
+            block = {"source": "analytics.trends",
+                     "date": r["last_change_date"] - timedelta(days=1) if funnel else r["last_change_date"],
                      "mean_before": last.get("mean_before"), "mean_after": last.get("mean_after"),
                      "shift": r["last_change_shift"], "relative_shift": rel_shift}
             cause = r.get("root_cause")
@@ -524,7 +526,9 @@ def _persisted(conn, day: date, config: ProductConfig, sizes: _Sizes) -> list[_F
         key = (r["metric"], r["dimension"], r["segment"])
         if not sizes.big(key) or not (parse_funnel_metric(r["metric"]) or importance(r["metric"], config) > 1):
             continue
-        block = {"source": ["analytics.anomalies", "analytics.trends"], "anomaly_date": r["metric_date"],
+        funnel = parse_funnel_metric(r["metric"]) is not None     # named by its entry day, as a change point
+        block = {"source": ["analytics.anomalies", "analytics.trends"],
+                 "anomaly_date": r["metric_date"] - timedelta(days=1) if funnel else r["metric_date"],
                  "observed": r["observed"], "expected": r["expected"], "upper": r["upper"], "score": r["score"],
                  "q_value": r["q_value"], "current_7d": r["current_7d"],
                  "relative_change": (r["current_7d"] - r["expected"]) / abs(r["expected"]) if r["expected"] else None}
@@ -648,7 +652,18 @@ def _since_day(g: _Group, episodes: dict) -> date | None:
       episode starts within EPISODE_NEAR_DAYS of it;
     - else the anomaly episode's first day, else a lasting jump's day;
     - a comparison without either: the first day of its run of significant days.
+    A funnel step's first-day conversion is known, and dated, the day after its entrants entered: the
+    finding names the entry day.
     """
+    day, of_series = _since_series_day(g, episodes)
+    if day is not None and of_series and parse_funnel_metric(g.key[0]):
+        return day - timedelta(days=1)   # a funnel's series is dated the day after entry: name the entry day
+    return day
+
+
+def _since_series_day(g: _Group, episodes: dict) -> tuple[date | None, bool]:
+    """_since_day, and whether it is a date of the scanned series (a funnel step's: the day after the entry
+    day) rather than a day of the comparisons' run."""
     key = g.key
     direction = g.lead.direction
     episode = _day_of(episodes.get((*key, direction)))
@@ -659,15 +674,15 @@ def _since_day(g: _Group, episodes: dict) -> date | None:
     cp = _day_of((g.facets.get("change_point").block.get("date")) if "change_point" in g.facets else None)
     if cp is not None:
         if episode is not None and abs((episode - cp).days) <= EPISODE_NEAR_DAYS:
-            return episode     # the first anomalous day; an early change point is the one misplaced
-        return cp
+            return episode, True     # the first anomalous day; an early change point is the one misplaced
+        return cp, False             # (a funnel's change point is already named by its entry day)
     if "persisted" in g.facets:
-        return _day_of(g.facets["persisted"].block.get("anomaly_date"))
+        return _day_of(g.facets["persisted"].block.get("anomaly_date")), False
     if episode is not None and g.lead.name in ("anomaly", "comparison"):
-        return episode
+        return episode, True
     if "comparison" in g.facets:
-        return _day_of(g.facets["comparison"].block.get("significant_since"))
-    return None
+        return _day_of(g.facets["comparison"].block.get("significant_since")), False
+    return None, False
 
 
 def _shift(g: _Group, prefer: str = "change_point") -> float | None:
