@@ -206,15 +206,15 @@ def test_segment_comparisons_compare_with_the_users_without_the_element(conn):
     compute_sessions(conn, DAY, cfg)
     compute_funnels(conn, DAY, cfg)
     compute_segments(conn, DAY, cfg)
-    # a funnel cohort is compared once its window has closed: DAY's entrants on DAY + window_days
-    compute_segments(conn, DAY + timedelta(days=FUNNEL.window_days), cfg)
+    # a funnel cohort is compared on its first-day conversion, the day after entry
+    compute_segments(conn, DAY + timedelta(days=1), cfg)
     rows = {(m, s): (n1, n2, v1, v2) for m, s, n1, n2, v1, v2 in conn.execute(
         "select metric, segment, segment_n, rest_n, segment_value, rest_value from analytics.segment_comparisons "
         "where metric_date = ? and dimension = 'genre'", [DAY]).fetchall()}
     rows |= {(m, s): (n1, n2, v1, v2) for m, s, n1, n2, v1, v2 in conn.execute(
         "select metric, segment, segment_n, rest_n, segment_value, rest_value from analytics.segment_comparisons "
         "where metric_date = ? and dimension = 'genre' and metric like 'funnel:%'",
-        [DAY + timedelta(days=FUNNEL.window_days)]).fetchall()}
+        [DAY + timedelta(days=1)]).fetchall()}
     assert MIN_SIDE_N <= 40
     for seg in ("pop", "rock"):
         # the rest of pop is the 40 jazz users, never the same users again under rock

@@ -150,11 +150,11 @@ def test_compare_proportions_minimum_sizes(x1, n1, x2, n2, compared):
 DAY = date(2026, 3, 23)
 STEP2 = "funnel:Music Production:step2"
 STEP3 = "funnel:Music Production:step3"
-COHORT = DAY - timedelta(days=7)
+COHORT = DAY - timedelta(days=1)
 
-# (dimension, segment) -> users at steps 1, 2, 3 of the funnel cohort of COHORT, the latest whose 7-day window
-# has closed by the end of DAY. Android converts to step 2 at 40% against 68.6% for the rest; Linux is tiny;
-# US and DE convert alike.
+# (dimension, segment) -> users at steps 1, 2, 3 within one day of entry, of the funnel cohort of COHORT (the
+# day before DAY: its first-day conversion is final by the end of DAY). Android converts to step 2 at 40%
+# against 68.6% for the rest; Linux is tiny; US and DE convert alike.
 FUNNEL = {
     ("all", "all"): (1000, 600, 500),
     ("platform", "Android"): (300, 120, 90),
@@ -169,15 +169,16 @@ def insert_funnel(conn, day: date = COHORT) -> None:
     conn.execute("""create table if not exists analytics.funnel_steps (
         funnel varchar, cohort_date date, dimension varchar, segment varchar, step integer,
         step_event varchar, users bigint, conversion_from_prev double, conversion_from_start double,
-        median_seconds_from_prev double)""")
+        median_seconds_from_prev double, users_1d bigint)""")
     events = ["Production Started", "Sketch Uploaded", "Production Completed"]
     rows = []
     for (dim, seg), users in FUNNEL.items():
         for k, n in enumerate(users, start=1):
             prev = users[k - 2] if k > 1 else None
-            rows.append(("Music Production", day, dim, seg, k, events[k - 1], n,
-                         n / prev if prev else None, n / users[0], None))
-    conn.executemany("insert into analytics.funnel_steps values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            late = 7 if k > 1 else 0     # 7 more reach the step after their first day: not compared
+            rows.append(("Music Production", day, dim, seg, k, events[k - 1], n + late,
+                         (n + late) / prev if prev else None, (n + late) / users[0], None, n))
+    conn.executemany("insert into analytics.funnel_steps values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
 
 def insert_sessions(conn, day: date = DAY) -> None:
@@ -342,9 +343,8 @@ def test_missing_inputs_are_skipped(conn):
     meta = compute_segments(conn, DAY, load_config())
     assert set(meta["skipped"]) == {"funnels", "session_duration_s"}
     assert set(meta["comparisons_by_metric"]) == {"week1_retention", "events_per_user"}
-    # a funnel table without rows for the day's complete cohort gives no funnel rows: a younger cohort (still
-    # converting) is not compared
-    insert_funnel(conn, day=DAY - timedelta(days=1))
+    # a funnel table without rows for yesterday's cohort gives no funnel rows: only that cohort is compared
+    insert_funnel(conn, day=DAY - timedelta(days=2))
     meta = compute_segments(conn, DAY, load_config())
     assert "funnels" not in meta["skipped"] and "funnel steps" not in meta["comparisons_by_metric"]
 

@@ -7,8 +7,8 @@ Benjamini-Hochberg q-values over all of the day's comparisons keep the share of 
 and minimum sample sizes keep tiny segments out altogether. The insights stage reads these rows.
 
 Comparisons (each a segment S of dimension D against everyone else in D on the same day):
-- `funnel:<funnel>:step<k>`: conversion from step k-1 to k of the latest funnel cohort whose window has closed
-  by the end of the day (entry day = day - window_days: younger cohorts are still converting), from
+- `funnel:<funnel>:step<k>`: first-day conversion from step k-1 to k (within 86,400 s of entry) of the funnel
+  cohort that entered the day before: final by the end of the day, the same elapsed time for every segment, from
   analytics.funnel_steps (rest = the funnel's 'all' row minus S: a user is in S at most once).
 - `week1_retention`: share of the users born on local days day-20..day-14 (the latest birth week whose
   week 1 is over by the end of the day) who came back 7 to 14 days (168-336 hours) after birth, Mixpanel's
@@ -193,8 +193,7 @@ def compute_segments(conn: duckdb.DuckDBPyConnection, day: date, config: Product
     conn.execute(statements["create_table"])
     ensure_segment_macros(conn)
     params = {**day_params(day, config), "dim_names": [d.name for d in config.dimensions],
-              "dim_paths": property_pairs(d.property for d in config.dimensions), "not_set": NOT_SET,
-              "funnels": [f.name for f in config.funnels], "windows": [f.window_days for f in config.funnels]}
+              "dim_paths": property_pairs(d.property for d in config.dimensions), "not_set": NOT_SET}
     tables = _columns(conn)
     skipped: dict[str, str] = {}
     comparisons: list[Comparison] = []

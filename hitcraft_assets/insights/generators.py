@@ -359,7 +359,7 @@ def _dropoffs(conn, day: date, config: ProductConfig) -> list[_Facet]:
 
 
 def _comparisons(conn, day: date, config: ProductConfig) -> list[_Facet]:
-    windows = {f.name: f.window_days for f in config.funnels}
+    funnels = {f.name for f in config.funnels}
     rows = _rows(conn, "segment_comparisons", day=day, alpha=ALPHA)
     worst: dict[tuple[str, str], float] = {}
     for r in rows:
@@ -392,8 +392,8 @@ def _comparisons(conn, day: date, config: ProductConfig) -> list[_Facet]:
         block["relative_gap"] = r["effect"] / r["rest_value"] if r["rest_value"] else None
         block["underused"] = kind == "opportunity" and r["share_of_users"] < UNDERUSED_SHARE
         parsed = parse_funnel_metric(metric)
-        if parsed and parsed[0] in windows:   # the complete cohort the comparison rests on (segments.py)
-            block |= {"cohort_date": day - timedelta(days=windows[parsed[0]]), "window_days": windows[parsed[0]]}
+        if parsed and parsed[0] in funnels:   # the cohort the comparison rests on (segments.py): yesterday's
+            block |= {"cohort_date": day - timedelta(days=1), "conversion_within": "1 day"}
         rel = block["relative_gap"] if block["relative_gap"] is not None else r["effect_size"]
         out.append(_Facet((metric, r["dimension"], r["segment"]), "comparison", kind, block,
                           _q_conf(r["q_value"]), float(r["segment_n"]), rel))

@@ -322,7 +322,7 @@ def _facet_sentence(name: str, ev: dict) -> str:
         if ev.get("conversion") and ev.get("prev_event") and b.get("cohort_date"):
             head = (f"Of {who} who entered {ev['funnel']} on {fmt_day(b['cohort_date'])} and reached "
                     f"{ev['prev_event']}, {fmt_percent(b['segment_value'])} went on to {ev['step_event']} within "
-                    f"the {b['window_days']}-day window, against {fmt_percent(b['rest_value'])} for {rest}")
+                    f"{b['conversion_within']}, against {fmt_percent(b['rest_value'])} for {rest}")
         elif ev.get("conversion") and ev.get("prev_event"):
             head = (f"On {fmt_day(b['metric_date'])}, {fmt_percent(b['segment_value'])} of {who} who reached "
                     f"{ev['prev_event']} went on to {ev['step_event']}, against {fmt_percent(b['rest_value'])} for "

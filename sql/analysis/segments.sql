@@ -37,18 +37,15 @@ from information_schema.columns
 where (table_schema, table_name) in (('analytics', 'funnel_steps'), ('core', 'sessions'));
 
 -- name: funnel_counts
--- Per funnel, step k >= 2 and segment: users at steps k-1 and k, in the segment and in total (the 'all' rows),
--- in the latest entry cohort whose window has closed by the end of $day (entry day $day - window_days: a
--- younger cohort is still converting, and its segments would differ only by how far each has got).
--- $funnels / $windows: the configured funnels and their window_days, in the same order. A missing row
--- counts 0 users.
-with cohorts as (
-    select unnest($funnels::varchar[]) as funnel, $day::date - unnest($windows::integer[]) as cohort_date
-),
-day_rows as (
-    select f.funnel, f.dimension, f.segment, f.step, f.users
-    from analytics.funnel_steps f
-    join cohorts c on c.funnel = f.funnel and c.cohort_date = f.cohort_date
+-- Per funnel, step k >= 2 and segment: users at steps k-1 and k within one day of entry, in the segment and in
+-- total (the 'all' rows), of the users who entered the day before $day: their first-day conversion is final
+-- by the end of $day, and every segment has had the same time to convert (a cohort still converting would
+-- differ only by how far each segment has got). Rows without users_1d (written before it existed) are left
+-- out. A missing row counts 0 users.
+with day_rows as (
+    select funnel, dimension, segment, step, users_1d as users
+    from analytics.funnel_steps
+    where cohort_date = $day::date - 1 and users_1d is not null
 ),
 steps as (select distinct funnel, step from day_rows where step >= 2),
 segs as (select distinct funnel, dimension, segment from day_rows where dimension <> 'all')
