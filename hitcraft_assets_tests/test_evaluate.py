@@ -111,3 +111,20 @@ def test_a_move_the_other_way_does_not_tell_a_story_and_a_segment_returning_less
                 row("2026-03-05", "stickiness", "up", "channel", "youtube")]
     cov = {c.story_id: c for c in top_insight_coverage(TRUTH, insights, last_day=date(2026, 3, 30))}
     assert cov["slow"].days_in_top == 2 and cov["slow"].first_delay_days == 2
+
+
+def test_a_new_value_of_the_storys_key_property_tells_its_launch():
+    from hitcraft_assets.detection.evaluate import top_insight_coverage
+
+    truth = {"stories": [{"id": "launch", "metric": "event_users:Feature Used", "dimension": "all", "segment": "all",
+                          "start_date": "2026-03-10", "end_date": "2026-03-30", "direction": "up",
+                          "event_filter": {"feature": "Stem Separation"}}]}
+
+    def row(day, segment):
+        return {"as_of_date": date.fromisoformat(day), "priority_rank": 1, "status": "new",
+                "evidence": {"metric": "event_users:Feature Used", "dimension": "feature", "segment": segment,
+                             "direction": "up"}}
+
+    insights = [row("2026-03-10", "Stem Separation"), row("2026-03-11", "Lyrics Assist")]
+    [cov] = top_insight_coverage(truth, insights, last_day=date(2026, 3, 30))
+    assert (cov.days_in_top, cov.first_delay_days) == (1, 0)

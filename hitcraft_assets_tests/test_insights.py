@@ -554,3 +554,78 @@ def test_a_level_shift_of_a_total_names_the_segments_behind_it(planted):
     text = rule_recommendation(android)
     assert not unsupported_numbers(text, android.evidence)
     assert "Sketch Uploaded users" in android.summary
+
+
+# ------------------------------------------------------------------------------------------ new things
+
+def small_shop(path, days: int = 40):
+    """A product of 12 daily users (5 iOS, 7 Android) and 150 page views a day over `days` days to DAY."""
+    from hitcraft_assets.analysis.identity import ensure_identity
+
+    conn = warehouse(path)
+    ensure_identity(conn)
+    rows = []
+    for i in range(days):
+        d = DAY - timedelta(days=days - 1 - i)
+        rows += [(d, "dau", "all", "all", 12.0), (d, "dau", "platform", "iOS", 5.0),
+                 (d, "dau", "platform", "Android", 7.0), (d, "event_count:Page View", "all", "all", 150.0)]
+    conn.executemany("insert into analytics.daily_metrics values (?, ?, ?, ?, ?)", rows)
+    return conn
+
+
+def plant_new_event(conn, event: str, per_day: list[int], users: int, platform: str = "iOS") -> None:
+    """`event` on the last len(per_day) days, by `users` users, all on `platform`."""
+    from hitcraft_assets_tests.journeys import load_journeys
+
+    journeys: dict = {}
+    n = 0
+    for k, count in enumerate(per_day):
+        d = DAY - timedelta(days=len(per_day) - 1 - k)
+        conn.executemany("insert into analytics.daily_metrics values (?, ?, ?, ?, ?)",
+                         [(d, f"event_count:{event}", "all", "all", float(count)),
+                          (d, f"event_count:{event}", "platform", platform, float(count))])
+        for j in range(count):
+            journeys.setdefault(f"{event}-u{n % users}", []).append(
+                (event, f"{d.isoformat()}T10:{j % 60:02d}:00+00:00", {"$os": platform}))
+            n += 1
+    load_journeys(conn, journeys)
+
+
+def test_a_new_error_event_is_a_risk_from_its_first_days_with_where_it_happens(tmp_path):
+    conn = small_shop(tmp_path / "w.duckdb")
+    plant_new_event(conn, "payment_error", [4, 15, 11], users=9)
+    plant_new_event(conn, "debug_ping", [1], users=1)           # one stray event: not news
+    found = {i.evidence["metric"]: i for i in generate_insights(conn, DAY, CONFIG) if i.evidence["lead"] == "new"}
+    assert set(found) == {"event_count:payment_error"}
+    risk = found["event_count:payment_error"]
+    new = risk.evidence["new"]
+    assert risk.kind == "risk" and (new["events"], new["users"], new["days_before"]) == (30, 9, 37)
+    assert new["p_value"] < 1e-8
+    assert risk.title == f"New event payment_error since {DAY.day - 2} Nov: 30 events from 9 users"
+    assert "100% of them among iOS (platform; 42% of users)" in risk.summary
+    assert unsupported_numbers(risk.title + " " + risk.summary, risk.evidence) == []
+    assert "iOS" in rule_recommendation(risk)
+
+
+def test_nothing_is_new_in_a_products_first_weeks_and_a_new_feature_value_is_an_opportunity(tmp_path):
+    young = small_shop(tmp_path / "young.duckdb", days=10)
+    plant_new_event(young, "payment_error", [4, 15, 11], users=9)
+    assert [i for i in generate_insights(young, DAY, CONFIG) if i.evidence["lead"] == "new"] == []
+    conn = small_shop(tmp_path / "w.duckdb")
+    conn.execute("insert into analytics.daily_metrics values (?, 'event_users:Feature Used', 'feature', "
+                 "'Stem Separation', 5)", [DAY])
+    [launch] = [i for i in generate_insights(conn, DAY, CONFIG) if i.evidence["lead"] == "new"]
+    assert launch.kind == "opportunity" and launch.evidence["new"]["first_seen"] == DAY.isoformat()
+    assert launch.title == f"New: Stem Separation (Feature Used) since {DAY.day} Nov, 5 users a day"
+
+
+def test_a_new_events_evidence_rows(tmp_path):
+    from hitcraft_assets.delivery.evidence import evidence_rows
+
+    conn = small_shop(tmp_path / "w.duckdb")
+    plant_new_event(conn, "payment_error", [4, 15, 11], users=9)
+    [risk] = [i for i in generate_insights(conn, DAY, CONFIG) if i.evidence["lead"] == "new"]
+    rows = dict(evidence_rows(json.loads(json.dumps(risk.evidence, default=str))))
+    assert rows["First seen"] == (DAY - timedelta(days=2)).isoformat()
+    assert (rows["Events since"], rows["Users since"]) == ("30", "9")
+    assert rows["Among iOS (platform)"] == "100% of the events, 42% of users"

@@ -67,6 +67,17 @@ def evidence_rows(evidence: dict) -> list[tuple[str, str]]:
                      ("Evidence", strength(block.get("q_value")))]
             if block.get("significant_since"):
                 rows.append(("Significant since", str(block["significant_since"])))
+        elif facet == "new":
+            rows += [("First seen", str(block.get("first_seen"))),
+                     ("Days of data without it before", number(block.get("days_before")))]
+            if block.get("new") == "event":
+                rows += [("Events since", number(block.get("events"))), ("Users since", number(block.get("users")))]
+                rows += [(f"Among {w['segment']} ({w['dimension']})",
+                          f"{number(w['share'], percent=True)} of the events, "
+                          f"{number(w.get('share_of_users'), percent=True)} of users") for w in block.get("where") or []]
+            else:
+                rows.append(("Users a day since", number(block.get("users_a_day"))))
+            rows.append(("Evidence", strength(block.get("q_value"))))
         elif facet == "change_point":
             rows += [("Changed on", str(block.get("date"))),
                      ("Before → after", f"{number(block.get('mean_before'), percent=conversion)} → "

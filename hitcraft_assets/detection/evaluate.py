@@ -185,6 +185,11 @@ def _about(story: Mapping[str, Any], evidence: Mapping[str, Any], series: tuple[
         return False
     if series in _series_of(evidence):
         return True
+    # a story of an event's users filtered to one value of its key property (feature = Stem Separation): an
+    # insight about that value of the same event tells it
+    for prop, value in (story.get("event_filter") or {}).items():
+        if any(s[0] == series[0] and (s[1], s[2]) == (prop, value) for s in _series_of(evidence)):
+            return True
     dimension, segment = series[1], series[2]
     if dimension == "all":
         return False

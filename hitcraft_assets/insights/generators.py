@@ -19,7 +19,10 @@ suggests:
 - `change_point` (success if up, risk if down): a lasting level shift of 10% or more in the last 28 days,
   on a funnel step, or on a total whose metric has a configured importance;
 - `persisted` (success): an upward anomaly of the last 28 days (3+ days old) whose 7-day mean is still
-  above its band.
+  above its band;
+- `new`: an event name, a dimension's value or a key property's value first seen in the last 7 days
+  after a long absence (novelty.py): a risk when its name reads as a failure, an opportunity for a new
+  feature value, else an anomaly.
 
 Trend, change-point and persisted facets of a segment are kept only for big segments (at least 5% of the
 day's active users) and never for the smoothed `wau`/`mau`/`stickiness` of a segment. A segment that
@@ -59,6 +62,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from hitcraft_assets.config import ProductConfig
+from hitcraft_assets.insights.novelty import new_findings
 from hitcraft_assets.insights.ranking import (
     impact_score,
     importance,
@@ -100,8 +104,8 @@ COUNTS = ("dau", "wau", "mau", "new_users", "sessions")
 USER_COUNTS = ("dau", "wau", "mau", "new_users")   # a significant fall of these is users lost: a risk
 RETURNING = ("stickiness",)   # ... and of these, users coming back less often: a risk too
 # which facet leads (and sets the kind of) a series' finding in one direction; the others join it
-FACET_PRIORITY = ("comparison", "anomaly", "persisted", "change_point", "dropoff", "trend")
-TIME_SERIES_FACETS = {"anomaly", "trend", "change_point", "persisted"}
+FACET_PRIORITY = ("comparison", "new", "anomaly", "persisted", "change_point", "dropoff", "trend")
+TIME_SERIES_FACETS = {"anomaly", "trend", "change_point", "persisted", "new"}
 LEAD_PREFERENCE = ("dau", "new_users", "sessions", "wau", "mau")   # who leads a segment's group
 AREA_HINTS = {   # fallback words per area name, for areas named in the config's owners
     "billing": ("subscription", "payment", "purchase", "checkout", "invoice", "billing", "plan"),
@@ -547,6 +551,7 @@ def _compact(group: _Group, config: ProductConfig) -> dict:
             "change_point": ("date", "mean_before", "mean_after", "relative_shift"),
             "persisted": ("anomaly_date", "current_7d"),
             "comparison": ("segment_value", "rest_value", "q_value"),
+            "new": ("first_seen", "events", "users", "users_a_day"),
             "dropoff": ("users_lost", "drop_rate")}[lead.name]
     return {"metric": group.key[0], "label": metric_label(group.key[0], config), "dimension": group.key[1],
             "segment": group.key[2], "facet": lead.name,
@@ -664,6 +669,8 @@ def _since_day(g: _Group, episodes: dict) -> date | None:
 def _since_series_day(g: _Group, episodes: dict) -> tuple[date | None, bool]:
     """_since_day, and whether it is a date of the scanned series (a funnel step's: the day after the entry
     day) rather than a day of the comparisons' run."""
+    if g.lead.name == "new":
+        return _day_of(g.lead.block.get("first_seen")), False
     key = g.key
     direction = g.lead.direction
     episode = _day_of(episodes.get((*key, direction)))
@@ -950,6 +957,9 @@ def generate_insights(conn, day: date, config: ProductConfig) -> list[Insight]:
         facets += _comparisons(conn, day, config)
     if "analytics.anomalies" in tables:
         facets += _anomalies(conn, day, sizes)
+    if "analytics.daily_metrics" in tables:
+        facets += [_Facet(f["key"], "new", f["kind"], f["block"], f["confidence"], f["users"], f["relative"])
+                   for f in new_findings(conn, day, config)]
     if "analytics.trends" in tables:
         facets += _trends(conn, day, config, sizes)
         if "analytics.anomalies" in tables:

@@ -357,6 +357,8 @@ def _facet_sentence(name: str, ev: dict) -> str:
         verb = "rose" if (b.get("relative_shift") or 0) > 0 else "fell"
         return (f"{what[0].upper() + what[1:]} for {who} {verb} from {_v(ev, b['mean_before'])} to "
                 f"{_v(ev, b['mean_after'])} on average around {fmt_day(b['date'])}. {_drivers(b)}").strip()
+    if name == "new":
+        return _new_sentence(ev, b)
     if name == "persisted":
         return (f"It jumped on {fmt_day(b['anomaly_date'])} ({_v(ev, b['observed'])} against "
                 f"{_v(ev, b['expected'])} expected) and has held: {_v(ev, b['current_7d'])} on average over the "
@@ -421,6 +423,8 @@ def insight_title(kind: str, evidence: dict) -> str:
     if name == "dropoff":
         return (f"{b['funnel']}: {fmt_percent(b['drop_rate'])} of users stop between {b['prev_event']} and "
                 f"{b['step_event']}")
+    if name == "new":
+        return _new_title(ev, b)
     scope = "" if ev.get("dimension", "all") == "all" else f" among {segment_label(ev)}"
     if ev.get("named") and name in ("trend", "change_point", "persisted"):
         return _named_title(ev)
@@ -440,6 +444,40 @@ def insight_title(kind: str, evidence: dict) -> str:
     change = b.get("trend_change")
     change = b["pct_change_28d"] if change is None else change
     return f"{what[0].upper() + what[1:]}{scope} {verb} {fmt_percent(change)} in {b['window_days'][1]} days"
+
+
+def _new_thing(ev: dict, b: dict) -> str:
+    """What is new: ``payment_error``, ``Stem Separation (Feature Used)``, ``platform Linux``."""
+    if b.get("new") == "event":
+        return str(ev.get("event") or ev.get("metric"))
+    if b.get("new") == "feature":
+        return f"{ev.get('segment')} ({ev.get('event')})"
+    return f"{ev.get('dimension')} {ev.get('segment')}"
+
+
+def _new_title(ev: dict, b: dict) -> str:
+    thing, day = _new_thing(ev, b), fmt_day(b["first_seen"])
+    if b.get("new") == "event":
+        return (f"New event {thing} since {day}: {fmt_number(b['events'])} events from "
+                f"{fmt_number(b['users'])} users")
+    return f"New: {thing} since {day}, {fmt_number(b['users_a_day'])} users a day"
+
+
+def _new_sentence(ev: dict, b: dict) -> str:
+    thing, day = _new_thing(ev, b), fmt_day(b["first_seen"])
+    quiet = f"after {fmt_number(b['days_before'])} days without it"
+    strength = strength_words(b.get("q_value"))
+    if b.get("new") == "event":
+        text = (f"{thing} was first seen on {day}, {quiet}: {fmt_number(b['events'])} events from "
+                f"{fmt_number(b['users'])} users so far ({strength} evidence).")
+        where = [f"{fmt_percent(w['share'])} of them among {w['segment']} ({w['dimension']}; "
+                 f"{fmt_percent(w['share_of_users'])} of users)" for w in b.get("where") or []
+                 if w.get("share_of_users") is not None]
+        return text + (" " + "; ".join(where) + "." if where else "")
+    share = (f", {fmt_percent(b['share_of_users'])} of active users" if b.get("share_of_users") is not None
+             else "")
+    return (f"{thing} was first seen on {day}, {quiet}: {fmt_number(b['users_a_day'])} users a day since"
+            f"{share} ({strength} evidence).")
 
 
 def _named_title(ev: dict) -> str:
@@ -485,6 +523,13 @@ def _risk(ev: dict) -> str:
         return (f"Check what changed for {segment_label(ev)} around {day}: a release, an SDK or a tracking change "
                 f"on the {step} screen first. Reproduce {where} as one of them and compare the error logs with "
                 f"other {ev['dimension']} values.")
+    if lead == "new":
+        b = ev["new"]
+        where = (b.get("where") or [{}])[0]
+        start = (f" Start with {where['segment']} ({where['dimension']}), where most of it happens."
+                 if where.get("segment") else "")
+        return (f"Find what started sending {_new_thing(ev, b)} on {fmt_day(b['first_seen'])} (a release, a new "
+                f"integration, a provider's outage) and read a few of its events' properties.{start}")
     if lead == "dropoff":
         d = ev["dropoff"]
         return (f"Watch recordings of users who stop after {d['prev_event']} in {d['funnel']} and ask them why "
@@ -511,6 +556,11 @@ def _risk(ev: dict) -> str:
 
 def _opportunity(ev: dict) -> str:
     lead = ev.get("lead")
+    if lead == "new":
+        b = ev["new"]
+        return (f"{_new_thing(ev, b)} is new since {fmt_day(b['first_seen'])}: tell the users who have not found "
+                f"it yet (onboarding, the home screen, an email) and check in a week whether those who use it "
+                f"come back more often.")
     if lead == "comparison":
         c = ev["comparison"]
         grow = ("They are a small share of users, so bringing more of them pays too: put acquisition budget "
@@ -543,6 +593,11 @@ def _success(ev: dict) -> str:
 
 
 def _anomaly(ev: dict) -> str:
+    if ev.get("lead") == "new":
+        b = ev["new"]
+        return (f"Check that {_new_thing(ev, b)} is expected (a release, a campaign, new tracking) and, if it "
+                f"is, add it to the tracking plan; if not, find what started sending it on "
+                f"{fmt_day(b['first_seen'])}.")
     a = ev["anomaly"]
     up = a.get("direction") == "up"
     day = fmt_day(a["metric_date"])
