@@ -386,3 +386,33 @@ def test_trailing_window_metrics_are_not_trended_while_their_window_fills():
     rows = {r["metric"]: r for r in scan.trends_for_day(days[50], series)}
     assert rows["dau"]["trend"] == "increasing"
     assert rows["mau"]["n"] == 12 and rows["mau"]["trend"] == "no trend"    # days 39-50 only
+
+
+def test_low_counts_are_judged_by_their_exact_tail_without_a_volume_floor():
+    from hitcraft_assets.detection.anomalies import exact_count_z
+
+    rng = np.random.default_rng(11)
+    days = [date(2026, 1, 1) + timedelta(days=i) for i in range(60)]
+    flagged_jump = flagged_two = false_alerts = 0
+    for _ in range(100):
+        quiet = rng.poisson(2.0, 60).astype(float)
+        jump = quiet.copy()
+        jump[-1] = 18
+        flagged_jump += assess_series(days, jump, counts=True)[-1].flagged
+        rare = rng.poisson(0.3, 60).astype(float)
+        rare[-1] = 2
+        flagged_two += assess_series(days, rare, counts=True)[-1].flagged
+        false_alerts += any(p.flagged for p in assess_series(days, quiet, counts=True))
+    assert flagged_jump >= 80            # 2 -> 18 in a day: its exact tail is below 1e-8
+    assert flagged_two == 0              # 0 -> 2 is not news
+    assert false_alerts <= 5             # series with any alert in 60 quiet days
+    assert exact_count_z(18, 2.0, 1.0) > 6 and exact_count_z(2, 0.3, 1.0) < 2
+    assert exact_count_z(0, 20.0, 1.0) < -4 and exact_count_z(2, 2.0, 1.0) == 0.0
+
+
+def test_a_flat_baseline_never_gives_an_unbounded_score():
+    days = [date(2026, 1, 1) + timedelta(days=i) for i in range(40)]
+    values = np.zeros(40)
+    values[-1] = 324.0                   # a median session length of 0 s for weeks, then 324 s
+    last = assess_series(days, values)[-1]
+    assert last.flagged and 3.5 < last.score <= 50.0

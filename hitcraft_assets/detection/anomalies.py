@@ -90,12 +90,14 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
+from scipy import special
 from scipy import stats as sps
 
 from hitcraft_assets.detection.changepoints import WeeklyProfile, robust_sigma, weekly_profile
 from hitcraft_assets.detection.trends import sens_slope
 
 DIRECTIONS = ("both", "up", "down")
+EXACT_COUNT_MEAN = 30.0   # counts expected below this are judged by their exact negative-binomial tail
 MAD_EFFICIENCY = 0.3675  # asymptotic Gaussian efficiency of the MAD: n points estimate sigma like 0.37 n
 
 # PointAssessment.status values
@@ -219,6 +221,7 @@ class _Baseline:
 class _Forecast:
     expected: float  # working units
     scale: float     # working units
+    spread: float = 1.0   # the scale without the MAD's t-correction: the forecast's noise (exact count tests)
 
 
 @dataclass
@@ -301,7 +304,10 @@ class _Series:
             # below 1, the standard deviation of Poisson noise there
             floor = max(1.0, floor_x / math.sqrt(max(self.original(expected), 0.0) + 0.375))
         else:
-            floor = max(floor_x, 1e-12)
+            # never a zero scale: a flat history (a median of 0 s, a constant ratio) gets the relative floor of
+            # the day's own value too, so a score stays within 1 / min_rel_scale (50) of what data can show
+            observed = abs(float(self.x[i])) if self.valid[i] else 0.0
+            floor = max(floor_x, opts.min_rel_scale * observed, 1e-12)
         # the expected value's own error, relative to the noise variance: medians of n points have
         # variance (pi/2) sigma^2 / n; a slope from m points, extrapolated h days, 12 h^2 / (m^3 - m)
         n_wd = int(p.season.counts[phase])
@@ -310,9 +316,18 @@ class _Series:
             h = float(self.t[i]) - b.level_centre
             var += 12.0 * h * h / (p.trend_n**3 - p.trend_n)
         t_factor = _t_factor(opts.threshold, p.df) if opts.t_correction else 1.0
-        return _Forecast(expected, max(noise, floor) * math.sqrt(1.0 + var) * t_factor)
+        spread = max(noise, floor) * math.sqrt(1.0 + var)
+        return _Forecast(expected, spread * t_factor, spread)
 
     def z(self, i: int, fc: _Forecast) -> float:
+        if self.opts.counts:
+            mu = self.original(fc.expected)
+            if mu < EXACT_COUNT_MEAN:
+                # a median level of mostly-zero days is 0; the recent mean rate is what the count is tested at
+                recent = self.x[max(0, i - 28):i]
+                recent = recent[np.isfinite(recent)]
+                rate = float(recent.mean()) if recent.size else 0.0
+                return exact_count_z(float(self.x[i]), max(mu, rate), fc.spread)
         return float((self.y[i] - fc.expected) / fc.scale)
 
     def assessment(self, i: int, date: Any, fc: _Forecast, status: str) -> PointAssessment:
@@ -338,11 +353,28 @@ class _Series:
     def alert_status(self, fc: _Forecast, sign: int) -> str:
         """ANOMALY, or why an anomalous day is not alerted."""
         opts = self.opts
-        if self.original(fc.expected) < opts.min_volume:
+        if opts.min_volume > 0 and self.original(fc.expected) < opts.min_volume:
             return BELOW_MIN_VOLUME
         if opts.direction != "both" and opts.direction != ("up" if sign > 0 else "down"):
             return DIRECTION_FILTERED
         return ANOMALY
+
+
+def exact_count_z(k: float, mu: float, scale: float) -> float:
+    """The normal score of a count's exact tail: ``k`` against a negative binomial of mean ``mu`` whose
+    variance is ``scale**2 * mu`` (``scale`` is the forecast's scale on the Anscombe scale, where Poisson noise
+    has unit variance, so ``scale**2`` is the overdispersion the history shows, widened for the forecast's
+    own error). Low counts are discrete and skewed: 2 -> 18 in a day has a tail below 1e-8 and scores about 6,
+    0 -> 2 about 1, where the normal approximation would call the first unremarkable."""
+    phi = max(scale * scale, 1.0 + 1e-9)
+    mu = max(mu, 1e-6)
+    n, p = mu / (phi - 1.0), 1.0 / phi          # NB(n, p): mean n(1-p)/p = mu, variance mu * phi
+    k = max(round(k), 0)
+    if k > mu:
+        tail = float(special.betainc(k, n, 1.0 - p))          # P(X >= k)
+        return max(0.0, float(-special.ndtri(max(tail, 1e-300))))
+    tail = float(special.betainc(n, k + 1, p))                # P(X <= k)
+    return min(0.0, float(special.ndtri(max(tail, 1e-300))))
 
 
 def assess_series(dates: Sequence[Any], values: Sequence[float] | np.ndarray,

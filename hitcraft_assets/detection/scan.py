@@ -7,8 +7,8 @@ conversion (`funnel:<funnel>:step<k>`), except the trailing-window metrics (`wau
 they are smoothed sums of the daily ones, so an anomaly there only repeats one in `dau`, late, for weeks.
 They do get trends.
 
-How: counts (events, users, sessions) use the detectors' Poisson-aware mode and a minimum expected
-volume; rates (funnel conversions) need enough trials behind them; durations and ratios use the plain
+How: counts (events, users, sessions) use the detectors' Poisson-aware mode, with an exact negative-binomial
+tail below 30 a day and no volume floor (2 -> 18 in a day is an anomaly, 0 -> 2 is not); rates (funnel conversions) need enough trials behind them; durations and ratios use the plain
 robust scale. A series is flagged on a day when the detector calls it an anomaly (not a continuation
 of an alert already raised) and its Benjamini-Hochberg q-value across every series tested that day is
 at most `FDR_ALPHA`.
@@ -41,7 +41,7 @@ FDR_ALPHA = 0.05
 HISTORY_DAYS = 120            # how far back a day's scan reads its series
 TREND_DAYS = 28               # Mann-Kendall window
 CHANGE_POINT_DAYS = 90        # change points searched in the trailing 90 days
-MIN_COUNT_VOLUME = 5          # a count series must expect at least this many a day to be flagged
+MIN_COUNT_VOLUME = 0          # no volume floor: a low count is judged by its exact tail (anomalies.exact_count_z)
 MIN_TRIALS = 30               # a conversion rate needs this many entrants at the previous step
 MIN_SEGMENT_USERS = 30        # a segment needs this many daily users (median, 28 days) to be scanned
 MIN_TREND_COUNT = 20          # a count series needs this median volume to get a trend row
