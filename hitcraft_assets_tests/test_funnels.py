@@ -503,6 +503,13 @@ def late_journeys() -> dict:
     return out
 
 
+def _cohort_totals(conn) -> list[tuple]:
+    """DAY's totals per step: step, users, users_1d, conversion_from_prev, conversion_1d_from_prev, completeness."""
+    return conn.execute("select step, users, users_1d, conversion_from_prev, conversion_1d_from_prev, completeness "
+                        "from analytics.funnel_steps where cohort_date = ? and dimension = 'all' order by step",
+                        [DAY]).fetchall()
+
+
 def test_a_cohort_still_converting_says_how_complete_it_is(conn):
     journeys = late_journeys()
     config = product_config(PRODUCTION)
@@ -511,9 +518,7 @@ def test_a_cohort_still_converting_says_how_complete_it_is(conn):
     load_journeys(conn, {u: [e for e in ev if e[1] < horizon] for u, ev in journeys.items()})
     _loaded_through(conn, DAY + timedelta(days=1))
     compute_funnels(conn, DAY, config)
-    early = conn.execute("select step, users, users_1d, conversion_from_prev, conversion_1d_from_prev, completeness "
-                         "from analytics.funnel_steps where cohort_date = ? and dimension = 'all' order by step",
-                         [DAY]).fetchall()
+    early = _cohort_totals(conn)
     # 20 within the hour and 10 exactly one day (86,400 s) later; the window of DAY's last entrant is 1/7 over
     assert early[1][:3] == (2, 30, 30)
     assert early[1][3] == pytest.approx(30 / 80) and early[1][4] == pytest.approx(30 / 80)
@@ -523,9 +528,7 @@ def test_a_cohort_still_converting_says_how_complete_it_is(conn):
     load_journeys(conn, journeys)
     _loaded_through(conn, DAY + timedelta(days=8))
     compute_funnels(conn, DAY, config)
-    final = conn.execute("select step, users, users_1d, conversion_from_prev, conversion_1d_from_prev, completeness "
-                         "from analytics.funnel_steps where cohort_date = ? and dimension = 'all' order by step",
-                         [DAY]).fetchall()
+    final = _cohort_totals(conn)
     assert final[1][:3] == (2, 80, 30)
     assert final[1][3] == 1.0 and final[1][4] == pytest.approx(30 / 80)   # like with like, whatever the age
     assert final[1][5] == 1.0

@@ -115,8 +115,9 @@ class Snapshot:
 
     def has_column(self, table: str, column: str) -> bool:
         """Whether the snapshot's `table` has `column` (snapshots of older warehouses lack newer columns)."""
-        return self.memo(f"columns:{table}", lambda: {r["column_name"] for r in self.query(
-            "select column_name from information_schema.columns where table_name = ?", [table])}).__contains__(column)
+        columns = self.memo(f"columns:{table}", lambda: {r["column_name"] for r in self.query(
+            "select column_name from information_schema.columns where table_name = ?", [table])})
+        return column in columns
 
     def memo(self, key: str, compute: Callable[[], T]) -> T:
         """`compute()` once per snapshot (a snapshot never changes): for catalogs and latest days that many

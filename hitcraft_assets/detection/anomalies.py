@@ -364,8 +364,8 @@ def exact_count_z(k: float, mu: float, scale: float) -> float:
     """The normal score of a count's exact tail: ``k`` against a negative binomial of mean ``mu`` whose
     variance is ``scale**2 * mu`` (``scale`` is the forecast's scale on the Anscombe scale, where Poisson noise
     has unit variance, so ``scale**2`` is the overdispersion the history shows, widened for the forecast's
-    own error). Low counts are discrete and skewed: 2 -> 18 in a day has a tail below 1e-8 and scores about 6,
-    0 -> 2 about 1, where the normal approximation would call the first unremarkable."""
+    own error). Low counts are discrete and skewed: at scale 1, 2 -> 18 in a day has a tail below 1e-8 and
+    scores about 6.8, 0.3 -> 2 under 2, where the normal approximation would call the first unremarkable."""
     phi = max(scale * scale, 1.0 + 1e-9)
     mu = max(mu, 1e-6)
     n, p = mu / (phi - 1.0), 1.0 / phi          # NB(n, p): mean n(1-p)/p = mu, variance mu * phi

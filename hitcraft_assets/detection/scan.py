@@ -8,8 +8,8 @@ they are smoothed sums of the daily ones, so an anomaly there only repeats one i
 They do get trends.
 
 How: counts (events, users, sessions) use the detectors' Poisson-aware mode, with an exact negative-binomial
-tail below 30 a day and no volume floor (2 -> 18 in a day is an anomaly, 0 -> 2 is not); rates (funnel conversions) need enough trials behind them; durations and ratios use the plain
-robust scale. A series is flagged on a day when the detector calls it an anomaly (not a continuation
+tail below 30 a day and no volume floor (2 -> 18 in a day is an anomaly, 0 -> 2 is not); rates (funnel
+conversions) need enough trials behind them; durations and ratios use the plain robust scale. A series is flagged on a day when the detector calls it an anomaly (not a continuation
 of an alert already raised) and its Benjamini-Hochberg q-value across every series tested that day is
 at most `FDR_ALPHA`.
 """
