@@ -291,25 +291,31 @@ def test_a_failed_run_alerts_the_operator_without_secrets(tmp_path, monkeypatch,
 
 
 def test_a_funnel_kpi_reads_only_entry_days_whose_window_has_closed(tmp_path):
-    """Checkout converts 62% until LAST - 5, then 40%. The last two entry days are still converting
-    (completeness < 1, 10% so far): the KPI of the day before's period leaves them out and says which days it
-    rests on."""
+    """Checkout (a 3-day window) converts 62% until LAST - 5, then 40%. A daily report of LAST reads the entry
+    day LAST - 3, the latest whose window has closed by then, even where a later computation has marked
+    younger rows complete; with its rows still converting (completeness < 1) it goes back further, and says
+    which days it rests on."""
     from datetime import timedelta
 
     from hitcraft_assets.delivery.digest import kpis
 
     path = tmp_path / "w.duckdb"
     build_warehouse(path)
+    windows = {"Checkout": 3}
     with duckdb.connect(str(path)) as conn:
         conn.execute("update analytics.funnel_steps set completeness = 1.0")
+        [tile] = kpis(conn, ["funnel:Checkout"], Period("daily", LAST, LAST), windows)
+        closed = LAST - timedelta(days=3)
+        assert tile.value == pytest.approx(20 / 50)
+        assert tile.label == f"Checkout conversion (entered {closed.day} {closed:%b}, window closed)"
+        # rows computed before the window closed say so: they are left out too
         conn.execute("update analytics.funnel_steps set completeness = 0.5, users = 5, conversion_from_prev = 0.1 "
-                     "where cohort_date > ? and step = 2", [LAST - timedelta(days=2)])
-        conn.execute("update analytics.funnel_steps set completeness = 0.5 where cohort_date > ?",
-                     [LAST - timedelta(days=2)])
-        [tile] = kpis(conn, ["funnel:Checkout"], Period("daily", LAST, LAST))
-        first_complete = LAST - timedelta(days=2)
-        assert tile.value == pytest.approx(20 / 50)          # LAST - 2's cohort, not the 10% of LAST's
-        assert tile.label == f"Checkout conversion (entered {first_complete.day} {first_complete:%b}, window closed)"
-        [week] = kpis(conn, ["funnel:Checkout"], Period("weekly", LAST - timedelta(days=6), LAST))
-        # entry days LAST - 8 .. LAST - 2: three at 62%, four at 40%
-        assert week.value == pytest.approx((3 * 31 + 4 * 20) / (7 * 50))
+                     "where cohort_date >= ? and step = 2", [closed])
+        conn.execute("update analytics.funnel_steps set completeness = 0.5 where cohort_date >= ?", [closed])
+        [tile] = kpis(conn, ["funnel:Checkout"], Period("daily", LAST, LAST), windows)
+        earlier = closed - timedelta(days=1)
+        assert tile.value == pytest.approx(20 / 50)          # LAST - 4's cohort, not the 10% so far of LAST - 3
+        assert tile.label == f"Checkout conversion (entered {earlier.day} {earlier:%b}, window closed)"
+        [week] = kpis(conn, ["funnel:Checkout"], Period("weekly", LAST - timedelta(days=6), LAST), windows)
+        # entry days LAST - 10 .. LAST - 4: five at 62%, two at 40%
+        assert week.value == pytest.approx((5 * 31 + 2 * 20) / (7 * 50))

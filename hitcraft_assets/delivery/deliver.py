@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hitcraft_assets.config import ProductConfig, Report
 from hitcraft_assets.delivery import ledger
-from hitcraft_assets.delivery.digest import build_digest, kpis, open_insights
+from hitcraft_assets.delivery.digest import build_digest, funnel_windows, kpis, open_insights
 from hitcraft_assets.delivery.email.mime import build_message
 from hitcraft_assets.delivery.email.render import render_digest
 from hitcraft_assets.delivery.email.smtp import (
@@ -106,7 +106,7 @@ def deliver(conn_factory, config: ProductConfig, plan: list[tuple[Report, Period
         with conn_factory() as conn:
             ledger.ensure_ledger(conn)
             insights = open_insights(conn, period)
-            tiles = kpis(conn, report.kpis, period)
+            tiles = kpis(conn, report.kpis, period, funnel_windows(config))
         for recipient in report.recipients:
             address = recipient.email.lower()
             token = make_token(secret, report.name, address)

@@ -76,10 +76,12 @@ def _metric_value(conn, key: str, period: Period) -> float | None:
 _COMPLETE = "coalesce(completeness, 1.0) >= 1.0"
 
 
-def _last_complete_cohort(conn, funnel: str, end: date) -> date | None:
+def _last_complete_cohort(conn, funnel: str, end: date, window_days: int = 0) -> date | None:
+    """The latest entry day whose window had closed by the end of `end` (entry day <= end - window_days; a
+    report re-rendered later must not count what was still converting then) and whose row says so."""
     return conn.execute(
         f"select max(cohort_date) from analytics.funnel_steps where funnel = $f and cohort_date <= $e and {_COMPLETE}",
-        {"f": funnel, "e": end}).fetchall()[0][0]
+        {"f": funnel, "e": end - timedelta(days=window_days)}).fetchall()[0][0]
 
 
 def _funnel_value(conn, funnel: str, first: date, last: date) -> float | None:
@@ -112,7 +114,9 @@ def _sparkline(conn, key: str, end: date, days: int) -> Series | None:
     return Series(title=key, dates=dates, values=tuple(found.get(d) for d in dates), percent=key.startswith("funnel:"))
 
 
-def kpis(conn: duckdb.DuckDBPyConnection, keys, period: Period) -> tuple[Kpi, ...]:
+def kpis(conn: duckdb.DuckDBPyConnection, keys, period: Period,
+         windows: dict[str, int] | None = None) -> tuple[Kpi, ...]:
+    """The report's KPI tiles; `windows`: each funnel's window_days (config), for its complete entry days."""
     out = []
     spark_days = 90 if period.cadence == "monthly" else 28
     for key in keys:
@@ -120,7 +124,7 @@ def kpis(conn: duckdb.DuckDBPyConnection, keys, period: Period) -> tuple[Kpi, ..
         if key.startswith("funnel:"):
             # the period's length of the latest entry days whose window has closed, against the same before
             funnel = key.removeprefix("funnel:")
-            last = _last_complete_cohort(conn, funnel, period.end)
+            last = _last_complete_cohort(conn, funnel, period.end, (windows or {}).get(funnel, 0))
             value = previous = None
             if last is not None:
                 first = last - timedelta(days=period.days - 1)
@@ -183,6 +187,10 @@ def choose(insights: list[dict], report: Report, recipient: Recipient) -> list[d
     return sorted(kept, key=weight)[: report.top]
 
 
+def funnel_windows(config: ProductConfig) -> dict[str, int]:
+    return {f.name: f.window_days for f in config.funnels}
+
+
 def greeting(name: str, now_local: datetime) -> str:
     part = "morning" if now_local.hour < 12 else "afternoon" if now_local.hour < 18 else "evening"
     return f"Good {part}, {name}" if name else f"Good {part}"
@@ -212,5 +220,5 @@ def build_digest(conn: duckdb.DuckDBPyConnection, config: ProductConfig, report:
         recipient_email=recipient.email, recipient_name=recipient.name, recipient_role=recipient.role,
         recipient_timezone=tz, greeting=greeting(recipient.name, local_now),
         sent_label=f"{local_now:%d %B %Y, %H:%M} ({tz})",
-        kpis=kpis(conn, report.kpis, period) if kpi_tiles is None else kpi_tiles,
+        kpis=kpis(conn, report.kpis, period, funnel_windows(config)) if kpi_tiles is None else kpi_tiles,
         insights=items, dashboard_url=base + "/", unsubscribe_url=unsubscribe_url, empty_note=empty)
