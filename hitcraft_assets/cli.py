@@ -2,7 +2,7 @@
 
     hitcraft generate-demo [--days N --users N --events-per-day N --seed S --out DIR --end-date D]
     hitcraft run [--from YYYY-MM-DD] [--to YYYY-MM-DD]
-    hitcraft evaluate [--out DIR] [--days N] [--seed S]
+    hitcraft evaluate [--out DIR] [--days N] [--seed S | --seeds S,S] [--sizes DAU,DAU]
     hitcraft check-config [FILE] [--warehouse PATH]
     hitcraft send-reports --profile NAME [--period D] [--dry-run]
     hitcraft insights [--date D] [--kind K] [--limit N] [--all] [--json]
@@ -341,12 +341,44 @@ def cmd_insights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seeds_and_sizes(args: argparse.Namespace) -> list[tuple[int, int | None]]:
+    seeds = [int(x) for x in str(args.seeds).split(",")] if args.seeds else [args.seed]
+    sizes = [int(x) for x in str(args.sizes).split(",")] if args.sizes else [None]
+    if any(x <= 0 for x in sizes):
+        raise SystemExit("hitcraft: --sizes are median daily users, positive numbers (e.g. 300,3000,30000)")
+    return [(seed, size) for size in sizes for seed in seeds]
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Run the whole pipeline on a demo in its own folder and score detection against its ground truth."""
+    """Run the whole pipeline on a demo in its own folder and score detection against its ground truth;
+    with several seeds or sizes, one folder each (`<out>/dau<size>-seed<seed>`) and a summary table."""
+    from hitcraft_assets.demo.simulator import users_for_dau
+
+    runs_ = _seeds_and_sizes(args)
+    base = Path(args.out).resolve()
+    results = []
+    for seed, size in runs_:
+        out = base if len(runs_) == 1 else base / f"dau{size or 'demo'}-seed{seed}"
+        users = users_for_dau(size) if size else None
+        code, result = _evaluate_one(out, args.days, seed, users)
+        if code:
+            return code
+        results.append((size, seed, *result))
+    if len(results) > 1:
+        from hitcraft_assets.detection.evaluate import format_summary
+
+        summary = format_summary(results)
+        print("\n" + summary)
+        (base / "evaluation.txt").write_text(summary + "\n")
+    return 0
+
+
+def _evaluate_one(out: Path, days: int, seed: int, users: int | None) -> tuple[int, tuple]:
+    """One demo (generated in `out` unless it is there) through the pipeline, scored; (exit code,
+    (evaluation, coverage))."""
     from hitcraft_assets.config import load_config
 
     load_config()
-    out = Path(args.out).resolve()
     os.environ["HITCRAFT_SOURCE"] = "files"
     os.environ["HITCRAFT_EXPORT_DIR"] = str(out / "export")
     os.environ["HITCRAFT_DUCKDB_PATH"] = str(out / "warehouse.duckdb")
@@ -354,7 +386,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from hitcraft_assets.demo.simulator import demo_exists
 
     if not demo_exists(out / "export"):
-        cmd_generate_demo(argparse.Namespace(days=args.days, users=None, events_per_day=None, seed=args.seed,
+        cmd_generate_demo(argparse.Namespace(days=days, users=users, events_per_day=None, seed=seed,
                                              out=str(out / "export"), end_date=None))
     import json
 
@@ -394,12 +426,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     finally:
         progress.remove_listener(_progress_printer)
     if outcome.interrupted:
-        return outcome.exit_code
+        return outcome.exit_code, ()
     result = outcome.result
     if not result.success:
         print(f"hitcraft evaluate: the pipeline FAILED (run {result.run_id})\n{failure_reason(result)}",
               file=sys.stderr)
-        return 1
+        return 1, ()
     print(f"pipeline: {time.monotonic() - t0:.1f} s")
     with duckdb.connect(str(out / "warehouse.duckdb"), read_only=True) as conn:
         anomalies = [dict(zip(("metric_date", "metric", "dimension", "segment", "direction"), r)) for r in
@@ -412,14 +444,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         insight_rows = [dict(zip(("as_of_date", "priority_rank", "status"), r[:3]), evidence=json.loads(r[3]))
                         for r in conn.execute("select as_of_date, priority_rank, status, evidence "
                                               "from insights.insights").fetchall()]
+        tested = {d: (t or 0, n - (t or 0)) for d, n, t in conn.execute(
+            "select as_of_date, series_tested, totals_tested from analytics.detection_log "
+            "where kind = 'anomalies'").fetchall()}
     funnel_steps = {f.name: f.steps for f in load_config().funnels}
     evaluation = score(truth, anomalies, trends, funnel_steps, first_scored_day=start + timedelta(days=14),
-                       last_day=end)
-    report = format_report(evaluation) + "\n" + format_coverage(top_insight_coverage(truth, insight_rows, end,
-                                                                                       funnel_steps=funnel_steps))
+                       last_day=end, tested=tested)
+    coverage = top_insight_coverage(truth, insight_rows, end, funnel_steps=funnel_steps)
+    report = format_report(evaluation) + "\n" + format_coverage(coverage)
     print("\n" + report)
     (out / "evaluation.txt").write_text(report + "\n")
-    return 0
+    return 0, (evaluation, coverage)
 
 
 def print_summary(start: date, end: date, run_id: str, elapsed: float) -> list[date]:
@@ -499,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default=str(settings.data_dir() / "evaluate"))
     ev.add_argument("--days", type=int, default=90)
     ev.add_argument("--seed", type=int, default=42)
+    ev.add_argument("--seeds", default=None, help="several seeds, comma-separated (e.g. 42,7,2027)")
+    ev.add_argument("--sizes", default=None,
+                    help="demo sizes as median daily users, comma-separated (e.g. 300,3000,30000; default: the demo's)")
     ev.set_defaults(func=cmd_evaluate)
     cc = sub.add_parser("check-config", help="validate a config file (and its names against a warehouse's events)")
     cc.add_argument("file", nargs="?", default=None, help="the config file (default: HITCRAFT_CONFIG or the bundled one)")

@@ -271,6 +271,17 @@ def test_no_alerts_before_min_history(min_history):
     assert 30 in flags
 
 
+def test_min_history_counts_days_of_data_not_days_of_the_calendar():
+    """A scan reads a calendar that starts months back; a product whose data begins on day 40 has no history
+    on day 43, and its fourth day must not be judged against three."""
+    x = daily(seed=72)
+    x[:40] = np.nan
+    x[43] *= 3.0
+    points = assess_series(DATES, x)
+    assert all(p.status == "warming_up" for p in points[40:54])
+    assert not any(p.flagged for p in points[:54])
+
+
 # --- no look-ahead -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("cut", [20, 45, 61, 75])
@@ -416,3 +427,89 @@ def test_a_flat_baseline_never_gives_an_unbounded_score():
     values[-1] = 324.0                   # a median session length of 0 s for weeks, then 324 s
     last = assess_series(days, values)[-1]
     assert last.flagged and 3.5 < last.score <= 50.0
+
+
+# --- conversions on few trials: pooled days ---------------------------------------------------------------
+
+def _funnel_day_counts(rng: np.random.Generator, trials: float, before: float, after: float, at: int):
+    n = rng.poisson(trials, N_DAYS).astype(float)
+    p = np.where(np.arange(N_DAYS) < at, before, after)
+    k = rng.binomial(n.astype(int), p)
+    return np.where(n > 0, k / np.maximum(n, 1), np.nan), n
+
+
+def test_a_funnel_with_15_entrants_a_day_is_judged_by_pooled_days():
+    """60% -> 20% on 15 entrants a day: one day cannot prove it (its tail is about 0.01), three days do; a
+    60% -> 45% fall takes longer; a quiet funnel rarely alerts."""
+    from hitcraft_assets.detection.rates import assess_rate_series
+
+    rng = np.random.default_rng(5)
+    found, late_small, quiet_alerts = [], [], 0
+    for _ in range(40):
+        rates, trials = _funnel_day_counts(rng, 15, 0.6, 0.2, STEP_DAY)
+        flagged = [i - STEP_DAY for i, p in enumerate(assess_rate_series(DATES, rates, trials)) if p.flagged]
+        assert not [d for d in flagged if d < 0]             # nothing before the break
+        found.append(min([d for d in flagged if d >= 0], default=None))
+        rates, trials = _funnel_day_counts(rng, 15, 0.6, 0.45, STEP_DAY)
+        small = [i - STEP_DAY for i, p in enumerate(assess_rate_series(DATES, rates, trials)) if p.flagged]
+        late_small.append(min([d for d in small if d >= 0], default=None))
+        rates, trials = _funnel_day_counts(rng, 15, 0.6, 0.6, STEP_DAY)
+        quiet_alerts += sum(p.flagged for p in assess_rate_series(DATES, rates, trials))
+    within_3 = [d for d in found if d is not None and d <= 3]
+    assert len(within_3) >= 34                               # 85%+ of 40 breaks, in at most 3 days
+    assert sum(d is not None and d <= 3 for d in late_small) <= 6
+    assert quiet_alerts <= 2                                 # over 40 x 76 judged days
+
+
+def test_pooled_rates_never_look_ahead_and_a_lasting_fall_is_one_alert():
+    from hitcraft_assets.detection.rates import assess_rate_series
+
+    rng = np.random.default_rng(8)
+    rates, trials = _funnel_day_counts(rng, 12, 0.5, 0.1, STEP_DAY)
+    full = assess_rate_series(DATES, rates, trials)
+    assert sum(p.flagged for p in full) == 1                 # then continuation days, then a new regime
+    assert any(p.status == "continuation" for p in full[STEP_DAY:])
+    for cut in (STEP_DAY - 5, STEP_DAY + 2, STEP_DAY + 10):
+        changed = rates.copy()
+        changed[cut:] = 1.0 - changed[cut:]
+        early = assess_rate_series(DATES, changed, trials)[:cut]
+        assert [(p.status, p.p_value) for p in early] == [(p.status, p.p_value) for p in full[:cut]]
+
+
+def test_pooled_rates_skip_days_without_entrants_and_know_their_uncertainty():
+    from hitcraft_assets.detection.rates import assess_rate_series
+
+    rng = np.random.default_rng(2)
+    rates, trials = _funnel_day_counts(rng, 2, 0.5, 0.5, STEP_DAY)   # often 0 entrants: no data point
+    points = assess_rate_series(DATES, rates, trials)
+    assert all(p.status == "missing" for p, n in zip(points, trials) if n == 0)
+    judged = [p for p in points if p.p_value is not None]
+    assert judged and not any(p.flagged for p in points)
+    assert all(p.lower <= p.expected <= p.upper for p in judged)
+    assert np.median([p.upper - p.lower for p in judged]) > 0.5   # 2 a day: a wide band, no false certainty
+
+
+def test_the_scan_judges_a_small_segments_counts_and_conversions():
+    """A segment of 8 daily users is scanned (exact tails know its noise): its conversion falling from 70% to
+    10% and its sign-ups jumping from 2 to 18 are flagged; its median session length is not scanned."""
+    from hitcraft_assets.detection import scan
+
+    rng = np.random.default_rng(4)
+    n = N_DAYS
+    dau = rng.poisson(8, n).astype(float)
+    trials = rng.poisson(8, n).astype(float)
+    conv = rng.binomial(trials.astype(int), np.where(np.arange(n) < n - 3, 0.7, 0.1)) / np.maximum(trials, 1)
+    signups = rng.poisson(2, n).astype(float)
+    signups[-1] = 18
+    seg = ("platform", "Tiny")
+    series = [scan.Series(("dau", *seg), DATES, dau, dau),
+              scan.Series(("funnel:F:step2", *seg), DATES, np.where(trials > 0, conv, np.nan), trials),
+              scan.Series(("event_count:Sign Up", *seg), DATES, signups, signups),
+              scan.Series(("session_duration_median_s", *seg), DATES, rng.normal(200, 30, n), np.ones(n))]
+    assessed = scan.assess_all(series)
+    assert ("session_duration_median_s", *seg) not in assessed.points
+    rows = []
+    for day in DATES[-3:]:
+        rows += [r for r in scan.anomalies_for_day(day, DATES, assessed)[0] if r["status"] == "new"]
+    flagged = {(r["metric"], r["direction"]) for r in rows}
+    assert ("funnel:F:step2", "down") in flagged and ("event_count:Sign Up", "up") in flagged

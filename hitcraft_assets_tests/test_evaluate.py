@@ -73,6 +73,24 @@ def test_false_alerts_are_unexplained_alerts_on_totals_per_30_days():
     assert {a["metric"] for a in ev.unexplained} == {"event_count:Feedback Submitted", "event_users:Lyrics Completed"}
 
 
+def test_false_alerts_per_series_per_30_days_on_totals_and_segments():
+    """Per series tested: 2 unexplained total alerts over 30 days x 40 totals; 1 unexplained segment alert (the
+    Android funnel's own break is the story, a segment's Sign Up burst on the spike's days is explained)."""
+    tested = {date(2026, 3, d): (40, 600) for d in range(1, 31)}
+    tested[date(2026, 2, 27)] = (40, 600)                               # before the scored days: not counted
+    ev = score(TRUTH, [
+        anomaly("2026-03-20", "event_count:Feedback Submitted"),
+        anomaly("2026-03-03", "event_users:Lyrics Completed"),
+        anomaly("2026-03-12", "event_count:Message Liked", "platform", "iOS"),
+        anomaly("2026-03-12", "funnel:Music Production:step2", "platform", "Android", direction="down"),
+        anomaly("2026-03-06", "event_count:Sign Up", "country", "US"),
+    ], [], FUNNELS, first_scored_day=date(2026, 3, 1), last_day=date(2026, 3, 30), tested=tested)
+    assert (ev.false_alerts, ev.segment_false_alerts) == (2, 1)
+    assert (ev.totals_series_days, ev.segment_series_days) == (1200, 18000)
+    assert ev.totals_per_series_30d == 0.05 and ev.segments_per_series_30d == round(30 / 18000, 4)
+    assert run().totals_per_series_30d is None                          # nothing tested: no rate
+
+
 def test_top_insight_coverage_counts_days_with_the_story_in_the_top_10():
     from hitcraft_assets.detection.evaluate import top_insight_coverage
 

@@ -59,6 +59,12 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_USERS = 15_000
+DEFAULT_MEDIAN_DAU = 1_894   # the median daily users of the default demo (90 days, seed 42)
+
+
+def users_for_dau(dau: int) -> int:
+    """The user base of a demo whose median daily users is about `dau` (the default demo's proportion)."""
+    return max(50, round(dau * DEFAULT_USERS / DEFAULT_MEDIAN_DAU))
 GROUND_TRUTH_FILE = "ground_truth.json"
 PROFILES_FILE = "profiles.jsonl"
 

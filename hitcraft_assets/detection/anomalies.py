@@ -51,7 +51,8 @@ for every count (events, users, sessions); without it Poisson(30) alerts on 23% 
   This also keeps quiet a series that jumps *from* below ``min_volume``.
 - ``direction`` = 'both' | 'up' | 'down' (§3.3): one-sided alerting. It filters alerts only; the
   baseline still learns from moves in the other direction (status ``direction_filtered``).
-- ``min_history`` (14): no alert on the first ``min_history`` dates of a series.
+- ``min_history`` (14): no alert before a series has ``min_history`` days of data (days before its first
+  value, or missing, do not count).
 - One alert per level shift, not thirty (§3.5, §3.6). An alert opens an *episode*. While the next days
   stay on the same side of the pre-episode baseline, beyond ``hysteresis`` * threshold (half: a
   hysteresis against flapping), they are ``continuation`` days, not new alerts, unless they also
@@ -418,6 +419,7 @@ def assess_series(dates: Sequence[Any], values: Sequence[float] | np.ndarray,
             young = replace(young, profile=replace(young.profile, sigma=sigma))
         return young
 
+    seen = np.cumsum(s.valid) - s.valid      # days with data before each day
     for i, date in enumerate(dates):
         if not s.valid[i]:
             out.append(not_judged(i, date, MISSING))
@@ -425,7 +427,7 @@ def assess_series(dates: Sequence[Any], values: Sequence[float] | np.ndarray,
         if episode is not None and usable[episode.anchor:i].sum() >= opts.shift_confirm_days:
             # the episode lasted: a level shift; the new regime starts at its current level
             regime_start, regime_ref, episode = episode.anchor, episode.baseline, None
-        if i < opts.min_history:
+        if seen[i] < opts.min_history:
             out.append(not_judged(i, date, WARMING_UP))
             continue
 

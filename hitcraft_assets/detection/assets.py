@@ -62,7 +62,7 @@ def anchor(day: date) -> date:
 
 
 def _write(conn, sql_file: str, table: str, columns: list[str], day: date, rows: list[dict], kind: str,
-           tested: int, flagged: int) -> None:
+           tested: int, flagged: int, totals: int | None = None) -> None:
     statements = named_statements(sql_file)
     with transaction(conn):
         conn.execute(statements["delete_day"], {"day": day.isoformat()})
@@ -71,7 +71,8 @@ def _write(conn, sql_file: str, table: str, columns: list[str], day: date, rows:
             conn.execute(f"insert into {table} ({', '.join(columns)}) select {', '.join(columns)} from batch")
         log = named_statements("detection/anomalies.sql")
         conn.execute(log["delete_log"], {"day": day.isoformat(), "kind": kind})
-        conn.execute(log["insert_log"], {"day": day.isoformat(), "kind": kind, "tested": tested, "flagged": flagged})
+        conn.execute(log["insert_log"], {"day": day.isoformat(), "kind": kind, "tested": tested, "flagged": flagged,
+                                         "totals": totals})
 
 
 def _skip_held(context, name: str, day: date, reason: str, i: int, n: int) -> None:
@@ -121,10 +122,11 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> d
                 _skip_held(context, "anomalies", day, held[day], i, len(days))
                 continue
             rows, tested = scan.anomalies_for_day(day, calendar, assessed, alerted_q)
+            totals = sum(k[1] == "all" for k in scan.tested_keys(assessed, calendar.index(day)))
             new = [r for r in rows if r["status"] == "new"]
             with duckdb.get_connection() as conn:
                 _write(conn, "detection/anomalies.sql", "analytics.anomalies", ANOMALY_COLUMNS, day, rows,
-                       "anomalies", tested, len(new))
+                       "anomalies", tested, len(new), totals)
             tested_total += tested
             flagged_total += len(new)
             top = sorted(new, key=lambda r: -abs(r["score"] or 0))[:5]
@@ -163,7 +165,7 @@ def trends(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.M
         significant = sum(1 for r in rows if r["q_value"] is not None and r["q_value"] <= scan.FDR_ALPHA)
         with duckdb.get_connection() as conn:
             _write(conn, "detection/trends.sql", "analytics.trends", TREND_COLUMNS, day, rows, "trends",
-                   len(rows), significant)
+                   len(rows), significant, sum(r["dimension"] == "all" for r in rows))
         with_cps = sum(1 for r in rows if r["last_change_date"] is not None)
         context.add_asset_metadata({"series_tested": len(rows), "significant_trends": significant,
                                     "series_with_change_points": with_cps}, partition_key=day.isoformat())

@@ -8,8 +8,9 @@ series (its metric, dimension and segment; a funnel story's series is `funnel:<f
   was not already significant the day before the story started.
 The delay is D - start. A detection after the allowed delay is reported as late, with its delay.
 
-**False alerts** are anomalies on total series (dimension `all`) that no story explains, per 30 evaluated
-days. A story explains an alert from its start to 3 days after its end when the alert's metric is the
+**False alerts** are anomalies that no story explains: on total series (dimension `all`) per 30 evaluated
+days, and on totals and on segments per series per 30 days of testing (the series each day's scan tested,
+from `analytics.detection_log`). A story explains an alert from its start to 3 days after its end when the alert's metric is the
 story's own, involves one of the story's events (the event of an `event_*` metric, or the funnel's
 steps), or, for a story that moves how many users come (a sign-up, DAU or new-user story), is one of the
 volume metrics (DAU, new users, sessions, and the counts of Page View, Sign Up and Login).
@@ -49,6 +50,23 @@ class Evaluation:
     evaluated_days: int
     false_alerts_per_30_days: float
     unexplained: list[dict[str, Any]]
+    segment_false_alerts: int = 0
+    totals_series_days: int = 0      # series x days tested (analytics.detection_log), totals
+    segment_series_days: int = 0     # ... segments
+
+    @staticmethod
+    def _per_series(alerts: int, series_days: int) -> float | None:
+        return round(alerts / series_days * 30, 4) if series_days else None
+
+    @property
+    def totals_per_series_30d(self) -> float | None:
+        """Unexplained alerts per total series per 30 days of testing."""
+        return self._per_series(self.false_alerts, self.totals_series_days)
+
+    @property
+    def segments_per_series_30d(self) -> float | None:
+        """Unexplained alerts per segment series per 30 days of testing."""
+        return self._per_series(self.segment_false_alerts, self.segment_series_days)
 
     @property
     def detected(self) -> int:
@@ -93,10 +111,12 @@ def _direction_of(value: float | None) -> str | None:
 
 
 def score(truth: Mapping[str, Any], anomalies: Iterable[Mapping[str, Any]], trends: Iterable[Mapping[str, Any]],
-          funnel_steps: Mapping[str, Sequence[str]], first_scored_day: date, last_day: date) -> Evaluation:
+          funnel_steps: Mapping[str, Sequence[str]], first_scored_day: date, last_day: date,
+          tested: Mapping[date, tuple[int, int]] | None = None) -> Evaluation:
     """Score the anomaly rows (metric_date, metric, dimension, segment, direction) and trend rows
     (as_of_date, metric, dimension, segment, trend, q_value, change_points as a list of dicts with date
-    and shift) against `truth` (ground_truth.json)."""
+    and shift) against `truth` (ground_truth.json). `tested`: per day, how many total and segment series
+    the anomaly scan tested (for the false alerts per series)."""
     anomalies = list(anomalies)
     trend_rows: dict[tuple[str, str, str], dict[date, Mapping[str, Any]]] = {}
     for r in trends:
@@ -130,11 +150,14 @@ def score(truth: Mapping[str, Any], anomalies: Iterable[Mapping[str, Any]], tren
         scores.append(StoryScore(story["id"], key, start, direction,
                                  detected=bool(first and first[0] <= MAX_DELAY_DAYS),
                                  delay_days=first[0] if first else None, how=first[1] if first else "-"))
-    unexplained = [a for a in anomalies if a["dimension"] == "all" and first_scored_day <= a["metric_date"] <= last_day
+    unexplained = [a for a in anomalies if first_scored_day <= a["metric_date"] <= last_day
                    and not any(_explains(s, a["metric"], a["metric_date"], funnel_steps) for s in truth["stories"])]
+    on_totals = [a for a in unexplained if a["dimension"] == "all"]
     days = (last_day - first_scored_day).days + 1
-    return Evaluation(scores, len(unexplained), days, round(len(unexplained) / days * 30, 2) if days else 0.0,
-                      unexplained)
+    scored = [v for d, v in (tested or {}).items() if first_scored_day <= d <= last_day]
+    return Evaluation(scores, len(on_totals), days, round(len(on_totals) / days * 30, 2) if days else 0.0,
+                      on_totals, segment_false_alerts=len(unexplained) - len(on_totals),
+                      totals_series_days=sum(t for t, _ in scored), segment_series_days=sum(g for _, g in scored))
 
 
 def format_report(ev: Evaluation) -> str:
@@ -149,6 +172,10 @@ def format_report(ev: Evaluation) -> str:
                  f"{ev.false_alerts_per_30_days} per 30 days")
     for a in ev.unexplained:
         lines.append(f"  {a['metric_date']} {a['metric']} {a['direction']}")
+    if ev.totals_series_days or ev.segment_series_days:
+        lines.append(f"false alerts per series per 30 days: totals {ev.totals_per_series_30d} "
+                     f"({ev.false_alerts} in {ev.totals_series_days:,} series-days), segments "
+                     f"{ev.segments_per_series_30d} ({ev.segment_false_alerts} in {ev.segment_series_days:,})")
     return "\n".join(lines)
 
 
@@ -259,4 +286,21 @@ def format_coverage(coverage: Sequence[StoryCoverage], top: int = 10) -> str:
         right = f"{c.dated_right}/{c.dated}" if c.dated else "-"
         lines.append(f"{c.story_id:<30} {c.active_days:>11} {c.days_in_top:>7} {first:>25} {c.max_copies:>18} "
                      f"{right:>12}")
+    return "\n".join(lines)
+
+
+def format_summary(results: Sequence[tuple[int | None, int, Evaluation, Sequence[StoryCoverage]]]) -> str:
+    """One table over several demos (size as median daily users, seed): per story, detected within
+    MAX_DELAY_DAYS (with the first delay) and days in the top 10 of its active days; per demo, false alerts
+    per series per 30 days on totals and on segments."""
+    lines = [f"{'size (DAU)':>10} {'seed':>5}  {'story':<30} {'detected':<12} {'top 10':>8}"]
+    for size, seed, ev, coverage in results:
+        top = {c.story_id: c for c in coverage}
+        for s in ev.stories:
+            c = top.get(s.story_id)
+            found = "-" if s.delay_days is None else f"{'yes' if s.detected else 'late'} ({s.delay_days} d)"
+            shown = f"{c.days_in_top}/{c.active_days}" if c else "-"
+            lines.append(f"{size or 'demo':>10} {seed:>5}  {s.story_id:<30} {found:<12} {shown:>8}")
+        lines.append(f"{size or 'demo':>10} {seed:>5}  false alerts per series per 30 days: totals "
+                     f"{ev.totals_per_series_30d}, segments {ev.segments_per_series_30d}")
     return "\n".join(lines)

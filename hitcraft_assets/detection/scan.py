@@ -8,10 +8,12 @@ they are smoothed sums of the daily ones, so an anomaly there only repeats one i
 They do get trends.
 
 How: counts (events, users, sessions) use the detectors' Poisson-aware mode, with an exact negative-binomial
-tail below 30 a day and no volume floor (2 -> 18 in a day is an anomaly, 0 -> 2 is not); rates (funnel
-conversions) need enough trials behind them; durations and ratios use the plain robust scale. A series is flagged on a day when the detector calls it an anomaly (not a continuation
-of an alert already raised) and its Benjamini-Hochberg q-value across every series tested that day is
-at most `FDR_ALPHA`.
+tail below 30 a day and no volume floor (2 -> 18 in a day is an anomaly, 0 -> 2 is not); a conversion is
+judged one day at a time with 30 entrants a day or more, else by pooling its last 1, 3 or 7 days against the
+28 before them (`rates.py`, an exact beta-binomial tail); both are judged in segments of any size. Durations
+and ratios use the plain robust scale, in segments of MIN_SEGMENT_USERS daily users or more. A series is
+flagged on a day when the detector calls it an anomaly (not a continuation of an alert already raised) and
+its Benjamini-Hochberg q-value across every series tested that day is at most `FDR_ALPHA`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from hitcraft_assets.detection.anomalies import (
     fdr_decision,
 )
 from hitcraft_assets.detection.changepoints import find_change_points
+from hitcraft_assets.detection.rates import assess_rate_series
 from hitcraft_assets.detection.rootcause import rank_contributors
 from hitcraft_assets.detection.trends import trend_summary, window_change
 
@@ -42,8 +45,9 @@ HISTORY_DAYS = 120            # how far back a day's scan reads its series
 TREND_DAYS = 28               # Mann-Kendall window
 CHANGE_POINT_DAYS = 90        # change points searched in the trailing 90 days
 MIN_COUNT_VOLUME = 0          # no volume floor: a low count is judged by its exact tail (anomalies.exact_count_z)
-MIN_TRIALS = 30               # a conversion rate needs this many entrants at the previous step
-MIN_SEGMENT_USERS = 30        # a segment needs this many daily users (median, 28 days) to be scanned
+MIN_TRIALS = 30               # a conversion judged one day at a time needs this many entrants a day; below
+                              # it, days are pooled (rates.py)
+MIN_SEGMENT_USERS = 30        # a segment's durations and ratios need this many daily users (median, 28 days)
 MIN_TREND_COUNT = 20          # a count series needs this median volume to get a trend row
 SMOOTHED = ("wau", "mau", "stickiness")
 # the days a trailing-window metric needs behind it: before the first full window (counted from the
@@ -137,25 +141,49 @@ def segment_sizes(series: Iterable[Series]) -> dict[tuple[str, str], np.ndarray]
     return out
 
 
+def exact_tested(metric: str) -> bool:
+    """Counts (exact negative-binomial tails) and conversion rates (pooled beta-binomial tails): their
+    sampling noise is known, so a segment of any size is judged by the evidence it has."""
+    return is_count(metric) or is_rate(metric)
+
+
 def big_enough(series: Series, sizes: dict[tuple[str, str], np.ndarray]) -> np.ndarray:
-    """Per day: totals always; a segment only with MIN_SEGMENT_USERS daily users in the 28 days up to the day
-    (tiny segments stay quiet)."""
+    """Per day: totals always; a segment's counts and conversions while it had users in the 28 days up to
+    the day (its tests know their own sampling noise); its durations and ratios (a median session length,
+    events per session: heavy-tailed, with no known sampling noise) only with MIN_SEGMENT_USERS daily
+    users."""
     if series.key[1] == "all":
         return np.ones(len(series.dates), dtype=bool)
     size = sizes.get((series.key[1], series.key[2]))
     if size is None:
         return np.zeros(len(series.dates), dtype=bool)
-    return size >= MIN_SEGMENT_USERS
+    return size > 0 if exact_tested(series.metric) else size >= MIN_SEGMENT_USERS
 
 
 def scannable(series: Series) -> np.ndarray:
-    """Per day, whether the anomaly scan tests the series: never a trailing-window metric; a conversion rate
-    only while its median trials over the 28 days up to the day reach MIN_TRIALS."""
+    """Per day, whether the anomaly scan tests the series: never a trailing-window metric."""
     if series.metric in SMOOTHED:
         return np.zeros(len(series.dates), dtype=bool)
-    if is_rate(series.metric):
-        return trailing_median(series.volume) >= MIN_TRIALS
     return np.ones(len(series.dates), dtype=bool)
+
+
+def _assess_rate(s: Series, gate: np.ndarray) -> list[PointAssessment]:
+    """A conversion series: a day whose median trials over the 28 days up to it reach MIN_TRIALS is judged
+    on its own by the robust detector (a day with fewer trials is not a data point there); a day with
+    fewer, by pooled windows against the 28 days before them (`rates.assess_rate_series`)."""
+    daily = trailing_median(s.volume) >= MIN_TRIALS
+    per_day = pooled = None
+    if daily.any():
+        values = s.values.copy()
+        values[~(s.volume >= MIN_TRIALS)] = np.nan
+        per_day = assess_series(s.dates, values, anomaly_options(s.metric))
+    if (gate & ~daily).any():
+        pooled = assess_rate_series(s.dates, s.values, s.volume, judge=gate & ~daily)
+    if pooled is None:
+        return per_day
+    if per_day is None:
+        return pooled
+    return [a if use_daily else b for a, b, use_daily in zip(per_day, pooled, daily)]
 
 
 @dataclass
@@ -175,10 +203,10 @@ def assess_all(series: Sequence[Series]) -> Assessed:
         gate = scannable(s) & big_enough(s, sizes)
         if not gate.any():
             continue
-        values = s.values.copy()
         if is_rate(s.metric):
-            values[~(s.volume >= MIN_TRIALS)] = np.nan     # too few trials that day: not a data point
-        points[s.key] = assess_series(s.dates, values, anomaly_options(s.metric))
+            points[s.key] = _assess_rate(s, gate)
+        else:
+            points[s.key] = assess_series(s.dates, s.values, anomaly_options(s.metric))
         tested[s.key] = gate
     return Assessed(points, tested)
 
@@ -222,6 +250,11 @@ def _episode_start(points: list[PointAssessment], i: int, calendar: Sequence[dat
     return calendar[j] if j >= 0 and points[j].flagged else None
 
 
+def tested_keys(assessed: Assessed, i: int) -> list[SeriesKey]:
+    """The series a day's scan tests: gated in, and judged that day."""
+    return [k for k, points in assessed.points.items() if assessed.tested[k][i] and points[i].p_value is not None]
+
+
 def anomalies_for_day(day: date, calendar: Sequence[date], assessed: Assessed,
                       alerted_q: dict[tuple[SeriesKey, date], float] | None = None
                       ) -> tuple[list[dict[str, Any]], int]:
@@ -232,7 +265,7 @@ def anomalies_for_day(day: date, calendar: Sequence[date], assessed: Assessed,
     remembers the q-value of each (series, day) alert across the days of one scan."""
     alerted_q = {} if alerted_q is None else alerted_q
     i = list(calendar).index(day)
-    keys = [k for k, points in assessed.points.items() if assessed.tested[k][i] and points[i].p_value is not None]
+    keys = tested_keys(assessed, i)
     if not keys:
         return [], 0
     decision = fdr_decision(p_values=[assessed.points[k][i].p_value for k in keys], alpha=FDR_ALPHA)

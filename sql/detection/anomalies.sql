@@ -28,6 +28,8 @@ create table if not exists analytics.detection_log (
     series_flagged bigint not null,
     built_at       timestamptz not null
 );
+-- of series_tested, the totals (dimension 'all'); the rest are segments (false alerts per series, evaluate)
+alter table analytics.detection_log add column if not exists totals_tested bigint;
 
 -- name: delete_day
 delete from analytics.anomalies where metric_date = $day::date;
@@ -36,4 +38,5 @@ delete from analytics.anomalies where metric_date = $day::date;
 delete from analytics.detection_log where as_of_date = $day::date and kind = $kind;
 
 -- name: insert_log
-insert into analytics.detection_log values ($day::date, $kind, $tested, $flagged, now());
+insert into analytics.detection_log (as_of_date, kind, series_tested, series_flagged, built_at, totals_tested)
+values ($day::date, $kind, $tested, $flagged, now(), $totals);

@@ -1,0 +1,191 @@
+"""A conversion rate on few trials a day, judged by pooling days: the last 1, 3 or 7 days against the 28
+before them, with an exact beta-binomial tail.
+
+A funnel with 15 entrants a day cannot be judged one day at a time by a robust z: one day's rate moves by
++-13 points from sampling alone, and the robust scale of such a series is mostly discreteness. What is
+known exactly is the sampling: on a day ``n`` users entered the step and ``k`` got through. So, as of day
+``i`` and for each window ``w`` in ``WINDOWS`` (1, 3, 7 days ending on ``i``):
+
+- **baseline**: the ``BASELINE_DAYS`` (28) days before the window, within the current regime and without
+  the days of a transient episode: ``K_b`` successes of ``N_b`` trials;
+- **overdispersion** ``phi`` >= 1: the Pearson chi-square of the baseline days over its degrees of freedom
+  (a day-to-day wobble beyond binomial noise, from the series' own history);
+- **predictive tail**: under no change the window's successes follow a beta-binomial with ``N_w / phi``
+  trials and a Beta(``K_b / phi + 1/2``, ``(N_b - K_b) / phi + 1/2``) rate: the binomial noise of the window,
+  the uncertainty of the baseline rate itself, both widened by ``phi`` (exact for ``phi`` = 1);
+- **p-value**: the two-sided tail of the window's successes, the smallest over the windows times their
+  number (Bonferroni). A day is anomalous when p <= ``P_THRESHOLD`` = 2 * Phi(-3.5), the per-day
+  detector's 3.5-sigma threshold; its ``score`` is the normal quantile of p, signed and capped at
+  ``MAX_SCORE`` (50).
+
+Episodes work as in :func:`~hitcraft_assets.detection.anomalies.assess_series`: an alert opens one; the
+next days are ``continuation`` while the rate since its start (the last 7 days at most) stays beyond half
+the threshold on the same side of the frozen pre-episode baseline; an episode that lasts
+``SHIFT_CONFIRM_DAYS`` (7) judged days is a level shift and starts a new regime (later baselines use only
+its days, from 7 of them); a shorter one was transient and its days are left out of later baselines.
+The first ``MIN_HISTORY`` (14) days with trials are never judged. Each day is judged from its own past
+only, so a backfill says what the daily runs said.
+
+What it does (simulated, 90 days, 15 trials a day at 60%, seeded; ``bench``-style figures in the README):
+a fall to 20% is alerted on its first day; 60% -> 45% within a few days; a quiet series rarely.
+
+Public: :func:`assess_rate_series`, :func:`pooled_tail`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import special
+from scipy import stats as sps
+
+from hitcraft_assets.detection.anomalies import (
+    ANOMALY,
+    CONTINUATION,
+    MISSING,
+    NORMAL,
+    WARMING_UP,
+    PointAssessment,
+)
+
+WINDOWS = (1, 3, 7)
+BASELINE_DAYS = 28
+MIN_HISTORY = 14
+MIN_REGIME_DAYS = 7
+SHIFT_CONFIRM_DAYS = 7
+THRESHOLD_Z = 3.5
+P_THRESHOLD = float(2 * sps.norm.sf(THRESHOLD_Z))
+P_HYSTERESIS = float(2 * sps.norm.sf(THRESHOLD_Z / 2))
+MAX_SCORE = 50.0
+
+
+@dataclass(frozen=True)
+class _Base:
+    k: float       # successes
+    n: float       # trials
+    phi: float     # overdispersion (>= 1)
+
+    @property
+    def rate(self) -> float:
+        return self.k / self.n
+
+
+def _base(k: np.ndarray, n: np.ndarray, idx: np.ndarray) -> _Base | None:
+    """The pooled baseline of the days ``idx`` (those with trials)."""
+    idx = idx[n[idx] > 0]
+    if idx.size == 0:
+        return None
+    kb, nb = float(k[idx].sum()), float(n[idx].sum())
+    p = kb / nb
+    phi = 1.0
+    if 0 < p < 1 and idx.size > 1:
+        chi2 = float((((k[idx] - n[idx] * p) ** 2) / (n[idx] * p * (1 - p))).sum())
+        phi = max(1.0, chi2 / (idx.size - 1))
+    return _Base(kb, nb, phi)
+
+
+def pooled_tail(k: float, n: float, base: _Base) -> tuple[float, float, float]:
+    """(two-sided p, lower, upper) for ``k`` successes of ``n`` trials against ``base``: the beta-binomial
+    predictive tail, trials and baseline counts divided by the overdispersion; ``lower``/``upper`` bound
+    the rate at the threshold's tail probability."""
+    m = max(int(round(n / base.phi)), 1)
+    x = min(max(int(round(k / n * m)), 0), m)
+    a, b = base.k / base.phi + 0.5, (base.n - base.k) / base.phi + 0.5
+    dist = sps.betabinom(m, a, b)
+    p = min(1.0, 2.0 * min(float(dist.cdf(x)), float(dist.sf(x - 1))))
+    lo, hi = dist.ppf(P_THRESHOLD / 2), dist.isf(P_THRESHOLD / 2)
+    return p, float(lo) / m, float(hi) / m
+
+
+def _score(p: float, sign: int) -> float:
+    return sign * min(MAX_SCORE, float(-special.ndtri(max(p / 2, 1e-300))))
+
+
+def assess_rate_series(dates: Sequence[Any], rates: Sequence[float] | np.ndarray,
+                       trials: Sequence[float] | np.ndarray,
+                       judge: Sequence[bool] | np.ndarray | None = None) -> list[PointAssessment]:
+    """Judge every day of a conversion series (``rates``: successes / trials per day, NaN for none;
+    ``trials``: the day's trials) by pooled windows, each day from the days before it only. ``judge``: the
+    days to judge (default all); the others are still part of later baselines. Returns one
+    :class:`PointAssessment` per date, in order (``observed``/``expected`` are rates; ``observed`` is the
+    window that decided)."""
+    r = np.asarray(rates, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    if r.shape != n.shape or r.ndim != 1 or len(dates) != r.size:
+        raise ValueError(f"DETECTION_LENGTH: {len(dates)} dates, {r.size} rates, {n.size} trials")
+    valid = np.isfinite(r) & np.isfinite(n) & (n > 0)
+    n = np.where(valid, n, 0.0)
+    k = np.where(valid, np.clip(np.round(r * n), 0, n), 0.0)
+    judge = np.ones(r.size, bool) if judge is None else np.asarray(judge, bool)
+    usable = valid.copy()
+    seen = np.cumsum(valid)
+    regime_start = 0
+    in_regime = False
+    episode: tuple[int, int, _Base] | None = None       # (start, sign, frozen baseline)
+    judged_since = 0
+    out: list[PointAssessment] = []
+
+    def blank(i: int, status: str) -> PointAssessment:
+        return PointAssessment(dates[i], float(r[i]) if valid[i] else None, None, None, None, None, None,
+                               None, False, status)
+
+    for i in range(r.size):
+        if not valid[i]:
+            out.append(blank(i, MISSING))
+            continue
+        if not judge[i]:
+            out.append(blank(i, WARMING_UP))
+            continue
+        if episode is not None:
+            start, sign, base = episode
+            if judged_since >= SHIFT_CONFIRM_DAYS:       # it lasted: a level shift, a new regime from its start
+                regime_start, in_regime, episode = start, True, None
+            else:
+                lo = max(start, i - max(WINDOWS) + 1)
+                kw, nw = float(k[lo:i + 1].sum()), float(n[lo:i + 1].sum())
+                p, lower, upper = pooled_tail(kw, nw, base)
+                same = (kw / nw - base.rate) * sign > 0
+                if same and p <= P_HYSTERESIS:
+                    judged_since += 1
+                    out.append(PointAssessment(dates[i], kw / nw, base.rate, lower, upper, _score(p, sign), p,
+                                               "up" if sign > 0 else "down", False, CONTINUATION))
+                    continue
+                usable[start:i] = False                 # back: the episode was transient
+                episode = None
+        if seen[i] - 1 < MIN_HISTORY:
+            out.append(blank(i, WARMING_UP))
+            continue
+        best = None
+        for w in WINDOWS:
+            lo = i - w + 1
+            if lo < regime_start:
+                continue
+            idx = np.arange(max(regime_start, lo - BASELINE_DAYS), lo)
+            idx = idx[usable[idx]]
+            if idx.size < (MIN_REGIME_DAYS if in_regime else MIN_HISTORY):
+                continue
+            base = _base(k, n, idx)
+            kw, nw = float(k[lo:i + 1].sum()), float(n[lo:i + 1].sum())
+            if base is None or nw == 0:
+                continue
+            p, lower, upper = pooled_tail(kw, nw, base)
+            if best is None or p < best[0]:
+                best = (p, lower, upper, kw / nw, base)
+        if best is None:
+            out.append(blank(i, WARMING_UP))
+            continue
+        p_raw, lower, upper, observed, base = best
+        p = min(1.0, p_raw * len(WINDOWS))
+        sign = 1 if observed > base.rate else -1
+        status = ANOMALY if p <= P_THRESHOLD else NORMAL
+        if status == ANOMALY:
+            episode, judged_since = (i, sign, base), 1
+        out.append(PointAssessment(dates[i], observed, base.rate, lower, upper, _score(p, sign), p,
+                                   "up" if sign > 0 else "down", status == ANOMALY, status))
+    return out
+
+
+__all__ = ["assess_rate_series", "pooled_tail", "P_THRESHOLD", "WINDOWS"]
