@@ -629,3 +629,27 @@ def test_a_new_events_evidence_rows(tmp_path):
     assert rows["First seen"] == (DAY - timedelta(days=2)).isoformat()
     assert (rows["Events since"], rows["Users since"]) == ("30", "9")
     assert rows["Among iOS (platform)"] == "100% of the events, 42% of users"
+
+
+def test_a_young_products_growth_ranks_below_an_incident_in_its_first_weeks(tmp_path):
+    """A shop three weeks old whose usage has risen on every day it could be trended: that growth is how it
+    began, a standing fact; a small segment's step breaking on the day ranks above it. The same growth in a
+    product trended for 80 days, significant only lately, is news."""
+    def shop(path, trended_days):
+        conn = small_shop(path, days=max(trended_days + 10, 21))
+        for k in range(trended_days):
+            plant_trend(conn, DAY - timedelta(days=k), "dau", "all", "all", 0.4, 0.001 if k < 12 else 0.5,
+                        12.0, 0.2, 9.0, 1.5, line=1.5)
+        plant_anomaly(conn, DAY, MP2, "platform", "iOS", 0.1, 0.7, -6.0, 0.001)
+        plant_funnel(conn, DAY, "Music Production", [5, 4, 3], "platform", "iOS")
+        return rank_insights(generate_insights(conn, DAY, CONFIG), CONFIG)
+
+    young = shop(tmp_path / "young.duckdb", trended_days=12)
+    [growth] = [i for i in young if i.evidence["metric"] == "dau"]
+    [incident] = [i for i in young if i.evidence["metric"] == MP2]
+    assert growth.evidence["trend"]["days_trended"] == 12 and growth.evidence["trend"]["days_significant"] == 12
+    assert incident.priority_rank < growth.priority_rank
+    older = shop(tmp_path / "older.duckdb", trended_days=80)
+    [growth_old] = [i for i in older if i.evidence["metric"] == "dau"]
+    assert growth_old.evidence["trend"]["days_significant"] == 12
+    assert growth_old.impact_score > growth.impact_score * 2.5   # news 1, not 0.3

@@ -479,6 +479,7 @@ def _trends(conn, day: date, config: ProductConfig, sizes: _Sizes) -> list[_Face
             if run is not None:
                 block["significant_since"] = run["significant_since"]
                 block["days_significant"] = int(run["days_significant"])
+                block["days_trended"] = int(run["days_trended"])
             out.append(_Facet(key, "trend", kind, block, _q_conf(r["q_value"]), users, change))
         rel_shift, shift = r["last_change_relative"], r["last_change_shift"]
         if (r["last_change_date"] is not None and rel_shift is not None and abs(rel_shift) >= MIN_CHANGE_RELATIVE

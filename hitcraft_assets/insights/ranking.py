@@ -26,7 +26,9 @@ Each insight gets
 - **news** = 1 for a change (an anomaly, a change point, a lasting jump, a segment that differs, a trend
   significant on at most 14 days of the last 90, or a falling one: users lost stay news while they are
   lost), 0.6 for a trend significant on 15-28 days, and 0.3 for a standing fact: a trend significant for
-  longer (a product's months-long growth), or a funnel's largest drop-off
+  longer (a product's months-long growth), a rise of a young series (trended on at most 28 days) significant
+  on two thirds of them or more (a new product ramping up from nothing: its growth is how it began, and an
+  incident in its first weeks ranks above it), or a funnel's largest drop-off
   with nothing changing about it (a leak the same size for months is context for the funnel, not today's
   risk).
 
@@ -56,6 +58,7 @@ TREND_NEWS = 0.6
 STANDING_NEWS = 0.3
 FRESH_TREND_DAYS = 14   # a trend significant for at most this many days is news
 OLD_TREND_DAYS = 28     # ... for more than this, a standing fact
+YOUNG_SHARE = 2 / 3     # a rise significant on this share of a young series' trended days is how it began
 MIN_EFFECT = 0.01
 MAX_EFFECT = 1.0
 
@@ -117,7 +120,10 @@ def news(evidence: dict, kind: str = "") -> float:
         return STANDING_NEWS
     if evidence.get("lead") != "trend" or kind == "risk":
         return 1.0     # a change, or a decline that goes on: users lost stay news while they are lost
-    age = (evidence.get("trend") or {}).get("days_significant")
+    trend = evidence.get("trend") or {}
+    age, trended = trend.get("days_significant"), trend.get("days_trended")
+    if age is not None and trended and age >= YOUNG_SHARE * trended and trended <= OLD_TREND_DAYS:
+        return STANDING_NEWS   # rising on most days since the series could first be trended: how it began
     if age is None or age <= FRESH_TREND_DAYS:
         return 1.0
     return TREND_NEWS if age <= OLD_TREND_DAYS else STANDING_NEWS

@@ -154,9 +154,13 @@ with t as (
 today as (
     select metric, dimension, segment, trend from t where as_of_date = $day::date and sig
 )
-select metric, dimension, segment, count(*) as days_significant, min(t.as_of_date) as significant_since
-from t join today using (metric, dimension, segment, trend)
-where t.sig
+-- days_trended: the days the series had a trend row at all (a young series has few): a rise significant on
+-- most of them is the series' normal state since it began (a young product ramping up), not news.
+select t.metric, t.dimension, t.segment,
+       count(*) filter (where t.sig and t.trend = d.trend) as days_significant,
+       min(t.as_of_date) filter (where t.sig and t.trend = d.trend) as significant_since,
+       count(*) as days_trended
+from t join today d on d.metric = t.metric and d.dimension = t.dimension and d.segment = t.segment
 group by all;
 
 -- name: value_breakdown
