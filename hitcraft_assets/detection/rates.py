@@ -9,7 +9,8 @@ known exactly is the sampling: on a day ``n`` users entered the step and ``k`` g
 - **baseline**: the ``BASELINE_DAYS`` (28) days before the window, within the current regime and without
   the days of a transient episode: ``K_b`` successes of ``N_b`` trials;
 - **overdispersion** ``phi`` >= 1: the Pearson chi-square of the baseline days over its degrees of freedom
-  (a day-to-day wobble beyond binomial noise, from the series' own history);
+  (a day-to-day wobble beyond binomial noise, from the series' own history; a median-based estimate was
+  tried and is biased upwards at 20 trials a day, where squared residuals are far from chi-square);
 - **predictive tail**: under no change the window's successes follow a beta-binomial with ``N_w / phi``
   trials and a Beta(``K_b / phi + 1/2``, ``(N_b - K_b) / phi + 1/2``) rate: the binomial noise of the window,
   the uncertainty of the baseline rate itself, both widened by ``phi`` (exact for ``phi`` = 1);
