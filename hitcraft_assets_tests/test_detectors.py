@@ -513,3 +513,17 @@ def test_the_scan_judges_a_small_segments_counts_and_conversions():
         rows += [r for r in scan.anomalies_for_day(day, DATES, assessed)[0] if r["status"] == "new"]
     flagged = {(r["metric"], r["direction"]) for r in rows}
     assert ("funnel:F:step2", "down") in flagged and ("event_count:Sign Up", "up") in flagged
+
+
+def test_totals_and_segments_are_separate_fdr_families():
+    """A total at p = 6e-5 among 40 quiet totals passes; among 1,000 more segment series in one family it
+    would not. A segment at the same p among 1,000 segments does not pass either way."""
+    from hitcraft_assets.detection import scan
+
+    keys = [("m", "all", "all")] + [(f"t{j}", "all", "all") for j in range(40)] + \
+           [("m", "country", f"c{j}") for j in range(1000)]
+    p = [6e-5] + [0.5] * 40 + [6e-5] + [0.5] * 999
+    decisions = scan.family_fdr(keys, p)
+    assert decisions[0][0] and decisions[0][1] == pytest.approx(6e-5 * 41)
+    assert not decisions[41][0]
+    assert not fdr_decision(p_values=p, alpha=scan.FDR_ALPHA).flagged[0]

@@ -13,7 +13,8 @@ judged one day at a time with 30 entrants a day or more, else by pooling its las
 28 before them (`rates.py`, an exact beta-binomial tail); both are judged in segments of any size. Durations
 and ratios use the plain robust scale, in segments of MIN_SEGMENT_USERS daily users or more. A series is
 flagged on a day when the detector calls it an anomaly (not a continuation of an alert already raised) and
-its Benjamini-Hochberg q-value across every series tested that day is at most `FDR_ALPHA`.
+its Benjamini-Hochberg q-value within its family of the series tested that day (the totals, or the
+segments) is at most `FDR_ALPHA`.
 """
 
 from __future__ import annotations
@@ -255,11 +256,26 @@ def tested_keys(assessed: Assessed, i: int) -> list[SeriesKey]:
     return [k for k, points in assessed.points.items() if assessed.tested[k][i] and points[i].p_value is not None]
 
 
+def family_fdr(keys: Sequence[SeriesKey], p_values: Sequence[float]) -> list[tuple[bool, float | None]]:
+    """(passes, q-value) per series: Benjamini-Hochberg at FDR_ALPHA within each family, the totals (did the
+    product change?) and the segments (where?). One family of every series would let a thousand segment
+    series drown the few dozen totals: a small product's real break on a total (p = 6e-5) got q = 0.06."""
+    out: list[tuple[bool, float | None]] = [(False, None)] * len(keys)
+    for family in (True, False):
+        idx = [j for j, k in enumerate(keys) if (k[1] == "all") == family]
+        if idx:
+            decision = fdr_decision(p_values=[p_values[j] for j in idx], alpha=FDR_ALPHA)
+            for j, ok, q in zip(idx, decision.flagged, decision.q_values):
+                out[j] = (ok, q)
+    return out
+
+
 def anomalies_for_day(day: date, calendar: Sequence[date], assessed: Assessed,
                       alerted_q: dict[tuple[SeriesKey, date], float] | None = None
                       ) -> tuple[list[dict[str, Any]], int]:
     """The rows of `day` and the number of series tested that day. A row is a new alert (status `new`:
-    the detector's anomaly that passes Benjamini-Hochberg across the day's tested series) or the
+    the detector's anomaly that passes Benjamini-Hochberg within its family of the day's tested series, the
+    totals or the segments) or the
     continuation of an episode alerted on an earlier day (status `continuing`, with the q-value of that
     alert), so that a finding stays visible while it lasts without being alerted again. `alerted_q`
     remembers the q-value of each (series, day) alert across the days of one scan."""
@@ -268,9 +284,9 @@ def anomalies_for_day(day: date, calendar: Sequence[date], assessed: Assessed,
     keys = tested_keys(assessed, i)
     if not keys:
         return [], 0
-    decision = fdr_decision(p_values=[assessed.points[k][i].p_value for k in keys], alpha=FDR_ALPHA)
+    decisions = family_fdr(keys, [assessed.points[k][i].p_value for k in keys])
     rows = []
-    for k, fdr_ok, q in zip(keys, decision.flagged, decision.q_values):
+    for k, (fdr_ok, q) in zip(keys, decisions):
         p = assessed.points[k][i]
         cause = _root_cause(k[0], i, assessed, p) if k[1] == "all" else []
         if p.flagged and fdr_ok:
@@ -280,7 +296,7 @@ def anomalies_for_day(day: date, calendar: Sequence[date], assessed: Assessed,
             start = _episode_start(assessed.points[k], i, calendar)
             if (k, start) in alerted_q:      # only episodes whose alert passed that day's FDR control
                 rows.append(_row(day, k, p, alerted_q[(k, start)], cause, "continuing", start))
-    return rows, decision.tested
+    return rows, len(keys)
 
 
 def _finite_or_none(x: Any) -> Any:
