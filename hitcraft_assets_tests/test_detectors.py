@@ -526,4 +526,5 @@ def test_totals_and_segments_are_separate_fdr_families():
     decisions = scan.family_fdr(keys, p)
     assert decisions[0][0] and decisions[0][1] == pytest.approx(6e-5 * 41)
     assert not decisions[41][0]
-    assert not fdr_decision(p_values=p, alpha=scan.FDR_ALPHA).flagged[0]
+    one_family = fdr_decision(p_values=[6e-5] + [0.5] * 1040, alpha=scan.FDR_ALPHA)
+    assert not one_family.flagged[0]                        # q = 6e-5 x 1041 = 0.06
