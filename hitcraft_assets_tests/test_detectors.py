@@ -528,3 +528,27 @@ def test_totals_and_segments_are_separate_fdr_families():
     assert not decisions[41][0]
     one_family = fdr_decision(p_values=[6e-5] + [0.5] * 1040, alpha=scan.FDR_ALPHA)
     assert not one_family.flagged[0]                        # q = 6e-5 x 1041 = 0.06
+
+
+def test_skewed_means_of_few_sessions_are_judged_on_logs():
+    """Events per session of a shop with 15 sessions a day (lognormal sessions): on the raw scale their skew
+    makes false alerts; on log(1 + x) far fewer. A doubling is still flagged; scores stay within 50."""
+    from hitcraft_assets.detection import scan
+
+    rng = np.random.default_rng(21)
+    raw = logs = 0
+    for _ in range(60):
+        n = rng.poisson(15, N_DAYS)
+        v = np.array([rng.lognormal(1.5, 1.0, k).mean() if k else np.nan for k in n])
+        raw += sum(p.flagged for p in assess_series(DATES, v))
+        logs += sum(p.flagged for p in assess_series(DATES, v, log_scale=True))
+    assert logs * 2 <= raw
+    assert scan.anomaly_options("events_per_session").log_scale
+    x = daily(seed=5, level=6.0, noise=0.1)
+    x[-1] *= 2.5
+    assert assess_series(DATES, x, log_scale=True)[-1].flagged
+    flat = np.zeros(N_DAYS)
+    flat[-1] = 324.0
+    assert 3.5 < assess_series(DATES, flat, log_scale=True)[-1].score <= 50
+    with pytest.raises(ValueError, match="DETECTION_SCALE"):
+        AnomalyOptions(counts=True, log_scale=True)

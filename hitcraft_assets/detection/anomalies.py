@@ -131,6 +131,8 @@ class AnomalyOptions:
     drift: follow a trend (Theil-Sen slope) instead of a flat level.
     trend_days: recent days the drift is estimated from (4 weeks).
     t_correction: widen the scale for the uncertainty of the MAD (Student-t critical values).
+    log_scale: judge ``log(1 + x)`` (non-negative means and medians of skewed per-session values: a
+        duration, events per session), where their noise is about symmetric.
     """
 
     threshold: float = 3.5
@@ -147,6 +149,7 @@ class AnomalyOptions:
     drift: bool = True
     trend_days: int = 28
     t_correction: bool = True
+    log_scale: bool = False
 
     def __post_init__(self) -> None:
         if self.trend_days < 2:
@@ -163,6 +166,8 @@ class AnomalyOptions:
                              "shift_confirm_days >= 1")
         if not 0 <= self.hysteresis <= 1:
             raise ValueError(f"DETECTION_HYSTERESIS: hysteresis must be within [0, 1], got {self.hysteresis}")
+        if self.counts and self.log_scale:
+            raise ValueError("DETECTION_SCALE: counts and log_scale exclude each other")
         if self.min_rel_scale < 0 or self.min_scale < 0 or self.min_volume < 0:
             raise ValueError("DETECTION_FLOOR: min_rel_scale, min_scale and min_volume must be >= 0")
 
@@ -266,14 +271,21 @@ class _Series:
             raise ValueError(f"DETECTION_LENGTH: {len(dates)} dates for {x.size} values")
         self.x = x
         self.valid = np.isfinite(x)
-        if opts.counts and (x[self.valid] < 0).any():
-            raise ValueError("DETECTION_COUNTS: counts=True needs non-negative values")
-        self.y = _anscombe(np.where(self.valid, x, 0.0)) if opts.counts else x
+        if (opts.counts or opts.log_scale) and (x[self.valid] < 0).any():
+            raise ValueError("DETECTION_COUNTS: counts=True and log_scale=True need non-negative values")
+        if opts.counts:
+            self.y = _anscombe(np.where(self.valid, x, 0.0))
+        elif opts.log_scale:
+            self.y = np.log1p(np.where(self.valid, x, 0.0))
+        else:
+            self.y = x
         self.t = _day_numbers(dates)
         self.opts = opts
 
     def original(self, y: float) -> float:
-        return _inverse_anscombe(y) if self.opts.counts else y
+        if self.opts.counts:
+            return _inverse_anscombe(y)
+        return float(np.expm1(y)) if self.opts.log_scale else y
 
     def profile(self, idx: np.ndarray) -> _Profile:
         """The profile of the days ``idx`` (the baseline window)."""
@@ -304,6 +316,11 @@ class _Series:
             # the original-units floor seen on the Anscombe scale (dy/dx = 1/sqrt(x + 3/8)), and never
             # below 1, the standard deviation of Poisson noise there
             floor = max(1.0, floor_x / math.sqrt(max(self.original(expected), 0.0) + 0.375))
+        elif opts.log_scale:
+            # the original-units floor seen on the log scale (dy/dx = 1 / (1 + x)); and a score stays within
+            # 1 / min_rel_scale (50) there too: 0 s for weeks, then 324 s, is not a 289-sigma event
+            gap = abs(float(self.y[i]) - expected) if self.valid[i] else 0.0
+            floor = max(floor_x / (1.0 + max(self.original(expected), 0.0)), opts.min_rel_scale * gap, 1e-12)
         else:
             # never a zero scale: a flat history (a median of 0 s, a constant ratio) gets the relative floor of
             # the day's own value too, so a score stays within 1 / min_rel_scale (50) of what data can show
@@ -336,7 +353,7 @@ class _Series:
         z = self.z(i, fc)
         half = opts.threshold * fc.scale
         lower = self.original(fc.expected - half)
-        if opts.counts:
+        if opts.counts or opts.log_scale:
             lower = max(lower, 0.0)
         return PointAssessment(
             date=date,

@@ -56,6 +56,9 @@ SMOOTHED = ("wau", "mau", "stickiness")
 FULL_WINDOW_DAYS = {"wau": 7, "mau": 30, "stickiness": 30}
 COUNT_PREFIXES = ("event_count:", "event_users:")
 COUNT_METRICS = ("dau", "new_users", "sessions")
+# means and medians of skewed per-session values, judged on log(1 + x): on the raw scale, a shop with 15
+# sessions a day got 0.46 false alerts per series per 30 days (simulated, lognormal sessions), 0.13 on logs
+SKEWED = ("events_per_session", "session_duration_mean_s", "session_duration_median_s")
 TOP_CONTRIBUTORS = 3
 
 SeriesKey = tuple[str, str, str]   # (metric, dimension, segment)
@@ -72,6 +75,8 @@ def is_rate(metric: str) -> bool:
 def anomaly_options(metric: str) -> AnomalyOptions:
     if is_count(metric):
         return AnomalyOptions(counts=True, min_volume=MIN_COUNT_VOLUME)
+    if metric in SKEWED:
+        return AnomalyOptions(log_scale=True)
     return AnomalyOptions()
 
 
