@@ -130,9 +130,9 @@ def test_benjamini_hochberg_rejects_nan():
 
 
 @pytest.mark.parametrize(("x1", "n1", "x2", "n2", "compared"), [
-    (10, MIN_SIDE_N - 1, 50, 100, False),   # segment too small
-    (10, 100, 5, MIN_SIDE_N - 1, False),    # rest too small
-    (10, MIN_SIDE_N, 50, 100, True),
+    (1, 8, 50, 100, True),                  # a segment of 8 users: Fisher's exact test judges it
+    (10, 100, 0, 3, True),                  # a rest of 3
+    (0, 0, 50, 100, False),                 # nobody in the segment
     (0, 30, 4, 100, False),                 # 4 successes in all: nothing to compare
     (30, 30, 96, 100, False),               # 4 failures in all
     (0, 30, 40, 100, True),                 # a segment at 0%: the strongest finding, kept
@@ -270,14 +270,21 @@ def test_a_segment_converting_worse_is_significant_in_the_right_direction(loaded
     assert len(meta["top_findings"]) == 5 and all(" vs " in line for line in meta["top_findings"])
 
 
-def test_tiny_segments_and_single_segment_dimensions_give_no_rows(loaded):
+def test_tiny_segments_are_judged_exactly_and_single_segment_dimensions_give_no_rows(loaded):
     compute_segments(loaded, DAY, load_config())
     rows = rows_of(loaded)
-    assert not [k for k in rows if k[2] in ("Linux", "google", "(none)", "")]
+    # a handful of Linux users: their proportions are compared by Fisher's exact test (not significant on so
+    # little), never by a rank test's normal approximation
+    tiny = {k: r for k, r in rows.items() if k[2] == "Linux"}
+    assert tiny and all(r["test"] == stats.FISHER and not r["significant"] for r in tiny.values())
+    assert min(r["segment_n"] for r in tiny.values()) == 3
+    assert not [k for k in tiny if k[0] in ("session_duration_s", "events_per_user")]
+    assert not [k for k in rows if k[2] in ("google", "(none)", "")]
     # every retention user lacks a country: one segment, no rest to compare with
     assert not [k for k in rows if k[0] == "week1_retention" and k[1] != "platform"]
     assert {k for k in rows if k[0] == "week1_retention"} == {
-        ("week1_retention", "platform", "iOS"), ("week1_retention", "platform", "Android")}
+        ("week1_retention", "platform", "iOS"), ("week1_retention", "platform", "Android"),
+        ("week1_retention", "platform", "Linux")}
 
 
 def test_retention_sessions_and_events_per_user(loaded):

@@ -43,13 +43,16 @@ from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, 
 
 SQL_FILE = "analysis/segments.sql"
 
-# A segment is compared only when it and the rest each have at least MIN_SIDE_N users (sessions for
-# session duration): below that a rate or a rank test says little and the rows would be noise.
-MIN_SIDE_N = 30
-# A proportion comparison also needs at least MIN_OUTCOMES successes and MIN_OUTCOMES failures in the two
-# groups together (the 2x2 table's column totals). It is deliberately not required per side: a segment at
-# 0% against a rest at 40% is the strongest finding there is, and Fisher's test handles its zero cell.
+# A proportion comparison has no size floor per side: its test is exact where counts are small (Fisher's),
+# so a segment of 8 users is judged by the evidence it has, and the day's Benjamini-Hochberg correction
+# covers the extra rows. It needs at least MIN_OUTCOMES successes and MIN_OUTCOMES failures in the two groups
+# together (the 2x2 table's column totals: with fewer, no test could reach significance). It is deliberately
+# not required per side: a segment at 0% against a rest at 40% is the strongest finding there is, and
+# Fisher's test handles its zero cell.
 MIN_OUTCOMES = 5
+# A rank comparison (Mann-Whitney U, normal approximation) needs MIN_SIDE_N users on each side: below about
+# 10 the approximation's p-values are not to be trusted.
+MIN_SIDE_N = 10
 # False discovery rate at which a comparison is called significant.
 FDR_Q = 0.05
 
@@ -82,8 +85,8 @@ class Comparison:
 
 def compare_proportions(metric: str, dimension: str, segment: str,
                         x1: int, n1: int, x2: int, n2: int) -> Comparison | None:
-    """Segment x1/n1 against rest x2/n2, or None below the minimum sizes."""
-    if n1 < MIN_SIDE_N or n2 < MIN_SIDE_N or not (0 <= x1 <= n1 and 0 <= x2 <= n2):
+    """Segment x1/n1 against rest x2/n2, or None without enough outcomes to test."""
+    if n1 < 1 or n2 < 1 or not (0 <= x1 <= n1 and 0 <= x2 <= n2):
         return None
     if x1 + x2 < MIN_OUTCOMES or (n1 - x1) + (n2 - x2) < MIN_OUTCOMES:
         return None
