@@ -262,6 +262,67 @@ def recall_by(method: Callable[[np.ndarray], list[int]], series: list[Labelled])
     return {k: f"{np.mean(v):.0%} of {len(v)}" for k, v in sorted(found.items())}
 
 
+# --- the figures in the module docstring ---------------------------------------------------------------
+
+def _weekend(n: int) -> np.ndarray:
+    return (np.arange(n) % 7) >= 5
+
+
+def scenarios(n: int = 90) -> dict[str, tuple[Callable[[np.random.Generator], np.ndarray], int | None]]:
+    """Named generators of unit-noise series of ``n`` days: (make(rng), the planted step's day or None).
+    "AR" noise has unit marginal variance."""
+    t = np.arange(n)
+    step = lambda day, size: np.where(t >= day, size, 0.0)  # noqa: E731
+    return {
+        "noise": (lambda r: r.normal(size=n), None),
+        "trend 0.1/day": (lambda r: 0.1 * t + r.normal(size=n), None),
+        "trend 0.3/day": (lambda r: 0.3 * t + r.normal(size=n), None),
+        "flat 45 days, then +0.2/day": (lambda r: 0.2 * np.maximum(t - 45, 0) + r.normal(size=n), None),
+        "weekends 3 lower": (lambda r: -3.0 * _weekend(n) + r.normal(size=n), None),
+        "12-sigma spike at day 45": (lambda r: 12.0 * (t == 45) + r.normal(size=n), None),
+        "AR(1) phi 0.5": (lambda r: _ar1(r, n, 0.5), None),
+        "AR(1) phi 0.8": (lambda r: _ar1(r, n, 0.8), None),
+        "Poisson(3) counts": (lambda r: r.poisson(3.0, n).astype(float), None),
+        "step 1.5 at day 60": (lambda r: step(60, 1.5) + r.normal(size=n), 60),
+        "step 2 at day 60": (lambda r: step(60, 2.0) + r.normal(size=n), 60),
+        "step 3 at day 60": (lambda r: step(60, 3.0) + r.normal(size=n), 60),
+        "step 3 at day 60 on a 0.1/day trend": (lambda r: step(60, 3.0) + 0.1 * t + r.normal(size=n), 60),
+        "step 3 at day 45, weekends 3 lower": (lambda r: step(45, 3.0) - 3.0 * _weekend(n) + r.normal(size=n), 45),
+        "step 3 at day 45, AR(1) phi 0.5": (lambda r: step(45, 3.0) + _ar1(r, n, 0.5), 45),
+        "step 3 at day 45, AR(1) phi 0.8": (lambda r: step(45, 3.0) + _ar1(r, n, 0.8), 45),
+    }
+
+
+def scenario_rates(method: Callable[[np.ndarray], list[int]], reps: int = 200, seed: int = 1) -> dict[str, float]:
+    """Per scenario: the share of series with any change point (no step planted) or with one within 1
+    day of the step."""
+    out = {}
+    for k, (name, (make, day)) in enumerate(scenarios().items()):
+        rng = np.random.default_rng(seed * 1000 + k)
+        hits = 0
+        for _ in range(reps):
+            pred = method(make(rng))
+            hits += bool(pred) if day is None else any(abs(p - day) <= 1 for p in pred)
+        out[name] = hits / reps
+    return out
+
+
+def load_module(rev: str):
+    """The change-point module as it was at git revision ``rev`` (to measure "before" in the same run)."""
+    import importlib.util
+    import subprocess
+    import tempfile
+    src = subprocess.run(["git", "show", f"{rev}:hitcraft_assets/detection/changepoints.py"], check=True,
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parent).stdout
+    path = Path(tempfile.mkdtemp()) / f"changepoints_{rev}.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def load_tcpd(folder: Path) -> list[tuple[str, np.ndarray, dict]]:
     annotations = json.loads((folder / "annotations.json").read_text())
     out = []
@@ -283,8 +344,15 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--tcpd", type=Path, default=None)
     parser.add_argument("--by-size", action="store_true", help="recall of each method by shift size")
+    parser.add_argument("--before", metavar="REV", default=None,
+                        help="also run the defaults of the module as it was at this git revision")
+    parser.add_argument("--scenarios", action="store_true",
+                        help="the docstring's false-alarm and recall figures (200 series of 90 days each)")
     args = parser.parse_args()
     _self_check()
+    if args.before:
+        old = load_module(args.before)
+        METHODS[f"engine@{args.before}"] = lambda x: old.detect_change_points(x)
     series = make_series(args.seed, args.series)
     data = [(s.name, s.values, {"truth": s.cps}) for s in series]
     sets = [("synthetic", f"synthetic: {len(data)} series, seed {args.seed}", data)]
@@ -299,6 +367,15 @@ def main() -> int:
             results[name]["seconds"] = time.perf_counter() - t0
         print(table(results, title))
         print("seconds: " + ", ".join(f"{k} {r['seconds']:.1f}" for k, r in results.items()))
+        print()
+    if args.scenarios:
+        engines = {k: v for k, v in METHODS.items() if k.startswith("engine")}
+        rates = {k: scenario_rates(v) for k, v in engines.items()}
+        print("| series (90 days, unit noise, 200 each) | " + " | ".join(engines) + " |")
+        print("|---|" + "---:|" * len(engines))
+        for name, (_, day) in scenarios().items():
+            what = "any change point" if day is None else "step found (within 1 day)"
+            print(f"| {name}: {what} | " + " | ".join(f"{rates[k][name]:.0%}" for k in engines) + " |")
         print()
     if args.by_size:
         for name, fn in METHODS.items():
