@@ -355,7 +355,7 @@ def main() -> int:
         METHODS[f"engine@{args.before}"] = lambda x: old.detect_change_points(x)
     series = make_series(args.seed, args.series)
     data = [(s.name, s.values, {"truth": s.cps}) for s in series]
-    sets = [("synthetic", f"synthetic: {len(data)} series, seed {args.seed}", data)]
+    sets = [("synthetic", f"synthetic: {len(data)} series, seed {args.seed}", data)] if data else []
     if args.tcpd:
         tcpd = load_tcpd(args.tcpd)
         sets.append(("tcpd", f"TCPD: {len(tcpd)} univariate series from {args.tcpd}", tcpd))
