@@ -27,10 +27,14 @@ from hitcraft_assets.detection import (
     find_change_points,
     line_change,
     mann_kendall,
+    noise_scale,
     rank_contributors,
+    robust_sigma,
     segment_contributions,
     sens_slope,
     trend_summary,
+    weekly_is_significant,
+    weekly_profile,
     window_change,
     z_to_p_value,
 )
@@ -196,6 +200,68 @@ def test_line_change_follows_the_trend_where_window_means_lag():
     mk = mann_kendall(np.arange(28.0) * 2 + 50)
     assert line_change(mk, 28) == pytest.approx(54 / 50)
     assert line_change(mann_kendall(np.arange(28.0) * 5), 28) is None     # a launch from 0
+
+
+# --- change points on autocorrelated noise -----------------------------------------------------------
+
+def ar1(seed: int, n: int, phi: float) -> np.ndarray:
+    """AR(1) noise with unit marginal standard deviation."""
+    rng = np.random.default_rng(seed)
+    e = rng.normal(size=n) * math.sqrt(1 - phi * phi)
+    x = np.empty(n)
+    x[0] = rng.normal()
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + e[t]
+    return x
+
+
+@pytest.mark.parametrize("phi", [0.0, 0.5, 0.8])
+def test_noise_scale_reads_the_autocorrelation_despite_a_step_and_a_spike(phi):
+    x = 100.0 + 5.0 * ar1(61, 2000, phi)
+    x[1000:] += 30.0
+    x[500] += 80.0
+    noise = noise_scale(x)
+    assert noise.phi == pytest.approx(phi, abs=0.07)
+    assert noise.sigma == pytest.approx(5.0, rel=0.1)
+    assert noise.long_run == pytest.approx(5.0 * math.sqrt((1 + phi) / (1 - phi)), rel=0.15)
+    # the first-difference sigma is sigma * sqrt(1 - phi): too small on autocorrelated noise
+    assert robust_sigma(x) == pytest.approx(5.0 * math.sqrt(1 - phi), rel=0.1)
+
+
+@pytest.mark.parametrize("phi", [0.5, 0.8])
+def test_autocorrelated_noise_without_a_step_is_mostly_quiet(phi):
+    # with the first-difference sigma, 66% (phi 0.5) and 98% (phi 0.8) of such series were cut
+    cut = sum(bool(detect_change_points(100.0 + 10.0 * ar1(seed, N_DAYS, phi))) for seed in range(20))
+    assert cut <= 2
+
+
+def test_a_3_sigma_step_in_autocorrelated_noise_is_found():
+    found = 0
+    for seed in range(20):
+        x = 100.0 + 10.0 * ar1(100 + seed, 120, 0.5)
+        x[60:] += 30.0
+        cps = detect_change_points(x)
+        found += any(abs(c - 60) <= 3 for c in cps) and len(cps) <= 2
+    assert found >= 16
+
+
+def test_weekly_profile_is_removed_only_when_significant():
+    rng = np.random.default_rng(62)
+    flat = 1000.0 * (1 + 0.03 * rng.normal(size=N_DAYS))
+    weekly = flat * np.where(WEEKEND, 0.7, 1.0)
+    for x, expected in ((flat, False), (weekly, True)):
+        profile = weekly_profile(x)
+        sigma = noise_scale(profile.remove(x, np.arange(N_DAYS))).sigma
+        assert weekly_is_significant(profile, float(np.median(x)), sigma) is expected
+
+
+@pytest.mark.parametrize("n", [12, 15, 24, 40])
+def test_short_series_step(n):
+    rng = np.random.default_rng(63)
+    x = 50.0 + rng.normal(size=n)
+    x[n // 2:] += 8.0
+    assert detect_change_points(x) == [n // 2]
+    assert detect_change_points(x[:9]) == []  # fewer than 2 * min_size values
 
 
 # --- weekly seasonality, no anomaly ------------------------------------------------------------------

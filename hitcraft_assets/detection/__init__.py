@@ -24,12 +24,15 @@ from hitcraft_assets.detection.anomalies import (
 )
 from hitcraft_assets.detection.changepoints import (
     ChangePoint,
+    NoiseScale,
     WeeklyProfile,
     deseasonalize,
     detect_change_points,
     find_change_points,
     mad_scale,
+    noise_scale,
     robust_sigma,
+    weekly_is_significant,
     weekly_profile,
 )
 from hitcraft_assets.detection.rootcause import Contribution, rank_contributors, segment_contributions
@@ -49,6 +52,7 @@ __all__ = [
     "Contribution",
     "FdrDecision",
     "MannKendallResult",
+    "NoiseScale",
     "PointAssessment",
     "WeeklyProfile",
     "WindowChange",
@@ -62,11 +66,13 @@ __all__ = [
     "line_change",
     "mad_scale",
     "mann_kendall",
+    "noise_scale",
     "rank_contributors",
     "robust_sigma",
     "segment_contributions",
     "sens_slope",
     "trend_summary",
+    "weekly_is_significant",
     "weekly_profile",
     "window_change",
     "z_to_p_value",
