@@ -5,7 +5,10 @@ series (its metric, dimension and segment; a funnel story's series is `funnel:<f
 - `analytics.anomalies` has a row on D in the story's direction, or
 - `analytics.trends` as of D has a change point dated within MAX_DELAY_DAYS of the start with a shift in
   the story's direction, or a significant Mann-Kendall trend (q <= 0.05) in the story's direction that
-  was not already significant the day before the story started.
+  was not already significant the day before the story started, or
+- for a story about a segment's activity (its DAU), `analytics.return_rates` has a significant change of
+  one of that segment's return rates on D in the story's direction (not already significant the day
+  before the start): users coming back less is that story, seen in its cohorts.
 The delay is D - start. A detection after the allowed delay is reported as late, with its delay.
 
 **False alerts** are anomalies on total series (dimension `all`) that no story explains, per 30 evaluated
@@ -23,7 +26,8 @@ from datetime import date, timedelta
 from typing import Any
 
 ACTIVITY_STORIES = {"dau", "wau", "mau"}
-ACTIVITY_METRICS = {"dau", "wau", "mau", "sessions", "new_users", "week1_retention", "stickiness"}
+RETURN_METRICS = {"first_week_return", "weekly_return"}   # analytics.return_rates
+ACTIVITY_METRICS = {"dau", "wau", "mau", "sessions", "new_users", "week1_retention", "stickiness", *RETURN_METRICS}
 MAX_DELAY_DAYS = 3
 EXPLAIN_AFTER_END_DAYS = 3
 Q_ALPHA = 0.05
@@ -93,11 +97,14 @@ def _direction_of(value: float | None) -> str | None:
 
 
 def score(truth: Mapping[str, Any], anomalies: Iterable[Mapping[str, Any]], trends: Iterable[Mapping[str, Any]],
-          funnel_steps: Mapping[str, Sequence[str]], first_scored_day: date, last_day: date) -> Evaluation:
-    """Score the anomaly rows (metric_date, metric, dimension, segment, direction) and trend rows
+          funnel_steps: Mapping[str, Sequence[str]], first_scored_day: date, last_day: date,
+          return_rates: Iterable[Mapping[str, Any]] = ()) -> Evaluation:
+    """Score the anomaly rows (metric_date, metric, dimension, segment, direction), trend rows
     (as_of_date, metric, dimension, segment, trend, q_value, change_points as a list of dicts with date
-    and shift) against `truth` (ground_truth.json)."""
+    and shift) and return-rate rows (metric_date, metric, dimension, segment, direction, significant)
+    against `truth` (ground_truth.json)."""
     anomalies = list(anomalies)
+    returns = [r for r in return_rates if r["metric"] in RETURN_METRICS and r["significant"]]
     trend_rows: dict[tuple[str, str, str], dict[date, Mapping[str, Any]]] = {}
     for r in trends:
         trend_rows.setdefault((r["metric"], r["dimension"], r["segment"]), {})[r["as_of_date"]] = r
@@ -126,6 +133,11 @@ def score(truth: Mapping[str, Any], anomalies: Iterable[Mapping[str, Any]], tren
             if not already and r["q_value"] is not None and r["q_value"] <= Q_ALPHA and \
                     r["trend"] == ("increasing" if direction == "up" else "decreasing"):
                 found.append(((day - start).days, "trend"))
+        if story["metric"] in ACTIVITY_STORIES and key[1] != "all":
+            seg = [r for r in returns if (r["dimension"], r["segment"]) == key[1:] and r["direction"] == direction]
+            already_down = {r["metric"] for r in seg if r["metric_date"] == start - timedelta(days=1)}
+            found += [((r["metric_date"] - start).days, "return_rate") for r in seg
+                      if r["metric_date"] >= start and r["metric"] not in already_down]
         first = min(found) if found else None
         scores.append(StoryScore(story["id"], key, start, direction,
                                  detected=bool(first and first[0] <= MAX_DELAY_DAYS),
