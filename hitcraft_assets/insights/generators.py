@@ -103,6 +103,8 @@ PROPORTIONS = ("week1_retention", *RETURN_RATES)
 RETURN_CARRY_DAYS = 14        # a return rate's window holding an outage: its latest judged change stands this long
 SUSTAINED_DAYS = 2            # a return rate's change is a finding once significant on this many tested days running
 SAME_COHORTS_DAYS = 7         # two segments' return-rate changes first seen this close are one change
+RETURN_CAUSE_SHARE = 1 / 3    # a segment explains a total's return-rate fall with this share of the users lost ...
+RETURN_CAUSE_LIFT = 2.0       # ... when it loses them at this many times its share of the users
 ENGAGEMENT = ("events_per_user", "session_duration_s")
 COUNTS = ("dau", "wau", "mau", "new_users", "sessions")
 USER_COUNTS = ("dau", "wau", "mau", "new_users")   # a significant fall of these is users lost: a risk
@@ -429,9 +431,33 @@ def _return_changes(conn, day: date) -> list[_Facet]:
                   # its size: how much the share who do not come back rose (81% -> 74% returning is 19% -> 26%
                   # lost, +37%: the users lost each week compound), not the few points the rate moved
                   "lost_share_change": (base - recent) / (1 - base) if base < 1 else 1.0}
+        if r["dimension"] == "all":
+            block["root_cause"] = _return_causes(conn, r)
         out.append(_Facet((r["metric"], r["dimension"], r["segment"]), "retention", "risk", block,
                           _q_conf(r["q_value"]), float(r["recent_trials"]), -block["lost_share_change"]))
     return out
+
+
+def _return_causes(conn, total: dict) -> list[dict]:
+    """The segments behind a total's return-rate fall: each one's users lost (recent trials x its fall)
+    against the total's, kept when it is at least RETURN_CAUSE_SHARE of the loss and RETURN_CAUSE_LIFT
+    times the segment's share of the users (a big segment losing its proportional share is not a cause)."""
+    lost = total["recent_trials"] * (total["baseline_successes"] / total["baseline_trials"]
+                                     - total["recent_successes"] / total["recent_trials"])
+    if lost <= 0:
+        return []
+    out = []
+    for r in _rows(conn, "return_contributions", known_on=total["metric_date"], metric=total["metric"]):
+        if not r["recent_trials"] or not r["baseline_trials"]:
+            continue
+        share = r["recent_trials"] / total["recent_trials"]
+        contribution = r["recent_trials"] * (r["baseline_successes"] / r["baseline_trials"]
+                                             - r["recent_successes"] / r["recent_trials"]) / lost
+        if contribution >= RETURN_CAUSE_SHARE and contribution >= RETURN_CAUSE_LIFT * share:
+            out.append({"dimension": r["dimension"], "segment": r["segment"], "contribution": contribution,
+                        "share_of_users": share,
+                        "summary": f"{r['dimension']} = {r['segment']}: {round(100 * contribution)}% of the users lost"})
+    return sorted(out, key=lambda c: (-c["contribution"], c["dimension"], c["segment"]))
 
 
 def _run(history: list[dict], day: date, effect: float) -> tuple[date, int]:
@@ -925,15 +951,16 @@ def _return_stories(out: list[_Group], config: ProductConfig) -> None:
 
     - the same change seen through two dimensions (a campaign's users who do not return, seen in its channel
       and in the countries and platforms they came from), first seen within SAME_COHORTS_DAYS: the segment
-      that loses more users tells it, the others are listed in it;
+      where the fall is concentrated (the largest rise of the share lost) tells it, the others are listed;
     - the total's change of the same rate goes inside the segment that accounts for at least half of the
       users it loses (`total`);
     - the segment's two rates (first-week and weekly return) are one finding, led by the one seen first;
     - its falling activity, stickiness or users (trends, anomalies) and its worse first-week retention
       against other segments join it (`related_metrics`).
     """
+    # the segment where the fall is concentrated (the largest rise of the share lost) first, then the most users
     changes = sorted([g for g in out if g.lead.name == "retention" and g.lead.direction == "down"],
-                     key=lambda g: (-_lost(g), g.key))
+                     key=lambda g: (-g.lead.block["lost_share_change"], -_lost(g), g.key))
     segs = [g for g in changes if g.key[1] != "all"]
     for i, s in enumerate(segs):
         if s not in out:
@@ -945,11 +972,17 @@ def _return_stories(out: list[_Group], config: ProductConfig) -> None:
                     and abs((s_day - o_day).days) <= SAME_COHORTS_DAYS):
                 _absorb(s, other, out, config, as_segment=True)
     for t in [g for g in changes if g.key[1] == "all" and g in out]:
+        causes = [(c["dimension"], c["segment"]) for c in t.lead.block.get("root_cause") or []]
         lead = next((s for s in segs if s in out and s.key[0] == t.key[0] and _lost(s) >= EXPLAINS_SHARE * _lost(t)),
                     None)
+        # else the segment behind it with any finding of its own that falls (its activity, stickiness ...)
+        lead = lead or next((g for g in sorted(out, key=lambda g: (g.lead.name != "retention", g.key))
+                             if g is not t and (g.key[1], g.key[2]) in causes and g.lead.direction == "down"), None)
         if lead is not None:
+            cause = next((c for c in t.lead.block.get("root_cause") or []
+                          if (c["dimension"], c["segment"]) == (lead.key[1], lead.key[2])), {})
             lead.total = {"metric": t.key[0], "label": metric_label(t.key[0], config), "dimension": "all",
-                          "segment": "all", "facet": "retention",
+                          "segment": "all", "facet": "retention", "contribution": cause.get("contribution"),
                           **{k: t.lead.block.get(k) for k in ("recent_from", "recent_rate", "baseline_rate")}}
             out.remove(t)
     by_segment: dict[tuple[str, str], list[_Group]] = {}

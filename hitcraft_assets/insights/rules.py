@@ -309,8 +309,10 @@ def _total_sentence(ev: dict) -> str:
     if not t:
         return ""
     if t.get("facet") == "retention" and t.get("recent_rate") is not None:
-        return (f"For all users it is {fmt_percent(t['recent_rate'])}, from {fmt_percent(t['baseline_rate'])}: "
-                f"this segment accounts for most of the fall.")
+        share = (f"; {fmt_percent(t['contribution'])} of the users it loses are {segment_label(ev)}"
+                 if t.get("contribution") is not None else ", most of the fall from this segment")
+        return f"For all users, {t['label'][0].lower() + t['label'][1:]} is {fmt_percent(t['recent_rate'])}, from " \
+               f"{fmt_percent(t['baseline_rate'])}{share}."
     if t.get("mean_before") is not None and t.get("mean_after") is not None:
         return (f"It pulls {t['label']} for all users down to {_gap(ev, t['mean_after'], t['mean_before'])}."
                 if t["mean_after"] < t["mean_before"] else

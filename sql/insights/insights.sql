@@ -222,3 +222,11 @@ select t.*, u.significant_since, u.days_significant, u.first_seen_from
 from today t
 join runs u using (metric, dimension, segment)
 order by q_value, metric, dimension, segment;
+
+-- name: return_contributions
+-- For a total's return-rate change: each segment's recent and baseline cohorts on the same day and rate,
+-- from which the users each segment loses (its share of the total's loss) follow.
+select dimension, segment, recent_trials, recent_successes, baseline_trials, baseline_successes
+from analytics.return_rates
+where metric_date = $known_on::date and metric = $metric and dimension <> 'all' and p_value is not null
+order by dimension, segment;
