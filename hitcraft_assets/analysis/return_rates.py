@@ -25,9 +25,7 @@ from datetime import date, timedelta
 import duckdb
 
 from hitcraft_assets.analysis import stats
-from hitcraft_assets.analysis.days import local_day
-from hitcraft_assets.analysis.retention import NOT_SET, event_params
-from hitcraft_assets.analysis.sessions import property_pairs
+from hitcraft_assets.analysis.retention import NOT_SET, returned_by_segment
 from hitcraft_assets.config import ProductConfig
 from hitcraft_assets.detection.return_change import judge
 from hitcraft_assets.warehouse import existing_tables, named_statements, run_sql
@@ -47,19 +45,16 @@ FDR_Q = 0.05
 def series_rows(conn: duckdb.DuckDBPyConnection, day: date, config: ProductConfig) -> list[tuple]:
     """(metric, dimension, segment, cohort_from, cohort_to, trials, successes) of the day, totals included."""
     statements = named_statements(SQL_FILE)
-    dims = {"dim_names": [d.name for d in config.dimensions],
-            "dim_paths": property_pairs(d.property for d in config.dimensions), "not_set": NOT_SET}
     cohort = day - timedelta(days=FIRST_WEEK_CLOSES_DAYS)
-    out = []
-    for dim, seg, n, x in run_sql(conn, statements["first_week"], {
-            **event_params(config), **dims, "tz": config.timezone, "cohort_day": cohort.isoformat(),
-            "end_ts": local_day(day, config.timezone).end}).fetchall():
-        out.append((FIRST_WEEK, dim, seg, cohort, cohort, int(n), int(x)))
+    segments, users, returned = returned_by_segment(conn, day, config, cohort, cohort, timedelta(days=1),
+                                                    timedelta(days=FIRST_WEEK_CLOSES_DAYS))
+    out = [(FIRST_WEEK, "all", "all", cohort, cohort, users, returned)] if users else []
+    out += [(FIRST_WEEK, r.dimension, r.segment, cohort, cohort, r.users, r.retained) for r in segments]
     if "core.user_days" not in existing_tables(conn):
         return out
     week_a = (day - timedelta(days=13), day - timedelta(days=7))
     for dim, seg, n, x in run_sql(conn, statements["weekly"], {
-            "dim_names": dims["dim_names"], "not_set": NOT_SET, "day": day.isoformat(),
+            "dim_names": [d.name for d in config.dimensions], "not_set": NOT_SET, "day": day.isoformat(),
             "week_a_from": week_a[0].isoformat(), "week_a_to": week_a[1].isoformat(),
             "week_b_from": (day - timedelta(days=6)).isoformat()}).fetchall():
         out.append((WEEKLY, dim, seg, week_a[0], week_a[1], int(n), int(x)))

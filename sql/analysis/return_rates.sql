@@ -2,10 +2,8 @@
 -- Named statements run by hitcraft_assets/analysis/return_rates.py (from the `segments` asset), which adds the
 -- test of each series (hitcraft_assets/detection/return_change.py). Two rates, each with its trials and
 -- successes, each read only once its window is over by the end of $day (what the daily run could know):
--- - first_week_return: users born (first $birth_event; null: any event) on local day $cohort_day = $day - 8,
---   who came back ($return_event; null: any event) within rolling days 1-7 after birth, [birth + 24 h,
---   birth + 192 h): the last-born member's window ends at the end of $day. Segment: the dimension's value on
---   the birth event (as week1_retention), '(none)' when missing, each element of a list value.
+-- - first_week_return: users born on $day - 8 who came back within rolling days 1-7, [birth + 24 h,
+--   birth + 192 h), by the segment of their birth event: retention.sql's week1_by_segment with that window;
 -- - weekly_return: returning users (first active before $week_a_from) active in the week $week_a_from ..
 --   $week_a_to ($day - 13 .. $day - 7), who were active again in $week_b_from .. $day (the 7 days to $day),
 --   from core.user_days; a user is in every segment touched in week A (as WAU counts).
@@ -39,45 +37,6 @@ create table if not exists analytics.return_rates (
 
 -- name: delete_day
 delete from analytics.return_rates where metric_date = $day::date;
-
--- name: first_week
-with births as (
-    select user_key, min(time) as birth
-    from core.identified_events
-    where time < $end_ts and ($birth_event is null or event = $birth_event)
-    group by user_key
-),
-cohort as (
-    select user_key, birth from births where timezone($tz, birth)::date = $cohort_day::date
-),
-birth_values as (
-    select c.user_key, arg_min(hc_segment_lists(e.properties, $dim_paths::varchar[][]), e.event) as dim_values
-    from cohort c
-    join core.identified_events e on e.user_key = c.user_key and e.time = c.birth
-    where $birth_event is null or e.event = $birth_event
-    group by c.user_key
-),
-returned as (
-    select distinct c.user_key
-    from cohort c
-    join core.identified_events e on e.user_key = c.user_key
-    where e.time < $end_ts
-      and ($return_event is null or e.event = $return_event)
-      and epoch_ms(e.time) - epoch_ms(c.birth) >= 86400000
-      and epoch_ms(e.time) - epoch_ms(c.birth) < 8 * 86400000
-),
-user_segments as (
-    select user_key, 'all' as dimension, 'all' as segment from birth_values
-    union all
-    select user_key, dimension, unnest(segments) as segment
-    from (select user_key, unnest($dim_names::varchar[]) as dimension, unnest(dim_values) as segments
-          from birth_values)
-)
-select u.dimension, u.segment, count(distinct u.user_key) as trials, count(distinct r.user_key) as successes
-from user_segments u
-left join returned r on r.user_key = u.user_key
-group by u.dimension, u.segment
-order by 1, 2;
 
 -- name: weekly
 with week_a as (
