@@ -120,6 +120,7 @@ def compute_return_rates(conn: duckdb.DuckDBPyConnection, day: date, config: Pro
     statements = named_statements(SQL_FILE)
     conn.execute(statements["create_table"])
     today = series_rows(conn, day, config)
+    # a stored row's window begins up to 13 days before the day it is known on: its outages are read too
     params = {"day": day.isoformat(), "from_day": (day - timedelta(days=HISTORY_DAYS + 14)).isoformat()}
     history = run_sql(conn, statements["history"], params).fetchall()
     outages = ({r[0] for r in run_sql(conn, statements["outages"], params).fetchall()}

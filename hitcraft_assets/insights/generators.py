@@ -456,7 +456,8 @@ def _return_causes(conn, total: dict) -> list[dict]:
         if contribution >= RETURN_CAUSE_SHARE and contribution >= RETURN_CAUSE_LIFT * share:
             out.append({"dimension": r["dimension"], "segment": r["segment"], "contribution": contribution,
                         "share_of_users": share,
-                        "summary": f"{r['dimension']} = {r['segment']}: {round(100 * contribution)}% of the users lost"})
+                        "summary": f"{r['dimension']} = {r['segment']}: {round(100 * contribution)}% of the "
+                                   f"users lost"})
     return sorted(out, key=lambda c: (-c["contribution"], c["dimension"], c["segment"]))
 
 

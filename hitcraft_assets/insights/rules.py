@@ -474,13 +474,14 @@ def _retention_sentence(ev: dict, b: dict) -> str:
     who, strength = segment_label(ev), strength_words(b.get("q_value"))
     if ev.get("metric") == "weekly_return":
         who = "users" if ev.get("dimension", "all") == "all" else who
-        return (f"Of the {fmt_number(b['recent_trials'])} returning {who} active {_span(b['recent_from'], b['recent_to'])}, "
-                f"{fmt_number(b['recent_successes'])} ({fmt_percent(b['recent_rate'])}) were active again the following "
-                f"week, against {fmt_percent(b['baseline_rate'])} in the weeks from "
-                f"{_span(b['baseline_from'], b['baseline_to'])} ({strength} evidence).")
+        return (f"Of the {fmt_number(b['recent_trials'])} returning {who} active "
+                f"{_span(b['recent_from'], b['recent_to'])}, {fmt_number(b['recent_successes'])} "
+                f"({fmt_percent(b['recent_rate'])}) were active again the following week, against "
+                f"{fmt_percent(b['baseline_rate'])} in the weeks from {_span(b['baseline_from'], b['baseline_to'])} "
+                f"({strength} evidence).")
     return (f"Of the {fmt_number(b['recent_trials'])} {who} who joined {_span(b['recent_from'], b['recent_to'])}, "
-            f"{fmt_number(b['recent_successes'])} ({fmt_percent(b['recent_rate'])}) came back within a week of joining, "
-            f"against {fmt_percent(b['baseline_rate'])} of the {fmt_number(b['baseline_trials'])} who joined "
+            f"{fmt_number(b['recent_successes'])} ({fmt_percent(b['recent_rate'])}) came back within a week of "
+            f"joining, against {fmt_percent(b['baseline_rate'])} of the {fmt_number(b['baseline_trials'])} who joined "
             f"{_span(b['baseline_from'], b['baseline_to'])} ({strength} evidence).")
 
 
