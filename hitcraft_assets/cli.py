@@ -441,6 +441,9 @@ def _evaluate_one(out: Path, days: int, seed: int, users: int | None) -> tuple[i
                            r[:6] + (json.loads(r[6]),)))
                   for r in conn.execute("select as_of_date, metric, dimension, segment, trend, q_value, "
                                         "change_points from analytics.trends").fetchall()]
+        returns = [dict(zip(("metric_date", "metric", "dimension", "segment", "direction", "significant"), r))
+                   for r in conn.execute("select metric_date, metric, dimension, segment, direction, "
+                                         "coalesce(significant, false) from analytics.return_rates").fetchall()]
         insight_rows = [dict(zip(("as_of_date", "priority_rank", "status"), r[:3]), evidence=json.loads(r[3]))
                         for r in conn.execute("select as_of_date, priority_rank, status, evidence "
                                               "from insights.insights").fetchall()]
@@ -449,7 +452,7 @@ def _evaluate_one(out: Path, days: int, seed: int, users: int | None) -> tuple[i
             "where kind = 'anomalies'").fetchall()}
     funnel_steps = {f.name: f.steps for f in load_config().funnels}
     evaluation = score(truth, anomalies, trends, funnel_steps, first_scored_day=start + timedelta(days=14),
-                       last_day=end, tested=tested)
+                       last_day=end, tested=tested, return_rates=returns)
     coverage = top_insight_coverage(truth, insight_rows, end, funnel_steps=funnel_steps)
     report = format_report(evaluation) + "\n" + format_coverage(coverage)
     print("\n" + report)

@@ -31,6 +31,7 @@ TABLES = {
     "analytics.anomalies": "metric_date, metric, dimension, segment",
     "analytics.trends": "as_of_date, metric, dimension, segment",
     "analytics.segment_comparisons": "metric_date, metric, dimension, segment",
+    "analytics.return_rates": "metric_date, metric, dimension, segment",
     "insights.insights": "as_of_date, priority_rank, insight_id",
 }
 

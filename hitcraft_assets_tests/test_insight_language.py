@@ -33,6 +33,8 @@ from hitcraft_assets_tests.test_insights import (
     plant_anomaly,
     plant_comparison,
     plant_dau,
+    plant_day,
+    plant_return_change,
     plant_trend,
     planted,  # noqa: F401  (fixture)
     warehouse,
@@ -205,4 +207,27 @@ def test_a_segment_doing_less_and_retaining_worse_is_one_insight(tmp_path):
     assert ("risk", "week1_retention", "channel", "youtube") not in found
     [activity] = [i for k, i in found.items() if k[1] == "event_users:Production Completed"]
     assert "week1_retention" in [r["metric"] for r in activity.evidence["related_metrics"]]
+    conn.close()
+
+
+def test_a_return_rate_change_reads_as_cohorts_with_percentages_and_days(tmp_path):
+    conn = warehouse(tmp_path / "w.duckdb")
+    plant_day(conn)
+    plant_return_change(conn, DAY, "first_week_return", "channel", "youtube", (43, 140), (2460, 5600), 2e-6,
+                        days=3)
+    plant_return_change(conn, DAY, "weekly_return", "channel", "direct", (1400, 2000), (6800, 8000), 1e-4)
+    found = [i for i in all_insights(conn) if i.evidence["lead"] == "retention"]
+    assert {i.evidence["metric"] for i in found} == {"first_week_return", "weekly_return"}
+    for insight in found:
+        for field, text in texts(insight).items():
+            where = (insight.kind, field, text)
+            assert language_problem(text) is None, where
+            assert not ISO_DATE.search(text) and not METRIC_ID.search(text), where
+            assert not unsupported_numbers(text, insight.evidence), where
+            assert not re.search(r"(?<![\w.])0\.\d", text), where
+            assert not [n for n in UNSEPARATED.findall(text) if n not in YEARS], text
+        assert len([n for n in numbers_in(insight.title)]) <= 3, insight.title
+    weekly = next(i for i in found if i.evidence["metric"] == "weekly_return")
+    assert weekly.title.startswith("Returning users from direct come back less since ")
+    assert "5,600" in next(i for i in found if i.evidence["metric"] == "first_week_return").summary
     conn.close()

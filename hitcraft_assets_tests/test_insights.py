@@ -30,8 +30,8 @@ from hitcraft_assets.insights import (
     write_insights,
 )
 from hitcraft_assets.insights.generators import insight_context, insight_id
-from hitcraft_assets.insights.ranking import importance, impact_score
-from hitcraft_assets.insights.rules import unsupported_numbers
+from hitcraft_assets.insights.ranking import importance, impact_score, news
+from hitcraft_assets.insights.rules import fmt_day, unsupported_numbers
 from hitcraft_assets.warehouse import ensure_schema, named_statements
 
 DAY = date(2026, 11, 23)
@@ -295,6 +295,49 @@ def test_the_products_usage_rising_as_a_whole_is_one_trend_and_a_segment_returni
     # a segment's WAU and MAU only repeat its DAU: never findings of their own
     plant_trend(conn, DAY, "mau", "channel", "youtube", -3.0, 0.001, 900.0, -0.1, 950.0, -0.2, line=-0.2)
     assert ("risk", "mau", "channel", "youtube") not in by_series(generate_insights(conn, DAY, CONFIG))
+
+
+def plant_return_change(conn, day, metric, dimension, segment, recent, baseline, q, days=2, recent_from=None):
+    """`days` tested days running, ending on `day`, on which the series' return rate was significantly down:
+    recent (successes, trials) of the cohorts from `recent_from` against the baseline's."""
+    conn.execute(named_statements("analysis/return_rates.sql")["create_table"])
+    for back in range(days):
+        d = day - timedelta(days=back)
+        start = (recent_from or day - timedelta(days=14)) - timedelta(days=back)
+        conn.execute("insert into analytics.return_rates values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                     "?, ?, ?, ?, ?, ?)",
+                     [d, metric, dimension, segment, start + timedelta(days=6), start + timedelta(days=6),
+                      recent[1] // 7, recent[0] // 7, recent[0] / recent[1], start, start + timedelta(days=6),
+                      recent[1], recent[0], start - timedelta(days=28), start - timedelta(days=1), baseline[1],
+                      baseline[0], 0.0, q / 10, q, "down", True])
+
+
+def test_a_channels_cohorts_returning_less_is_one_risk_with_its_falling_activity_inside(tmp_path):
+    conn = warehouse(tmp_path / "w.duckdb")
+    plant_dau(conn, DAY, {("all", "all"): 3000.0, ("channel", "youtube"): 240.0})
+    plant_trend(conn, DAY, "dau", "channel", "youtube", -3.1, 0.0033, 180.0, -0.074, 207.0, -0.253)
+    plant_trend(conn, DAY, "stickiness", "channel", "youtube", -0.002, 0.004, 0.11, -0.05, 0.12, -0.2, line=-0.27)
+    plant_comparison(conn, DAY, "week1_retention", "channel", "youtube", 90, 800, 0.36, 0.52, -0.3, 1e-4)
+    joined = DAY - timedelta(days=20)
+    plant_return_change(conn, DAY, "first_week_return", "channel", "youtube", (43, 140), (246, 560), 2e-6,
+                        days=3, recent_from=joined)
+    # a single significant day is not yet a sustained change
+    plant_return_change(conn, DAY, "first_week_return", "channel", "google", (60, 140), (300, 560), 0.01, days=1)
+    found = by_series(generate_insights(conn, DAY, CONFIG))
+    assert set(found) == {("risk", "first_week_return", "channel", "youtube")}
+    risk = found[("risk", "first_week_return", "channel", "youtube")]
+    ev = risk.evidence
+    assert {r["metric"] for r in ev["related_metrics"]} == {"dau", "stickiness", "week1_retention"}
+    # dated by the cohorts where the change was first seen (the run's first day: 2 days before this one)
+    assert ev["since"] == (joined - timedelta(days=2)).isoformat()
+    assert risk.title == (f"Users from youtube: first-week return down to 31% for those who joined since "
+                          f"{fmt_day(joined - timedelta(days=2))} (from 44%)")
+    assert "came back within a week of joining" in risk.summary and "(strong evidence)" in risk.summary
+    assert unsupported_numbers(risk.title + " " + risk.summary + " " + rule_recommendation(risk), ev) == []
+    # ranked as the risk it is: a change (news), sized by the rise of the share who do not come back
+    assert ev["retention"]["lost_share_change"] == pytest.approx((246 / 560 - 43 / 140) / (1 - 246 / 560))
+    ranked = rank_insights(with_status(list(found.values()), set(), []), CONFIG)
+    assert news(ranked[0].evidence, ranked[0].kind) == 1.0
 
 
 def test_missing_tables_are_skipped(tmp_path):

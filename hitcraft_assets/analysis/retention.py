@@ -112,12 +112,24 @@ def week1_cohort(conn: duckdb.DuckDBPyConnection, day: date,
     total a segment is compared against: the segments of a list dimension overlap)."""
     if not config.dimensions:
         return [], 0, 0
+    return returned_by_segment(conn, day, config, day - timedelta(days=WEEK1_LAST_BIRTH_DAYS_AGO + 6),
+                               day - timedelta(days=WEEK1_LAST_BIRTH_DAYS_AGO), timedelta(days=7),
+                               timedelta(days=14))
+
+
+def returned_by_segment(conn: duckdb.DuckDBPyConnection, day: date, config: ProductConfig, first_birth_day: date,
+                        last_birth_day: date, return_from: timedelta, return_to: timedelta
+                        ) -> tuple[list[SegmentRetention], int, int]:
+    """Users born on local days first_birth_day..last_birth_day who came back in [birth + return_from,
+    birth + return_to), by segment of the birth event, and the cohort's own totals; events up to the end of
+    `day` only."""
     ensure_identity(conn)
     ensure_segment_macros(conn)
     params = {
         **event_params(config), "tz": config.timezone,
-        "first_birth_day": (day - timedelta(days=WEEK1_LAST_BIRTH_DAYS_AGO + 6)).isoformat(),
-        "last_birth_day": (day - timedelta(days=WEEK1_LAST_BIRTH_DAYS_AGO)).isoformat(),
+        "first_birth_day": first_birth_day.isoformat(), "last_birth_day": last_birth_day.isoformat(),
+        "return_from_ms": int(return_from.total_seconds() * 1000),
+        "return_to_ms": int(return_to.total_seconds() * 1000),
         "end_ts": local_day(day, config.timezone).end,
         "dim_names": [d.name for d in config.dimensions],
         "dim_paths": property_pairs(d.property for d in config.dimensions),

@@ -36,12 +36,14 @@ import numpy as np
 
 from hitcraft_assets.analysis import stats
 from hitcraft_assets.analysis.identity import ensure_identity
+from hitcraft_assets.analysis.return_rates import compute_return_rates
 from hitcraft_assets.analysis.retention import NOT_SET, week1_cohort
 from hitcraft_assets.analysis.sessions import day_params, ensure_segment_macros, property_pairs
 from hitcraft_assets.config import ProductConfig
 from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, transaction
 
 SQL_FILE = "analysis/segments.sql"
+RETURN_RATES_SQL = "analysis/return_rates.sql"
 
 # A proportion comparison has no size floor per side: its test is exact where counts are small (Fisher's),
 # so a segment of 8 users is judged by the evidence it has, and the day's Benjamini-Hochberg correction
@@ -222,10 +224,15 @@ def compute_segments(conn: duckdb.DuckDBPyConnection, day: date, config: Product
         skipped["dimensions"] = "the config defines no dimensions"
 
     rows = [(day, *row) for row in with_q_values(comparisons)]
+    returns = compute_return_rates(conn, day, config)
+    return_sql = named_statements(RETURN_RATES_SQL)
     with transaction(conn):
         run_sql(conn, statements["delete_day"], params)
         if rows:
             conn.executemany(statements["insert_row"], rows)
+        run_sql(conn, return_sql["delete_day"], params)
+        if returns:
+            conn.executemany(return_sql["insert_row"], returns)
     by_metric: dict[str, int] = {}
     for c in comparisons:
         key = "funnel steps" if c.metric.startswith("funnel:") else c.metric
@@ -237,6 +244,9 @@ def compute_segments(conn: duckdb.DuckDBPyConnection, day: date, config: Product
         "comparisons_by_metric": by_metric,
         "skipped": skipped,
         "top_findings": [describe(r) for r in significant[:5]],
+        "return_rates": len(returns),
+        "return_rate_changes": [f"{r[1]} {r[2]}={r[3]}: {r[12] / r[11]:.3g} vs {r[16] / r[15]:.3g} "
+                                f"({r[20]}, q {r[19]:.2g})" for r in returns if r[21]][:5],
     }
 
 

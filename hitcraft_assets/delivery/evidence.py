@@ -78,6 +78,14 @@ def evidence_rows(evidence: dict) -> list[tuple[str, str]]:
             else:
                 rows.append(("Users a day since", number(block.get("users_a_day"))))
             rows.append(("Evidence", strength(block.get("q_value"))))
+        elif facet == "retention":
+            rows += [(f"Came back, cohorts {block.get('recent_from')} to {block.get('recent_to')}",
+                      f"{number(block.get('recent_successes'))} of {number(block.get('recent_trials'))} "
+                      f"({number(block.get('recent_rate'), percent=True)})"),
+                     (f"Before, cohorts {block.get('baseline_from')} to {block.get('baseline_to')}",
+                      f"{number(block.get('baseline_successes'))} of {number(block.get('baseline_trials'))} "
+                      f"({number(block.get('baseline_rate'), percent=True)})"),
+                     ("Evidence", strength(block.get("q_value")))]
         elif facet == "change_point":
             rows += [("Changed on", str(block.get("date"))),
                      ("Before → after", f"{number(block.get('mean_before'), percent=conversion)} → "

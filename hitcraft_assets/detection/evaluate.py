@@ -5,13 +5,16 @@ series (its metric, dimension and segment; a funnel story's series is `funnel:<f
 - `analytics.anomalies` has a row on D in the story's direction, or
 - `analytics.trends` as of D has a change point dated within MAX_DELAY_DAYS of the start with a shift in
   the story's direction, or a significant Mann-Kendall trend (q <= 0.05) in the story's direction that
-  was not already significant the day before the story started.
+  was not already significant the day before the story started, or
+- for a story about a segment's activity (its DAU), `analytics.return_rates` has a significant change of
+  one of that segment's return rates on D in the story's direction (not already significant the day
+  before the start): users coming back less is that story, seen in its cohorts.
 The delay is D - start. A detection after the allowed delay is reported as late, with its delay.
 
 **False alerts** are anomalies that no story explains: on total series (dimension `all`) per 30 evaluated
 days, and on totals and on segments per series per 30 days of testing (the series each day's scan tested,
-from `analytics.detection_log`). A story explains an alert from its start to 3 days after its end when the alert's metric is the
-story's own, involves one of the story's events (the event of an `event_*` metric, or the funnel's
+from `analytics.detection_log`). A story explains an alert from its start to 3 days after its end when the
+alert's metric is the story's own, involves one of the story's events (the event of an `event_*` metric, or the funnel's
 steps), or, for a story that moves how many users come (a sign-up, DAU or new-user story), is one of the
 volume metrics (DAU, new users, sessions, and the counts of Page View, Sign Up and Login).
 """
@@ -24,7 +27,8 @@ from datetime import date, timedelta
 from typing import Any
 
 ACTIVITY_STORIES = {"dau", "wau", "mau"}
-ACTIVITY_METRICS = {"dau", "wau", "mau", "sessions", "new_users", "week1_retention", "stickiness"}
+RETURN_METRICS = {"first_week_return", "weekly_return"}   # analytics.return_rates
+ACTIVITY_METRICS = {"dau", "wau", "mau", "sessions", "new_users", "week1_retention", "stickiness", *RETURN_METRICS}
 MAX_DELAY_DAYS = 3
 EXPLAIN_AFTER_END_DAYS = 3
 Q_ALPHA = 0.05
@@ -112,12 +116,15 @@ def _direction_of(value: float | None) -> str | None:
 
 def score(truth: Mapping[str, Any], anomalies: Iterable[Mapping[str, Any]], trends: Iterable[Mapping[str, Any]],
           funnel_steps: Mapping[str, Sequence[str]], first_scored_day: date, last_day: date,
-          tested: Mapping[date, tuple[int, int]] | None = None) -> Evaluation:
-    """Score the anomaly rows (metric_date, metric, dimension, segment, direction) and trend rows
+          tested: Mapping[date, tuple[int, int]] | None = None,
+          return_rates: Iterable[Mapping[str, Any]] = ()) -> Evaluation:
+    """Score the anomaly rows (metric_date, metric, dimension, segment, direction), trend rows
     (as_of_date, metric, dimension, segment, trend, q_value, change_points as a list of dicts with date
-    and shift) against `truth` (ground_truth.json). `tested`: per day, how many total and segment series
-    the anomaly scan tested (for the false alerts per series)."""
+    and shift) and return-rate rows (metric_date, metric, dimension, segment, direction, significant)
+    against `truth` (ground_truth.json). `tested`: per day, how many total and segment series the anomaly
+    scan tested (for the false alerts per series)."""
     anomalies = list(anomalies)
+    returns = [r for r in return_rates if r["metric"] in RETURN_METRICS and r["significant"]]
     trend_rows: dict[tuple[str, str, str], dict[date, Mapping[str, Any]]] = {}
     for r in trends:
         trend_rows.setdefault((r["metric"], r["dimension"], r["segment"]), {})[r["as_of_date"]] = r
@@ -146,6 +153,11 @@ def score(truth: Mapping[str, Any], anomalies: Iterable[Mapping[str, Any]], tren
             if not already and r["q_value"] is not None and r["q_value"] <= Q_ALPHA and \
                     r["trend"] == ("increasing" if direction == "up" else "decreasing"):
                 found.append(((day - start).days, "trend"))
+        if story["metric"] in ACTIVITY_STORIES and key[1] != "all":
+            seg = [r for r in returns if (r["dimension"], r["segment"]) == key[1:] and r["direction"] == direction]
+            already_down = {r["metric"] for r in seg if r["metric_date"] == start - timedelta(days=1)}
+            found += [((r["metric_date"] - start).days, "return_rate") for r in seg
+                      if r["metric_date"] >= start and r["metric"] not in already_down]
         first = min(found) if found else None
         scores.append(StoryScore(story["id"], key, start, direction,
                                  detected=bool(first and first[0] <= MAX_DELAY_DAYS),

@@ -98,13 +98,19 @@ UNDERUSED_SHARE = 0.2         # a better-converting segment below this share is 
 TREND_WINDOWS = [7, 28]
 SMOOTHED = ("wau", "mau", "stickiness")
 GENERIC_EVENTS = ("Login", "Logout", "Page View", "Session Start", "App Open")
-PROPORTIONS = ("week1_retention",)
+RETURN_RATES = ("first_week_return", "weekly_return")   # analytics.return_rates
+PROPORTIONS = ("week1_retention", *RETURN_RATES)
+RETURN_CARRY_DAYS = 14        # a return rate's window holding an outage: its latest judged change stands this long
+SUSTAINED_DAYS = 2            # a return rate's change is a finding once significant on this many tested days running
+SAME_COHORTS_DAYS = 7         # two segments' return-rate changes first seen this close are one change
+RETURN_CAUSE_SHARE = 1 / 3    # a segment explains a total's return-rate fall with this share of the users lost ...
+RETURN_CAUSE_LIFT = 2.0       # ... when it loses them at this many times its share of the users
 ENGAGEMENT = ("events_per_user", "session_duration_s")
 COUNTS = ("dau", "wau", "mau", "new_users", "sessions")
 USER_COUNTS = ("dau", "wau", "mau", "new_users")   # a significant fall of these is users lost: a risk
 RETURNING = ("stickiness",)   # ... and of these, users coming back less often: a risk too
 # which facet leads (and sets the kind of) a series' finding in one direction; the others join it
-FACET_PRIORITY = ("comparison", "new", "anomaly", "persisted", "change_point", "dropoff", "trend")
+FACET_PRIORITY = ("comparison", "new", "retention", "anomaly", "persisted", "change_point", "dropoff", "trend")
 TIME_SERIES_FACETS = {"anomaly", "trend", "change_point", "persisted", "new"}
 LEAD_PREFERENCE = ("dau", "new_users", "sessions", "wau", "mau")   # who leads a segment's group
 AREA_HINTS = {   # fallback words per area name, for areas named in the config's owners
@@ -117,6 +123,7 @@ _LABELS = {
     "session_duration_median_s": "Median session length (s)", "session_duration_mean_s": "Mean session length (s)",
     "events_per_session": "Events per session", "events_per_user": "Events per user",
     "session_duration_s": "Session length (s)", "week1_retention": "First-week retention",
+    "first_week_return": "Return within a week of joining", "weekly_return": "Weekly return of returning users",
 }
 
 Key = tuple[str, str, str]   # (metric, dimension, segment)
@@ -404,6 +411,56 @@ def _comparisons(conn, day: date, config: ProductConfig) -> list[_Facet]:
     return out
 
 
+def _return_changes(conn, day: date) -> list[_Facet]:
+    """A sustained fall of a return rate (analytics.return_rates): significant on SUSTAINED_DAYS tested days
+    running, the recent cohorts pooled against the weeks before (return_change.py). No size floor: the test
+    judges a small segment by its own evidence."""
+    out = []
+    for r in _rows(conn, "return_changes", day=day, history_days=HISTORY_DAYS, carry_days=RETURN_CARRY_DAYS):
+        if r["direction"] != "down" or int(r["days_significant"]) < SUSTAINED_DAYS:
+            continue
+        recent = r["recent_successes"] / r["recent_trials"]
+        base = r["baseline_successes"] / r["baseline_trials"]
+        block = {k: r[k] for k in ("metric_date", "recent_from", "recent_to", "recent_trials", "recent_successes",
+                                   "baseline_from", "baseline_to", "baseline_trials", "baseline_successes",
+                                   "between_var", "p_value", "q_value", "direction", "significant_since",
+                                   "days_significant", "first_seen_from")}
+        block |= {"source": "analytics.return_rates", "test": "beta_binomial", "recent_rate": recent,
+                  "baseline_rate": base, "window": "week" if r["metric"] == "weekly_return" else "first week",
+                  "users_lost": round((base - recent) * r["recent_trials"]),
+                  # its size: how much the share who do not come back rose (81% -> 74% returning is 19% -> 26%
+                  # lost, +37%: the users lost each week compound), not the few points the rate moved
+                  "lost_share_change": (base - recent) / (1 - base) if base < 1 else 1.0}
+        if r["dimension"] == "all":
+            block["root_cause"] = _return_causes(conn, r)
+        out.append(_Facet((r["metric"], r["dimension"], r["segment"]), "retention", "risk", block,
+                          _q_conf(r["q_value"]), float(r["recent_trials"]), -block["lost_share_change"]))
+    return out
+
+
+def _return_causes(conn, total: dict) -> list[dict]:
+    """The segments behind a total's return-rate fall: each one's users lost (recent trials x its fall)
+    against the total's, kept when it is at least RETURN_CAUSE_SHARE of the loss and RETURN_CAUSE_LIFT
+    times the segment's share of the users (a big segment losing its proportional share is not a cause)."""
+    lost = total["recent_trials"] * (total["baseline_successes"] / total["baseline_trials"]
+                                     - total["recent_successes"] / total["recent_trials"])
+    if lost <= 0:
+        return []
+    out = []
+    for r in _rows(conn, "return_contributions", known_on=total["metric_date"], metric=total["metric"]):
+        if not r["recent_trials"] or not r["baseline_trials"]:
+            continue
+        share = r["recent_trials"] / total["recent_trials"]
+        contribution = r["recent_trials"] * (r["baseline_successes"] / r["baseline_trials"]
+                                             - r["recent_successes"] / r["recent_trials"]) / lost
+        if contribution >= RETURN_CAUSE_SHARE and contribution >= RETURN_CAUSE_LIFT * share:
+            out.append({"dimension": r["dimension"], "segment": r["segment"], "contribution": contribution,
+                        "share_of_users": share,
+                        "summary": f"{r['dimension']} = {r['segment']}: {round(100 * contribution)}% of the "
+                                   f"users lost"})
+    return sorted(out, key=lambda c: (-c["contribution"], c["dimension"], c["segment"]))
+
+
 def _run(history: list[dict], day: date, effect: float) -> tuple[date, int]:
     """The first day of the run of days, ending on `day`, on which the comparison was significant with the
     same sign, and the number of such days. A day without a row (no data) does not break the run."""
@@ -552,6 +609,7 @@ def _compact(group: _Group, config: ProductConfig) -> dict:
             "change_point": ("date", "mean_before", "mean_after", "relative_shift"),
             "persisted": ("anomaly_date", "current_7d"),
             "comparison": ("segment_value", "rest_value", "q_value"),
+            "retention": ("recent_from", "recent_rate", "baseline_rate", "q_value"),
             "new": ("first_seen", "events", "users", "users_a_day"),
             "dropoff": ("users_lost", "drop_rate")}[lead.name]
     return {"metric": group.key[0], "label": metric_label(group.key[0], config), "dimension": group.key[1],
@@ -672,6 +730,8 @@ def _since_series_day(g: _Group, episodes: dict) -> tuple[date | None, bool]:
     day) rather than a day of the comparisons' run."""
     if g.lead.name == "new":
         return _day_of(g.lead.block.get("first_seen")), False
+    if g.lead.name == "retention":   # the first cohorts in which the change was seen
+        return _day_of(g.lead.block.get("first_seen_from")), False
     key = g.key
     direction = g.lead.direction
     episode = _day_of(episodes.get((*key, direction)))
@@ -878,7 +938,71 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
         target = steps.get((g.key[1], g.key[2], g.lead.direction, event)) if event else None
         if target is not None and target is not g:
             _absorb(target, g, out, config, carry=True)
+    _return_stories(out, config)
     return out
+
+
+def _lost(g: _Group) -> float:
+    """Users a return-rate change costs: the recent trials times the fall of the rate."""
+    b = g.facets["retention"].block
+    return float(b["recent_trials"]) * (float(b["baseline_rate"]) - float(b["recent_rate"]))
+
+
+def _return_stories(out: list[_Group], config: ProductConfig) -> None:
+    """A segment's users returning less is one story, told by its return rate:
+
+    - the same change seen through two dimensions (a campaign's users who do not return, seen in its channel
+      and in the countries and platforms they came from), first seen within SAME_COHORTS_DAYS: the segment
+      where the fall is concentrated (the largest rise of the share lost) tells it, the others are listed;
+    - the total's change of the same rate goes inside the segment that accounts for at least half of the
+      users it loses (`total`);
+    - the segment's two rates (first-week and weekly return) are one finding, led by the one seen first;
+    - its falling activity, stickiness or users (trends, anomalies) and its worse first-week retention
+      against other segments join it (`related_metrics`).
+    """
+    # the segment where the fall is concentrated (the largest rise of the share lost) first, then the most users
+    changes = sorted([g for g in out if g.lead.name == "retention" and g.lead.direction == "down"],
+                     key=lambda g: (-g.lead.block["lost_share_change"], -_lost(g), g.key))
+    segs = [g for g in changes if g.key[1] != "all"]
+    for i, s in enumerate(segs):
+        if s not in out:
+            continue
+        s_day = _day_of(s.lead.block.get("first_seen_from"))
+        for other in segs[i + 1:]:
+            o_day = _day_of(other.lead.block.get("first_seen_from"))
+            if (other in out and other.key[0] == s.key[0] and other.key[1] != s.key[1] and s_day and o_day
+                    and abs((s_day - o_day).days) <= SAME_COHORTS_DAYS):
+                _absorb(s, other, out, config, as_segment=True)
+    for t in [g for g in changes if g.key[1] == "all" and g in out]:
+        causes = [(c["dimension"], c["segment"]) for c in t.lead.block.get("root_cause") or []]
+        lead = next((s for s in segs if s in out and s.key[0] == t.key[0] and _lost(s) >= EXPLAINS_SHARE * _lost(t)),
+                    None)
+        # else the segment behind it with any finding of its own that falls (its activity, stickiness ...)
+        lead = lead or next((g for g in sorted(out, key=lambda g: (g.lead.name != "retention", g.key))
+                             if g is not t and (g.key[1], g.key[2]) in causes and g.lead.direction == "down"), None)
+        if lead is not None:
+            cause = next((c for c in t.lead.block.get("root_cause") or []
+                          if (c["dimension"], c["segment"]) == (lead.key[1], lead.key[2])), {})
+            lead.total = {"metric": t.key[0], "label": metric_label(t.key[0], config), "dimension": "all",
+                          "segment": "all", "facet": "retention", "contribution": cause.get("contribution"),
+                          **{k: t.lead.block.get(k) for k in ("recent_from", "recent_rate", "baseline_rate")}}
+            out.remove(t)
+    by_segment: dict[tuple[str, str], list[_Group]] = {}
+    for g in changes:
+        if g in out:
+            by_segment.setdefault((g.key[1], g.key[2]), []).append(g)
+    for (dim, seg), groups in by_segment.items():
+        groups.sort(key=lambda g: (str(g.lead.block.get("significant_since")), g.key[0] != "first_week_return"))
+        lead = groups[0]
+        for g in groups[1:]:
+            _absorb(lead, g, out, config, carry=True)
+        if dim == "all":
+            continue
+        for g in list(out):
+            if (g is not lead and (g.key[1], g.key[2]) == (dim, seg) and g.lead.direction == "down"
+                    and not parse_funnel_metric(g.key[0])
+                    and (set(g.facets) <= TIME_SERIES_FACETS or g.key[0] in PROPORTIONS)):
+                _absorb(lead, g, out, config, carry=True)
 
 
 def _named_value(conn, day: date, g: _Group, config: ProductConfig) -> dict | None:
@@ -958,6 +1082,8 @@ def generate_insights(conn, day: date, config: ProductConfig) -> list[Insight]:
         facets += _comparisons(conn, day, config)
     if "analytics.anomalies" in tables:
         facets += _anomalies(conn, day, sizes)
+    if "analytics.return_rates" in tables:
+        facets += _return_changes(conn, day)
     if "analytics.daily_metrics" in tables:
         facets += [_Facet(f["key"], "new", f["kind"], f["block"], f["confidence"], f["users"], f["relative"])
                    for f in new_findings(conn, day, config)]

@@ -308,6 +308,11 @@ def _total_sentence(ev: dict) -> str:
     t = ev.get("total")
     if not t:
         return ""
+    if t.get("facet") == "retention" and t.get("recent_rate") is not None:
+        share = (f"; {fmt_percent(t['contribution'])} of the users it loses are {segment_label(ev)}"
+                 if t.get("contribution") is not None else ", most of the fall from this segment")
+        return f"For all users, {t['label'][0].lower() + t['label'][1:]} is {fmt_percent(t['recent_rate'])}, from " \
+               f"{fmt_percent(t['baseline_rate'])}{share}."
     if t.get("mean_before") is not None and t.get("mean_after") is not None:
         return (f"It pulls {t['label']} for all users down to {_gap(ev, t['mean_after'], t['mean_before'])}."
                 if t["mean_after"] < t["mean_before"] else
@@ -359,6 +364,8 @@ def _facet_sentence(name: str, ev: dict) -> str:
                 f"{_v(ev, b['mean_after'])} on average around {fmt_day(b['date'])}. {_drivers(b)}").strip()
     if name == "new":
         return _new_sentence(ev, b)
+    if name == "retention":
+        return _retention_sentence(ev, b)
     if name == "persisted":
         return (f"It jumped on {fmt_day(b['anomaly_date'])} ({_v(ev, b['observed'])} against "
                 f"{_v(ev, b['expected'])} expected) and has held: {_v(ev, b['current_7d'])} on average over the "
@@ -425,6 +432,8 @@ def insight_title(kind: str, evidence: dict) -> str:
                 f"{b['step_event']}")
     if name == "new":
         return _new_title(ev, b)
+    if name == "retention":
+        return _retention_title(ev, b)
     scope = "" if ev.get("dimension", "all") == "all" else f" among {segment_label(ev)}"
     if ev.get("named") and name in ("trend", "change_point", "persisted"):
         return _named_title(ev)
@@ -444,6 +453,36 @@ def insight_title(kind: str, evidence: dict) -> str:
     change = b.get("trend_change")
     change = b["pct_change_28d"] if change is None else change
     return f"{what[0].upper() + what[1:]}{scope} {verb} {fmt_percent(change)} in {b['window_days'][1]} days"
+
+
+def _span(a: Any, b: Any) -> str:
+    return fmt_day(a) if str(a)[:10] == str(b)[:10] else f"{fmt_day(a)}–{fmt_day(b)}"
+
+
+def _retention_title(ev: dict, b: dict) -> str:
+    """``Users from youtube: first-week return down to 31% for those who joined since 21 Oct (from 44%)``."""
+    since = fmt_day(_since(ev) or b.get("recent_from"))
+    if ev.get("metric") == "weekly_return":
+        who = "users" if ev.get("dimension", "all") == "all" else segment_label(ev)
+        return (f"Returning {who} come back less since {since}: {fmt_percent(b['recent_rate'])} "
+                f"were back the following week (from {fmt_percent(b['baseline_rate'])})")
+    return (f"{_who(ev)}: first-week return down to {fmt_percent(b['recent_rate'])} for those who joined since "
+            f"{since} (from {fmt_percent(b['baseline_rate'])})")
+
+
+def _retention_sentence(ev: dict, b: dict) -> str:
+    who, strength = segment_label(ev), strength_words(b.get("q_value"))
+    if ev.get("metric") == "weekly_return":
+        who = "users" if ev.get("dimension", "all") == "all" else who
+        return (f"Of the {fmt_number(b['recent_trials'])} returning {who} active "
+                f"{_span(b['recent_from'], b['recent_to'])}, {fmt_number(b['recent_successes'])} "
+                f"({fmt_percent(b['recent_rate'])}) were active again the following week, against "
+                f"{fmt_percent(b['baseline_rate'])} in the weeks from {_span(b['baseline_from'], b['baseline_to'])} "
+                f"({strength} evidence).")
+    return (f"Of the {fmt_number(b['recent_trials'])} {who} who joined {_span(b['recent_from'], b['recent_to'])}, "
+            f"{fmt_number(b['recent_successes'])} ({fmt_percent(b['recent_rate'])}) came back within a week of "
+            f"joining, against {fmt_percent(b['baseline_rate'])} of the {fmt_number(b['baseline_trials'])} who joined "
+            f"{_span(b['baseline_from'], b['baseline_to'])} ({strength} evidence).")
 
 
 def _new_thing(ev: dict, b: dict) -> str:
@@ -530,6 +569,10 @@ def _risk(ev: dict) -> str:
                  if where.get("segment") else "")
         return (f"Find what started sending {_new_thing(ev, b)} on {fmt_day(b['first_seen'])} (a release, a new "
                 f"integration, a provider's outage) and read a few of its events' properties.{start}")
+    if lead == "retention":
+        return (f"Find what changed for {segment_label(ev)} around {day}: the campaigns and content that bring "
+                f"them, and what they meet in their first sessions. Compare what those who joined since then did in "
+                f"their first days with earlier ones, and ask a few who did not come back why.")
     if lead == "dropoff":
         d = ev["dropoff"]
         return (f"Watch recordings of users who stop after {d['prev_event']} in {d['funnel']} and ask them why "

@@ -80,7 +80,8 @@ order by g.cohort_week, m.measure, g.weeks_since;
 
 -- name: week1_by_segment
 -- Week-1 retention per dimension segment, for users born on local days $first_birth_day..$last_birth_day
--- (their week 1 ends before $end_ts). The segment is the dimension's value on the birth event (the first
+-- (their week 1 ends before $end_ts): returned in [birth + $return_from_ms, birth + $return_to_ms) (week 1:
+-- 7 to 14 days; return_rates.py asks the same of rolling days 1-7). The segment is the dimension's value on the birth event (the first
 -- one, if several share the birth instant); '(none)' ($not_set) when the property is missing or empty; a
 -- list value puts the user in each distinct element's segment (hc_segments of sessions.sql), so such
 -- segments sum to more than the cohort: cohort_users and cohort_retained are the cohort's own totals
@@ -110,8 +111,8 @@ retained as (
     join core.identified_events e on e.user_key = c.user_key
     where e.time < $end_ts
       and ($return_event is null or e.event = $return_event)
-      and epoch_ms(e.time) - epoch_ms(c.birth) >= 604800000
-      and epoch_ms(e.time) - epoch_ms(c.birth) < 2 * 604800000
+      and epoch_ms(e.time) - epoch_ms(c.birth) >= $return_from_ms
+      and epoch_ms(e.time) - epoch_ms(c.birth) < $return_to_ms
 ),
 user_segments as (
     select user_key, dimension, unnest(segments) as segment

@@ -184,3 +184,53 @@ from v
 group by segment
 order by abs(users_7d - users_7d_before) desc, segment
 limit 5;
+
+-- name: return_changes
+-- The latest judged change of each return rate (analytics.return_rates: first-week return of each birth day's
+-- users, weekly return of returning users) when it is significant: the row of the day, or, while the day's
+-- window holds a data outage (its row untested), the latest tested row of the last $carry_days days. With it,
+-- the run of consecutive tested days, ending there, on which the series was significant the same way (a
+-- change is sustained when the day before agrees), and the recent cohorts of the run's first day (where the
+-- change was first seen).
+with r as (
+    select metric_date, metric, dimension, segment, direction, coalesce(significant, false) as sig, recent_from
+    from analytics.return_rates
+    where metric_date <= $day::date and metric_date > $day::date - $history_days::integer and p_value is not null
+),
+latest as (
+    select *, row_number() over (partition by metric, dimension, segment order by metric_date desc) as rn
+    from analytics.return_rates
+    where metric_date between $day::date - $carry_days::integer and $day::date and p_value is not null
+),
+today as (
+    select * exclude (rn) from latest where rn = 1 and significant
+),
+breaks as (   -- the latest tested day before it on which the series was not significant the same way
+    select t.metric, t.dimension, t.segment, max(r.metric_date) as last_break
+    from today t
+    join r using (metric, dimension, segment)
+    where r.metric_date < t.metric_date and not (r.sig and r.direction = t.direction)
+    group by all
+),
+runs as (
+    select t.metric, t.dimension, t.segment, min(r.metric_date) as significant_since, count(*) as days_significant,
+           arg_min(r.recent_from, r.metric_date) as first_seen_from
+    from today t
+    left join breaks b using (metric, dimension, segment)
+    join r using (metric, dimension, segment)
+    where r.metric_date > coalesce(b.last_break, $day::date - $history_days::integer)
+      and r.metric_date <= t.metric_date and r.sig
+    group by all
+)
+select t.*, u.significant_since, u.days_significant, u.first_seen_from
+from today t
+join runs u using (metric, dimension, segment)
+order by q_value, metric, dimension, segment;
+
+-- name: return_contributions
+-- For a total's return-rate change: each segment's recent and baseline cohorts on the same day and rate,
+-- from which the users each segment loses (its share of the total's loss) follow.
+select dimension, segment, recent_trials, recent_successes, baseline_trials, baseline_successes
+from analytics.return_rates
+where metric_date = $known_on::date and metric = $metric and dimension <> 'all' and p_value is not null
+order by dimension, segment;
