@@ -20,7 +20,7 @@ from hitcraft_assets.analysis.return_rates import FIRST_WEEK, WEEKLY, judged_row
 from hitcraft_assets.analysis.segments import compute_segments
 from hitcraft_assets.analysis.sessions import compute_sessions, ensure_segment_macros
 from hitcraft_assets.config import load_config
-from hitcraft_assets.detection.return_change import between_week_variance, judge
+from hitcraft_assets.analysis.return_change import between_week_variance, judge
 from hitcraft_assets.insights import generate_insights, rank_insights
 from hitcraft_assets_tests.journeys import fresh_warehouse, load_journeys
 

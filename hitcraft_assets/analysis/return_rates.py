@@ -1,7 +1,7 @@
 """Return rates by segment, as of each day, and the test of a sustained change in each.
 
 Why it exists: "are the users we acquire through YouTube still coming back?" is answered first by cohorts,
-long before the channel's active users fall (see detection/return_change.py). Two series, each a count of
+long before the channel's active users fall (see return_change.py). Two series, each a count of
 successes out of trials, each read only once its window is over (what the day's own run could know):
 
 - `first_week_return`: of the users born (first `retention.birth_event`) on day - 8, the share who came back
@@ -27,7 +27,7 @@ import duckdb
 from hitcraft_assets.analysis import stats
 from hitcraft_assets.analysis.retention import NOT_SET, returned_by_segment
 from hitcraft_assets.config import ProductConfig
-from hitcraft_assets.detection.return_change import judge
+from hitcraft_assets.analysis.return_change import judge
 from hitcraft_assets.warehouse import existing_tables, named_statements, run_sql
 
 SQL_FILE = "analysis/return_rates.sql"
