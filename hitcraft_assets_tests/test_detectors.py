@@ -618,3 +618,20 @@ def test_skewed_means_of_few_sessions_are_judged_on_logs():
     assert 3.5 < assess_series(DATES, flat, log_scale=True)[-1].score <= 50
     with pytest.raises(ValueError, match="DETECTION_SCALE"):
         AnomalyOptions(counts=True, log_scale=True)
+
+
+def test_new_users_are_not_judged_while_the_warehouse_fills():
+    """In a warehouse's first month new users only fall (every returning user is new the first time it is
+    seen): it is not judged then (other counts are); from day 30 of data on, a fall is flagged."""
+    from hitcraft_assets.detection import scan
+
+    rng = np.random.default_rng(9)
+    filling = np.concatenate([np.linspace(400, 60, 20), rng.poisson(60, N_DAYS - 20)]).astype(float)
+    filling[70] = 5
+    series = [scan.Series((m, "all", "all"), DATES, filling.copy(), filling.copy(), DATES[0])
+              for m in ("new_users", "sessions")]
+    assessed = scan.assess_all(series)
+    new = assessed.points[("new_users", "all", "all")]
+    assert all(p.p_value is None for p in new[:43])              # 29 days masked, then 14 of history
+    assert new[70].flagged and new[70].direction == "down"
+    assert assessed.points[("sessions", "all", "all")][20].p_value is not None   # other counts: judged

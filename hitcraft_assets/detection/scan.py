@@ -53,7 +53,10 @@ MIN_TREND_COUNT = 20          # a count series needs this median volume to get a
 SMOOTHED = ("wau", "mau", "stickiness")
 # the days a trailing-window metric needs behind it: before the first full window (counted from the
 # series' first day of data) it only ramps up (MAU climbs, stickiness falls) and is not trended
-FULL_WINDOW_DAYS = {"wau": 7, "mau": 30, "stickiness": 30}
+# `new_users` counts users first seen in the warehouse: in its first month every returning user is "new" the
+# first time the warehouse sees them, so the series only falls while the warehouse fills (a 300-user demo's
+# new users "dropped" on days 14-16 of data); it is judged from then on, like MAU
+FULL_WINDOW_DAYS = {"wau": 7, "mau": 30, "stickiness": 30, "new_users": 30}
 COUNT_PREFIXES = ("event_count:", "event_users:")
 COUNT_METRICS = ("dau", "new_users", "sessions")
 # means and medians of skewed per-session values, judged on log(1 + x): on the raw scale, a shop with 15
@@ -212,7 +215,7 @@ def assess_all(series: Sequence[Series]) -> Assessed:
         if is_rate(s.metric):
             points[s.key] = _assess_rate(s, gate)
         else:
-            points[s.key] = assess_series(s.dates, s.values, anomaly_options(s.metric))
+            points[s.key] = assess_series(s.dates, _full_windows(s), anomaly_options(s.metric))
         tested[s.key] = gate
     return Assessed(points, tested)
 

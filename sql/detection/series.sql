@@ -28,9 +28,10 @@ where s.step >= 2
   and s.cohort_date + 1 not in (select event_date from raw.load_log where not source_found);
 
 -- name: first_days
--- The first day of data of every trailing-window series: its window is full only that many days later
+-- The first day of data of every trailing-window series (and of new_users, whose first month counts the
+-- warehouse filling): its window is full only that many days later
 -- (fixed by the data, not by the range a run loads).
 select metric, dimension, segment, min(metric_date) as first_day
 from analytics.daily_metrics
-where metric in ('wau', 'mau', 'stickiness') and value is not null
+where metric in ('wau', 'mau', 'stickiness', 'new_users') and value is not null
 group by all;
