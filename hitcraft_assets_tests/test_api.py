@@ -418,8 +418,11 @@ def test_a_metric_series_has_values_anomaly_bands_and_change_points(api):
     assert {p["date"] for p in series["points"] if p["anomaly"]} == flagged and flagged
     band = next(p["anomaly"] for p in series["points"] if p["anomaly"])
     assert band["lower"] <= band["expected"] <= band["upper"]
-    shifted = api.get("/v1/metrics/event_users:Sketch Uploaded", **{"from": "2026-03-01"}).json()
-    assert [c["date"] for c in shifted["series"][0]["change_points"]] == ["2026-03-15"]   # the demo's level shift
+    # the demo's break: Sketch Uploaded conversion falls from 93% to 83% (its users' count moves 2 sigma on 20
+    # days, which the change-point detector no longer calls a level shift)
+    shifted = api.get("/v1/metrics/funnel:Music Production:step2", **{"from": "2026-03-01"}).json()
+    [change] = shifted["series"][0]["change_points"]
+    assert change["date"] == "2026-03-15" and change["shift"] < -0.05
     by_platform = api.get("/v1/metrics/dau", dimension="platform", **{"from": "2026-03-20"}).json()
     assert {s["segment"] for s in by_platform["series"]} >= {"Android", "iOS"}
     funnel = api.get("/v1/metrics/funnel:Music Production:step2", **{"from": "2026-03-20"}).json()

@@ -267,18 +267,19 @@ def test_change_points_of_several_segments_are_compared_on_one_chart(browser, tm
 
 def test_a_single_series_shows_its_change_point(signed_in_page, dashboard):
     page = signed_in_page
-    # the demo's break: Android users stop uploading sketches on 15 Mar (WAU's climb while its first week fills
-    # is not a change, and is not trended)
-    page.goto("/metrics?metric=event_users%3ASketch%20Uploaded")
+    # the demo's break: Android users stop uploading sketches on 15 Mar, and Sketch Uploaded conversion falls
+    # (WAU's climb while its first week fills is not a change, and is not trended)
+    page.goto("/metrics?metric=funnel%3AMusic%20Production%3Astep2")
     wait_for_charts(page)
-    served = api(dashboard, "/v1/metrics/event_users:Sketch Uploaded")["series"][0]["change_points"]
+    served = api(dashboard, "/v1/metrics/funnel:Music Production:step2")["series"][0]["change_points"]
     assert [c["date"] for c in served] == ["2026-03-15"]
     assert api(dashboard, "/v1/metrics/wau")["series"][0]["change_points"] == []
     rules = [m for m in scene(page, "metric-chart") if m["type"] == "rule" and m["dash"] and m["label"]]
     assert [(m["date"], m["stroke"].lower()) for m in rules] == [("2026-03-15", charts.MARKER.lower())]
     text = page.locator("section[aria-labelledby=changes-h] li").inner_text()
     c = served[0]
-    assert "15 Mar 2026" in text and f"{number(c['mean_before'])} → {number(c['mean_after'])}" in text
+    assert "15 Mar 2026" in text
+    assert f"{number(c['mean_before'], percent=True)} → {number(c['mean_after'], percent=True)}" in text
     assert "No day of these series was flagged" in page.locator("section[aria-labelledby=flagged-h]").inner_text()
 
 
