@@ -52,18 +52,21 @@ from hitcraft_assets.detection.anomalies import (
     MISSING,
     NORMAL,
     WARMING_UP,
+    AnomalyOptions,
     PointAssessment,
 )
 
+# the per-day detector's defaults: the same threshold, history, confirmation and score bound
+_DEFAULTS = AnomalyOptions()
 WINDOWS = (1, 3, 7)
 BASELINE_DAYS = 28
-MIN_HISTORY = 14
+MIN_HISTORY = _DEFAULTS.min_history
 MIN_REGIME_DAYS = 7
-SHIFT_CONFIRM_DAYS = 7
-THRESHOLD_Z = 3.5
+SHIFT_CONFIRM_DAYS = _DEFAULTS.shift_confirm_days
+THRESHOLD_Z = _DEFAULTS.threshold
 P_THRESHOLD = float(2 * sps.norm.sf(THRESHOLD_Z))
-P_HYSTERESIS = float(2 * sps.norm.sf(THRESHOLD_Z / 2))
-MAX_SCORE = 50.0
+P_HYSTERESIS = float(2 * sps.norm.sf(THRESHOLD_Z * _DEFAULTS.hysteresis))
+MAX_SCORE = 1.0 / _DEFAULTS.min_rel_scale
 
 
 @dataclass(frozen=True)
