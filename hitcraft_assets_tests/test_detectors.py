@@ -487,6 +487,28 @@ def test_low_counts_are_judged_by_their_exact_tail_without_a_volume_floor():
     assert exact_count_z(0, 20.0, 1.0) < -4 and exact_count_z(2, 2.0, 1.0) == 0.0
 
 
+def test_a_weekly_profile_of_noise_is_not_used_on_low_counts():
+    # Sign Up of a 300-user demo's TikTok segment: 1.6 a day, no weekly pattern. A profile estimated from
+    # such counts swings the expected value from 0.4 to 4.1 and hides a day of 14 (83 of 100 flagged
+    # with it); a profile is used only when it is significant
+    rng = np.random.default_rng(5)
+    days = [date(2026, 1, 1) + timedelta(days=i) for i in range(60)]
+    flagged = 0
+    for _ in range(100):
+        x = rng.poisson(1.6, 60).astype(float)
+        x[-1] = 14
+        flagged += assess_series(days, x, counts=True)[-1].flagged
+    assert flagged >= 93
+    # a real weekly pattern of counts is still used: Saturdays are expected 30% lower
+    weekly = np.where(np.array([d.weekday() for d in DATES]) >= 5, 0.7, 1.0)
+    x = np.random.default_rng(6).poisson(300 * weekly).astype(float)
+    points = assess_series(DATES, x, counts=True)
+    saturday = next(i for i in range(60, N_DAYS) if DATES[i].weekday() == 5)
+    monday = next(i for i in range(60, N_DAYS) if DATES[i].weekday() == 0)
+    assert points[saturday].expected / points[monday].expected == pytest.approx(0.7, abs=0.05)
+    assert not any(p.flagged for p in points)
+
+
 def test_a_flat_baseline_never_gives_an_unbounded_score():
     days = [date(2026, 1, 1) + timedelta(days=i) for i in range(40)]
     values = np.zeros(40)

@@ -11,7 +11,12 @@ said. From the last ``window`` = 56 days of the current regime (see below):
   effect is the median of value / level over the window (its same-weekday values of the last 8 weeks).
   It is multiplicative for non-negative series, so a weekend dip of 30% stays 30% after growth or a
   level shift; additive otherwise. The moving level keeps a trend or a shift inside the window out of
-  the weekday effects;
+  the weekday effects. The profile is used only when it is significant
+  (:func:`~hitcraft_assets.detection.changepoints.weekly_is_significant`: its effects against the
+  window's noise, chi-square at p < 0.01, once every weekday has two values; on counts the noise is at
+  least Poisson's). Otherwise the baseline is flat and the noise is that of the raw window: a profile
+  estimated from counts of 1.6 a day swings the expected value from 0.4 to 4.1, and a day of 14 was
+  flagged in 83% of simulated series with it, 96% without;
 - level: the median of the last ``level_days`` = 7 deseasonalized values (one of each weekday),
   projected to the day along a drift, the Theil-Sen slope of the last ``trend_days`` = 28
   deseasonalized values (``drift=True``). Without the drift a median lags a growing metric by half a
@@ -94,7 +99,12 @@ import numpy as np
 from scipy import special
 from scipy import stats as sps
 
-from hitcraft_assets.detection.changepoints import WeeklyProfile, robust_sigma, weekly_profile
+from hitcraft_assets.detection.changepoints import (
+    WeeklyProfile,
+    robust_sigma,
+    weekly_is_significant,
+    weekly_profile,
+)
 from hitcraft_assets.detection.trends import sens_slope
 
 DIRECTIONS = ("both", "up", "down")
@@ -204,13 +214,15 @@ class _Profile:
     """What a baseline window says about the shape of a series (working units): its weekly profile,
     the noise sigma of its deseasonalized values and that sigma's effective degrees of freedom, and its
     drift (Theil-Sen slope per day over the last ``trend_days`` points;
-    ``trend_n`` = 0 when no slope is used)."""
+    ``trend_n`` = 0 when no slope is used). ``seasonal`` is False when the window's weekly effects
+    were not significant and ``season`` is flat (no weekday effect is estimated, so none adds error)."""
 
     season: WeeklyProfile
     sigma: float
     df: float
     slope: float
     trend_n: int
+    seasonal: bool = True
 
 
 @dataclass(frozen=True)
@@ -292,12 +304,22 @@ class _Series:
         y, t = self.y[idx], self.t[idx]
         season = weekly_profile(y, t)
         des = season.remove(y, t)
+        sigma, seasonal = robust_sigma(des), True
+        # a weekly profile estimated from noise (a count of 1.6 a day) swings the expected value as much
+        # as the noise does; it is used only when it is significant, once every weekday has 2 values
+        test_sigma = max(sigma, 1.0) if self.opts.counts else sigma
+        if (season.counts.min() >= 2 and test_sigma > 0
+                and not weekly_is_significant(season, float(np.median(np.abs(y))), test_sigma,
+                                              min_weeks=2)):
+            neutral = np.ones(season.period) if season.mode == "multiplicative" else np.zeros(season.period)
+            season = WeeklyProfile(season.mode, neutral, season.counts, season.period)
+            des, sigma, seasonal = y, robust_sigma(y), False
         slope, trend_n = 0.0, 0
         if self.opts.drift and idx.size >= self.opts.min_history:
             tail = slice(-self.opts.trend_days, None)
             slope, trend_n = sens_slope(des[tail], t[tail])[0], des[tail].size
         df = max(MAD_EFFICIENCY * (idx.size - 1), 1.0)
-        return _Profile(season, robust_sigma(des), df, slope, trend_n)
+        return _Profile(season, sigma, df, slope, trend_n, seasonal)
 
     def baseline(self, profile: _Profile, idx: np.ndarray) -> _Baseline:
         """``profile`` with the level of the days ``idx`` (each projected along the drift)."""
@@ -329,7 +351,7 @@ class _Series:
         # the expected value's own error, relative to the noise variance: medians of n points have
         # variance (pi/2) sigma^2 / n; a slope from m points, extrapolated h days, 12 h^2 / (m^3 - m)
         n_wd = int(p.season.counts[phase])
-        var = (math.pi / 2) * (1.0 / b.n_level + (1.0 / n_wd if n_wd else 1.0))
+        var = (math.pi / 2) * (1.0 / b.n_level + ((1.0 / n_wd if n_wd else 1.0) if p.seasonal else 0.0))
         if p.trend_n >= 3:
             h = float(self.t[i]) - b.level_centre
             var += 12.0 * h * h / (p.trend_n**3 - p.trend_n)

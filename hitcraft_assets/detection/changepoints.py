@@ -307,15 +307,16 @@ class _CumsumL2Cost(BaseCost):
 
 
 def weekly_is_significant(profile: WeeklyProfile, level: float, sigma: float,
-                          p_value: float = WEEKLY_P_VALUE) -> bool:
+                          p_value: float = WEEKLY_P_VALUE, min_weeks: int = MIN_WEEKS) -> bool:
     """Whether a profile's effects are larger than noise of standard deviation ``sigma`` makes them.
 
     Each effect is a median of ``counts`` values (variance about pi/2 * sigma^2 / count), so under no
     weekly pattern sum(count * effect^2) / (pi/2 * sigma^2) is about chi-square with (phases - 1)
-    degrees of freedom; multiplicative effects are put in the series' units with ``level``.
+    degrees of freedom; multiplicative effects are put in the series' units with ``level``. False when a
+    phase has fewer than ``min_weeks`` values.
     """
     present = profile.counts > 0
-    if present.sum() < 2 or sigma <= 0 or profile.counts.min() < MIN_WEEKS:
+    if present.sum() < 2 or sigma <= 0 or profile.counts.min() < min_weeks:
         return False
     effects = (profile.effects - 1.0) * level if profile.mode == "multiplicative" else profile.effects
     stat = float((profile.counts[present] * effects[present] ** 2).sum() / (math.pi / 2 * sigma**2))
