@@ -107,7 +107,8 @@ select metric_date, metric, dimension, segment, value as observed, value * 0.8 a
        0.01 as q_value,
        case when dimension = 'all' then '[{"dimension": "platform", "segment": "Android", "share": 0.6}]'::json end,
        case when day(metric_date) % 3 = 0 then 'new' else 'continuing' end as status,
-       metric_date - (day(metric_date) % 3)::integer as episode_start
+       metric_date - (day(metric_date) % 3)::integer as episode_start,
+       1 as window_days
 from daily_metrics
 where metric in ('dau', 'sessions') and metric_date between date '2026-03-14' and date '2026-03-21'
   and dimension in ('all', 'platform')

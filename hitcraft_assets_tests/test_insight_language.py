@@ -231,3 +231,22 @@ def test_a_return_rate_change_reads_as_cohorts_with_percentages_and_days(tmp_pat
     assert weekly.title.startswith("Returning users from direct come back less since ")
     assert "5,600" in next(i for i in found if i.evidence["metric"] == "first_week_return").summary
     conn.close()
+
+
+def test_a_pooled_conversion_change_names_its_days_not_one_day(tmp_path):
+    # a funnel step with few entrants a day is judged on its last 3 days pooled (detection/rates.py): the
+    # insight says so, and names the entry days, instead of "spiked to 75% on" one day
+    conn = warehouse(tmp_path / "w.duckdb")
+    plant_dau(conn, DAY, {("all", "all"): 20})
+    plant_anomaly(conn, DAY, ONB2, "all", "all", 0.74, 0.45, 4.2, 1e-4)
+    conn.execute("update analytics.anomalies set window_days = 3 where metric_date = ?", [DAY])
+    [insight] = [i for i in generate_insights(conn, DAY, CONFIG) if i.evidence["metric"] == ONB2]
+    entry_day = fmt_day(DAY - timedelta(days=1))
+    assert f"rose to 74% in the 3 days to {entry_day}" in insight.title, insight.title
+    assert f"entered Onboarding in the 3 days to {entry_day}" in insight.summary, insight.summary
+    assert not unsupported_numbers(insight.title + " " + insight.summary, insight.evidence)
+    # a one-day judgement reads as before
+    conn.execute("update analytics.anomalies set window_days = 1 where metric_date = ?", [DAY])
+    [insight] = [i for i in generate_insights(conn, DAY, CONFIG) if i.evidence["metric"] == ONB2]
+    assert " on " in insight.title and "3 days" not in insight.title
+    conn.close()

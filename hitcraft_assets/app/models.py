@@ -274,6 +274,8 @@ class Anomaly(Model):
     status: AnomalyStatus
     episode_start: date | None
     root_cause: Any = Field(description="For totals: the segments that explain the change, best first")
+    window_days: int = Field(description="Days `observed` pools, ending on metric_date: 1, or 3 or 7 for a "
+                                         "conversion judged on fewer than 30 entrants a day")
 
 
 class AnomalyPage(Page):

@@ -418,7 +418,8 @@ ANOMALY_KEYSET = Keyset((("metric_date", True), ("metric", False), ("dimension",
 ANOMALY_KEY = ("metric_date", "metric", "dimension", "segment")
 ANOMALY_IDENTITY = "metric_date::varchar || '|' || metric || '|' || dimension || '|' || segment"
 _ANOMALY_COLUMNS = ("metric_date, metric, dimension, segment, observed, expected, lower, upper, score, direction, "
-                    "p_value, q_value, coalesce(status, 'new') as status, episode_start, root_cause")
+                    "p_value, q_value, coalesce(status, 'new') as status, episode_start, root_cause, "
+                    "coalesce(window_days, 1) as window_days")
 
 
 @dataclass(frozen=True)

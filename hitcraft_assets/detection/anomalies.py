@@ -187,7 +187,8 @@ class PointAssessment:
     """One day's judgement. ``expected``/``lower``/``upper``/``score``/``p_value`` are None on days that
     were not evaluated (missing, warming up). ``score`` is the signed robust z against the baseline the
     day was judged by; ``p_value`` is its normal tail probability, one-sided when ``direction`` is
-    'up' or 'down'. ``flagged`` is True exactly when ``status == 'anomaly'``."""
+    'up' or 'down'. ``flagged`` is True exactly when ``status == 'anomaly'``. ``window_days``: the days
+    ``observed`` pools (1; a conversion judged on few entrants a day pools 3 or 7, see rates.py)."""
 
     date: Any
     observed: float | None
@@ -199,6 +200,7 @@ class PointAssessment:
     direction: str | None
     flagged: bool
     status: str
+    window_days: int = 1
 
     def as_anomaly(self) -> dict[str, Any]:
         """The detect_anomalies row: date, observed, expected, lower, upper, score, direction."""

@@ -27,7 +27,8 @@ KW = dict(
     deps=[daily_metrics, funnels],
 )
 ANOMALY_COLUMNS = ["metric_date", "metric", "dimension", "segment", "observed", "expected", "lower", "upper",
-                   "score", "direction", "p_value", "q_value", "root_cause", "status", "episode_start"]
+                   "score", "direction", "p_value", "q_value", "root_cause", "status", "episode_start",
+                   "window_days"]
 TREND_COLUMNS = ["as_of_date", "metric", "dimension", "segment", "n", "slope", "tau", "p_value", "q_value",
                  "trend", "trend_change", "current_7d", "pct_change_7d", "current_28d", "pct_change_28d", "change_points",
                  "last_change_date", "last_change_shift", "last_change_relative", "root_cause"]

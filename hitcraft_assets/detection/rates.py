@@ -158,7 +158,7 @@ def assess_rate_series(dates: Sequence[Any], rates: Sequence[float] | np.ndarray
                 if same and p <= P_HYSTERESIS:
                     judged_since += 1
                     out.append(PointAssessment(dates[i], kw / nw, base.rate, lower, upper, _score(p, sign), p,
-                                               "up" if sign > 0 else "down", False, CONTINUATION))
+                                               "up" if sign > 0 else "down", False, CONTINUATION, i - lo + 1))
                     continue
                 usable[start:i] = False                 # back: the episode was transient
                 episode = None
@@ -180,18 +180,18 @@ def assess_rate_series(dates: Sequence[Any], rates: Sequence[float] | np.ndarray
                 continue
             p, lower, upper = pooled_tail(kw, nw, base)
             if best is None or p < best[0]:
-                best = (p, lower, upper, kw / nw, base)
+                best = (p, lower, upper, kw / nw, base, w)
         if best is None:
             out.append(blank(i, WARMING_UP))
             continue
-        p_raw, lower, upper, observed, base = best
+        p_raw, lower, upper, observed, base, window = best
         p = min(1.0, p_raw * len(WINDOWS))
         sign = 1 if observed > base.rate else -1
         status = ANOMALY if p <= P_THRESHOLD else NORMAL
         if status == ANOMALY:
             episode, judged_since = (i, sign, base), 1
         out.append(PointAssessment(dates[i], observed, base.rate, lower, upper, _score(p, sign), p,
-                                   "up" if sign > 0 else "down", status == ANOMALY, status))
+                                   "up" if sign > 0 else "down", status == ANOMALY, status, window))
     return out
 
 

@@ -247,7 +247,8 @@ def _row(day: date, key: SeriesKey, p: PointAssessment, q: float | None, cause: 
     return {"metric_date": day, "metric": metric, "dimension": dimension, "segment": segment,
             "observed": p.observed, "expected": p.expected, "lower": p.lower, "upper": p.upper,
             "score": p.score, "direction": p.direction, "p_value": p.p_value, "q_value": q,
-            "root_cause": json.dumps(cause), "status": status, "episode_start": episode_start}
+            "root_cause": json.dumps(cause), "status": status, "episode_start": episode_start,
+            "window_days": p.window_days}
 
 
 def _episode_start(points: list[PointAssessment], i: int, calendar: Sequence[date]) -> date | None:

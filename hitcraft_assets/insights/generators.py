@@ -483,7 +483,8 @@ def _anomalies(conn, day: date, sizes: _Sizes) -> list[_Facet]:
         funnel = parse_funnel_metric(r["metric"]) is not None
         block = {k: r[k] for k in ("metric_date", "observed", "expected", "lower", "upper", "score", "direction",
                                    "p_value", "q_value")}
-        block |= {"source": "analytics.anomalies", "root_cause": cause, "anomaly_status": r["status"]}
+        block |= {"source": "analytics.anomalies", "root_cause": cause, "anomaly_status": r["status"],
+                  "window_days": r.get("window_days") or 1}
         if r["status"] == "continuing" and r["episode_start"] is not None:
             block["since"] = r["episode_start"]
         exp, obs = r["expected"], r["observed"]

@@ -348,14 +348,18 @@ def _facet_sentence(name: str, ev: dict) -> str:
         up = b.get("direction") == "up"
         bound = (f"above its usual high of {_v(ev, b['upper'])}" if up else
                  f"below its usual low of {_v(ev, b['lower'])}")
+        days = int(b.get("window_days") or 1)   # > 1: that many days' entrants pooled (detection/rates.py)
         if b.get("cohort_date") and b.get("conversion_within") and ev.get("prev_event"):
             # a funnel step: the cohort it rests on, and the time its users had
-            text = (f"Of {who} who entered {ev['funnel']} on {fmt_day(b['cohort_date'])} and reached "
+            entered = (f"in the {days} days to {fmt_day(b['cohort_date'])}" if days > 1
+                       else f"on {fmt_day(b['cohort_date'])}")
+            text = (f"Of {who} who entered {ev['funnel']} {entered} and reached "
                     f"{ev['prev_event']}, {_v(ev, b['observed'])} went on to {ev['step_event']} within "
                     f"{b['conversion_within']}, {bound} (about {_v(ev, b['expected'])} expected; "
                     f"{strength_words(b.get('q_value'))} evidence).")
         else:
-            text = (f"On {when}, {what} for {who} was {_v(ev, b['observed'])}, {bound} (about "
+            text = (f"{f'In the {days} days to {when}' if days > 1 else f'On {when}'}, {what} for {who} was "
+                    f"{_v(ev, b['observed'])}, {bound} (about "
                     f"{_v(ev, b['expected'])} expected; {strength_words(b.get('q_value'))} evidence).")
         return f"{text} {_drivers(b, limit=2)}".strip()
     if name == "change_point":
@@ -438,6 +442,13 @@ def insight_title(kind: str, evidence: dict) -> str:
     if ev.get("named") and name in ("trend", "change_point", "persisted"):
         return _named_title(ev)
     if name == "anomaly":
+        days = int(b.get("window_days") or 1)
+        if days > 1:
+            # a conversion on few entrants a day, judged over its last days pooled (detection/rates.py)
+            verb = "rose" if b["direction"] == "up" else "fell"
+            last = b.get("cohort_date") or b["metric_date"]   # a funnel step: its last entry day
+            return (f"{what[0].upper() + what[1:]}{scope} {verb} to {_v(ev, b['observed'])} in the {days} days "
+                    f"to {fmt_day(last)}")
         verb = "spiked" if b["direction"] == "up" else "dropped"
         return (f"{what[0].upper() + what[1:]}{scope} {verb} to {_v(ev, b['observed'])} on "
                 f"{fmt_day(b['metric_date'])}")

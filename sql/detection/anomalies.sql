@@ -17,10 +17,12 @@ create table if not exists analytics.anomalies (
     q_value      double,         -- Benjamini-Hochberg across every series tested that day
     root_cause   json,           -- for totals: the segments that explain the change, best first
     status       varchar,        -- new: a new alert; continuing: still beyond the band, same episode
-    episode_start date           -- the day the episode was first alerted
+    episode_start date,          -- the day the episode was first alerted
+    window_days  integer         -- days observed pools: 1, or 3 / 7 for a conversion on few entrants a day
 );
 alter table analytics.anomalies add column if not exists status varchar;
 alter table analytics.anomalies add column if not exists episode_start date;
+alter table analytics.anomalies add column if not exists window_days integer;
 create table if not exists analytics.detection_log (
     as_of_date     date not null,
     kind           varchar not null,   -- anomalies | trends

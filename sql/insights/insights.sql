@@ -89,7 +89,8 @@ order by q_value, metric, dimension, segment;
 -- name: anomalies
 -- The day's anomalies, totals first: new alerts and the continuing days of earlier ones.
 select metric_date, metric, dimension, segment, observed, expected, lower, upper, score, direction,
-       p_value, q_value, root_cause, coalesce(status, 'new') as status, episode_start
+       p_value, q_value, root_cause, coalesce(status, 'new') as status, episode_start,
+       coalesce(window_days, 1) as window_days
 from analytics.anomalies
 where metric_date = $day::date
 order by dimension <> 'all', q_value, metric, dimension, segment;
