@@ -121,14 +121,18 @@ def compare_each_segment(metric: str, dimensions: np.ndarray, segments: np.ndarr
         in_dim = dimensions == dim
         segs, vals = segments[in_dim], values[in_dim]
         if units is not None:
-            ids = units[in_dim]
-            first = np.sort(np.unique(ids, return_index=True)[1])   # a unit's first row, in row order
+            # units as integer codes, so a segment's rest is one boolean lookup, not a sort of ids (np.isin
+            # on 30,000 string ids per segment was most of a big product's day)
+            _, index, codes = np.unique(units[in_dim], return_index=True, return_inverse=True)
+            first = np.sort(index)                                     # a unit's first row, in row order
         for seg in sorted(set(segs.tolist())):
             mask = segs == seg
             if units is None:
                 a, b = vals[mask], vals[~mask]
             else:
-                a, b = vals[mask], vals[first[~np.isin(ids[first], ids[mask])]]
+                has = np.zeros(index.size, dtype=bool)
+                has[codes[mask]] = True
+                a, b = vals[mask], vals[first[~has[codes[first]]]]
             found = compare_samples(metric, dim, seg, a, b)
             if found:
                 out.append(found)
