@@ -84,6 +84,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -320,7 +321,14 @@ def weekly_is_significant(profile: WeeklyProfile, level: float, sigma: float,
         return False
     effects = (profile.effects - 1.0) * level if profile.mode == "multiplicative" else profile.effects
     stat = float((profile.counts[present] * effects[present] ** 2).sum() / (math.pi / 2 * sigma**2))
-    return stat > float(sps.chi2.ppf(1 - p_value, int(present.sum()) - 1))
+    return stat > _chi2_critical(p_value, int(present.sum()) - 1)
+
+
+@lru_cache(maxsize=64)
+def _chi2_critical(p_value: float, df: int) -> float:
+    """The chi-square value exceeded with probability ``p_value`` (cached: anomaly baselines test a profile
+    for every judged day of every series, and scipy's ppf costs about 85 us a call)."""
+    return float(sps.chi2.ppf(1 - p_value, df))
 
 
 def _deseasonalized(raw: np.ndarray, pos: np.ndarray, period: int | None) -> tuple[np.ndarray, NoiseScale]:
