@@ -358,8 +358,8 @@ def _facet_sentence(name: str, ev: dict) -> str:
                     f"{b['conversion_within']}, {bound} (about {_v(ev, b['expected'])} expected; "
                     f"{strength_words(b.get('q_value'))} evidence).")
         else:
-            text = (f"{f'In the {days} days to {when}' if days > 1 else f'On {when}'}, {what} for {who} was "
-                    f"{_v(ev, b['observed'])}, {bound} (about "
+            on = f"In the {days} days to {when}" if days > 1 else f"On {when}"
+            text = (f"{on}, {what} for {who} was {_v(ev, b['observed'])}, {bound} (about "
                     f"{_v(ev, b['expected'])} expected; {strength_words(b.get('q_value'))} evidence).")
         return f"{text} {_drivers(b, limit=2)}".strip()
     if name == "change_point":
