@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from datetime import date, datetime, timezone
 from email import policy
 from email.parser import BytesParser
@@ -148,6 +149,18 @@ def test_never_sent_twice_across_reruns_and_concurrent_runs(shop, tmp_path):
         assert conn.execute("select count(*) from delivery.email_reports").fetchall() == [(2,)]
 
 
+def start_when_up_for_retry(instance, previous_run_id: str, server, timeout_s: float = 120.0) -> None:
+    """Start `server` once the newest run (not `previous_run_id`) has logged a STEP_UP_FOR_RETRY."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runs = instance.get_runs(limit=1)
+        if runs and runs[0].run_id != previous_run_id and instance.all_logs(
+                runs[0].run_id, of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY):
+            break
+        time.sleep(0.05)
+    server.start()      # on a timeout too, so that a run that never retries fails its assertions, not hangs
+
+
 def test_smtp_down_then_up_sends_once(shop, instance):
     server = SMTPTestServer(user="mailer", password=PASSWORD).start()
     try:
@@ -156,11 +169,13 @@ def test_smtp_down_then_up_sends_once(shop, instance):
         failed = deliver(res, instance, send_retries=0)
         assert not failed.success
         assert [s[2] for s in sends(shop)] == ["failed", "failed"]
-        # down again, and up while the step waits to retry: the retry sends what did not go out, once
-        timer = threading.Timer(1.0, server.start)
-        timer.start()
+        # down again, and up while the step waits to retry: the retry sends what did not go out, once.
+        # The server comes up when the second run's step is up for retry (read from the instance's event
+        # log), not after a fixed delay, which on a loaded machine could pass before its first try.
+        watcher = threading.Thread(target=start_when_up_for_retry, args=(instance, failed.run_id, server))
+        watcher.start()
         retried = deliver(res, instance, send_retries=4, retry_base_s=0.5)
-        timer.join()
+        watcher.join()
         assert retried.success
         assert sum(1 for e in retried.all_events if e.event_type_value == "STEP_UP_FOR_RETRY") >= 1
         assert {to: len(ms) for to, ms in received(server).items()} == {"ana@shop.example": 1, "ben@shop.example": 1}
