@@ -1,6 +1,9 @@
 """What the engine says about a day is what it would have said that day: a backfill over a range gives the
-same detection, segment and insight rows as the daily runs of those days, one after the other, each as the
-schedule runs it (the day's raw events, then the local days whose results it can change)."""
+same detection, segment and insight rows as a backfill of its first days followed by the daily runs of the
+rest, one after the other, each as the schedule runs it (the day's raw events, then the local days whose
+results it can change). The first part checks that no day sees later days (a backfill of 30 days says what
+a backfill of 40 says of them), the second that a day's run recomputes its trailing days as a backfill
+does; the daily runs are the last 10 days, when every detector has the history to speak."""
 
 import json
 import math
@@ -22,6 +25,7 @@ from hitcraft_assets.schedules import analysis_range
 from hitcraft_assets.warehouse import WarehouseResource
 
 DAYS = 40
+DAILY_DAYS = 10   # the daily runs: the last 10 days, after a backfill of the 30 before them
 END = date(2026, 2, 19)
 START = END - timedelta(days=DAYS - 1)
 DAILY_ASSETS = [raw_events, *[a for a in analysis_assets if a.partitions_def is not None], *detection_assets,
@@ -76,15 +80,16 @@ def _same(a, b) -> bool:
     return a == b
 
 
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(900)
 def test_a_backfill_gives_the_rows_of_the_daily_runs(tmp_path):
     generate_demo(tmp_path / "export", days=DAYS, end_date=END, users=600, seed=11)
     backfill, daily = tmp_path / "backfill.duckdb", tmp_path / "daily.duckdb"
     with dg.instance_for_test() as instance:
         _run(instance, _resources(tmp_path, backfill), START, END, DAILY_ASSETS)
         resources = _resources(tmp_path, daily)
-        for i in range(DAYS):   # each day's run: the day's raw events, then every local day they can change
-            day = START + timedelta(days=i)
+        _run(instance, resources, START, END - timedelta(days=DAILY_DAYS), DAILY_ASSETS)
+        for i in range(DAILY_DAYS, 0, -1):   # each day's run: its raw events, then every local day they change
+            day = END - timedelta(days=i - 1)
             _run(instance, resources, *analysis_range(day, day, "UTC", 7, START), DAILY_ASSETS)
     got, want = _rows(daily), _rows(backfill)
     for table in TABLES:

@@ -579,7 +579,9 @@ def test_pooled_rates_skip_days_without_entrants_and_know_their_uncertainty():
 
 def test_the_scan_judges_a_small_segments_counts_and_conversions():
     """A segment of 8 daily users is scanned (exact tails know its noise): its conversion falling from 70% to
-    10% and its sign-ups jumping from 2 to 18 are flagged; its median session length is not scanned."""
+    10% and its sign-ups jumping from 2 to 18 are flagged; its median session length is judged with its
+    sessions as weights, and quiet, it is flagged on at most 2 of 76 days
+    (before FDR control: a day of 2 sessions at 11 times the median, p = 4e-4); it gets no trend row (Mann-Kendall is unweighted)."""
     from hitcraft_assets.detection import scan
 
     rng = np.random.default_rng(4)
@@ -593,9 +595,13 @@ def test_the_scan_judges_a_small_segments_counts_and_conversions():
     series = [scan.Series(("dau", *seg), DATES, dau, dau),
               scan.Series(("funnel:F:step2", *seg), DATES, np.where(trials > 0, conv, np.nan), trials),
               scan.Series(("event_count:Sign Up", *seg), DATES, signups, signups),
-              scan.Series(("session_duration_median_s", *seg), DATES, rng.normal(200, 30, n), np.ones(n))]
+              scan.Series(("session_duration_median_s", *seg), DATES,
+                          np.array([np.median(rng.lognormal(5, 1, int(k))) if k else np.nan for k in dau]), dau)]
     assessed = scan.assess_all(series)
-    assert ("session_duration_median_s", *seg) not in assessed.points
+    duration = assessed.points[("session_duration_median_s", *seg)]
+    assert sum(p.p_value is not None for p in duration) > 60 and sum(p.flagged for p in duration) <= 2
+    sizes = scan.segment_sizes(series)
+    assert scan.big_enough(series[3], sizes)[-1] and not scan.big_enough(series[3], sizes, trend=True)[-1]
     rows = []
     for day in DATES[-3:]:
         rows += [r for r in scan.anomalies_for_day(day, DATES, assessed)[0] if r["status"] == "new"]
@@ -640,6 +646,50 @@ def test_skewed_means_of_few_sessions_are_judged_on_logs():
     assert 3.5 < assess_series(DATES, flat, log_scale=True)[-1].score <= 50
     with pytest.raises(ValueError, match="DETECTION_SCALE"):
         AnomalyOptions(counts=True, log_scale=True)
+
+
+def _medians_of_sessions(rng, sessions: np.ndarray, factor: np.ndarray | None = None) -> np.ndarray:
+    """Each day's median of its lognormal session lengths (NaN on a day without sessions)."""
+    factor = np.ones(sessions.size) if factor is None else factor
+    return np.array([np.median(rng.lognormal(5, 1, int(k))) * f if k else np.nan
+                     for k, f in zip(sessions, factor)])
+
+
+def test_a_per_session_value_is_judged_by_its_sessions():
+    """A median session length with `weights` (its sessions): a value of weight w has noise sigma / sqrt(w).
+    The same low day is flagged when 20 sessions make it, not when 2 do. On a small shop whose weekends have
+    half the sessions (8 a weekday), the weights cut false alerts from the unweighted detector's; a fall to a
+    fifth at 20 sessions a day is still flagged on its first days."""
+    rng = np.random.default_rng(31)
+    sessions = np.full(N_DAYS, 20.0)
+    x = _medians_of_sessions(rng, sessions)
+    x[-1] = np.exp(5.0) * 0.1
+    opts = AnomalyOptions(log_scale=True)
+    assert assess_series(DATES, x, opts, weights=sessions)[-1].flagged
+    few = sessions.copy()
+    few[-1] = 2
+    low = assess_series(DATES, x, opts, weights=few)[-1]
+    assert not low.flagged and low.lower < x[-1]
+    no_sessions = sessions.copy()
+    no_sessions[-1] = 0
+    assert assess_series(DATES, x, opts, weights=no_sessions)[-1].status == "missing"
+
+    weekly = np.where(np.arange(N_DAYS) % 7 >= 5, 4.0, 8.0)
+    plain = weighted = 0
+    for _ in range(80):
+        n = rng.poisson(weekly).astype(float)
+        v = _medians_of_sessions(rng, n)
+        plain += any(p.flagged for p in assess_series(DATES, v, opts))
+        weighted += any(p.flagged for p in assess_series(DATES, v, opts, weights=n))
+    assert weighted < plain and weighted <= 0.15 * 80
+    found = 0
+    for _ in range(40):
+        n = rng.poisson(20, N_DAYS).astype(float)
+        v = _medians_of_sessions(rng, n, np.where(np.arange(N_DAYS) >= N_DAYS - 10, 0.2, 1.0))
+        found += any(p.flagged for p in assess_series(DATES, v, opts, weights=n)[-10:-7])
+    assert found >= 0.8 * 40
+    with pytest.raises(ValueError, match="DETECTION_WEIGHTS"):
+        assess_series(DATES, x, opts, weights=sessions[:-1])
 
 
 def test_new_users_are_not_judged_while_the_warehouse_fills():

@@ -101,6 +101,7 @@ from scipy import stats as sps
 
 from hitcraft_assets.detection.changepoints import (
     WeeklyProfile,
+    mad_scale,
     robust_sigma,
     weekly_is_significant,
     weekly_profile,
@@ -235,6 +236,7 @@ class _Baseline:
     intercept: float
     n_level: int
     level_centre: float  # mean day number of the level points (the drift is extrapolated from there)
+    level_inv_w: float = 1.0   # mean 1 / weight of the level points (1 without weights)
 
 
 @dataclass(frozen=True)
@@ -276,15 +278,37 @@ def _t_factor(threshold: float, df: float) -> float:
     return float(sps.t.isf(sps.norm.sf(threshold), df) / threshold)
 
 
-class _Series:
-    """A series in working units (Anscombe for counts) with the estimators the day loop needs."""
+def _weighted_sigma(des: np.ndarray, inv_w: np.ndarray) -> float:
+    """The noise sigma of a value of weight 1 when a value of weight w has sigma / sqrt(w): from first
+    differences, each divided by its own standard deviation, sqrt(1/w_t + 1/w_{t-1}) (with equal weights,
+    :func:`robust_sigma`)."""
+    if des.size < 3:
+        return 0.0
+    if (inv_w == 1.0).all():
+        return robust_sigma(des)
+    return mad_scale(np.diff(des) / np.sqrt(inv_w[1:] + inv_w[:-1]))
 
-    def __init__(self, dates: Sequence[Any], values: Sequence[float] | np.ndarray, opts: AnomalyOptions):
+
+class _Series:
+    """A series in working units (Anscombe for counts) with the estimators the day loop needs. With
+    ``weights`` (the observations behind each value: the sessions behind a median session length), the
+    noise of a day is sigma / sqrt(weight), sigma that of one observation."""
+
+    def __init__(self, dates: Sequence[Any], values: Sequence[float] | np.ndarray, opts: AnomalyOptions,
+                 weights: Sequence[float] | np.ndarray | None = None):
         x = np.asarray(values, dtype=float)
         if x.ndim != 1 or len(dates) != x.size:
             raise ValueError(f"DETECTION_LENGTH: {len(dates)} dates for {x.size} values")
         self.x = x
         self.valid = np.isfinite(x)
+        self.inv_w = np.ones(x.size)
+        if weights is not None:
+            w = np.asarray(weights, dtype=float)
+            if w.shape != x.shape:
+                raise ValueError(f"DETECTION_WEIGHTS: {w.size} weights for {x.size} values")
+            ok = np.isfinite(w) & (w > 0)
+            self.valid &= ok           # a value with no observations behind it is not a data point
+            self.inv_w[ok] = 1.0 / w[ok]
         if (opts.counts or opts.log_scale) and (x[self.valid] < 0).any():
             raise ValueError("DETECTION_COUNTS: counts=True and log_scale=True need non-negative values")
         if opts.counts:
@@ -304,18 +328,19 @@ class _Series:
     def profile(self, idx: np.ndarray) -> _Profile:
         """The profile of the days ``idx`` (the baseline window)."""
         y, t = self.y[idx], self.t[idx]
+        inv_w = self.inv_w[idx]
         season = weekly_profile(y, t)
         des = season.remove(y, t)
-        sigma, seasonal = robust_sigma(des), True
+        sigma, seasonal = _weighted_sigma(des, inv_w), True
         # a weekly profile estimated from noise (a count of 1.6 a day) swings the expected value as much
         # as the noise does; it is used only when it is significant, once every weekday has 2 values
-        test_sigma = max(sigma, 1.0) if self.opts.counts else sigma
+        test_sigma = max(sigma, 1.0) if self.opts.counts else sigma * math.sqrt(float(inv_w.mean()))
         if (season.counts.min() >= 2 and test_sigma > 0
                 and not weekly_is_significant(season, float(np.median(np.abs(y))), test_sigma,
                                               min_weeks=2)):
             neutral = np.ones(season.period) if season.mode == "multiplicative" else np.zeros(season.period)
             season = WeeklyProfile(season.mode, neutral, season.counts, season.period)
-            des, sigma, seasonal = y, robust_sigma(y), False
+            des, sigma, seasonal = y, _weighted_sigma(y, inv_w), False
         slope, trend_n = 0.0, 0
         if self.opts.drift and idx.size >= self.opts.min_history:
             tail = slice(-self.opts.trend_days, None)
@@ -327,14 +352,16 @@ class _Series:
         """``profile`` with the level of the days ``idx`` (each projected along the drift)."""
         t = self.t[idx].astype(float)
         des = profile.season.remove(self.y[idx], self.t[idx])
-        return _Baseline(profile, float(np.median(des - profile.slope * t)), idx.size, float(t.mean()))
+        return _Baseline(profile, float(np.median(des - profile.slope * t)), idx.size, float(t.mean()),
+                         float(self.inv_w[idx].mean()))
 
     def forecast(self, b: _Baseline, i: int) -> _Forecast:
         opts, p = self.opts, b.profile
         day = int(self.t[i])
         phase = day % p.season.period
         expected = p.season.apply(b.intercept + p.slope * day, day)
-        noise = p.sigma * (p.season.effects[phase] if p.season.mode == "multiplicative" else 1.0)
+        noise = (p.sigma * math.sqrt(float(self.inv_w[i]))
+                 * (p.season.effects[phase] if p.season.mode == "multiplicative" else 1.0))
         floor_x = max(opts.min_scale, opts.min_rel_scale * abs(self.original(expected)))
         if opts.counts:
             # the original-units floor seen on the Anscombe scale (dy/dx = 1/sqrt(x + 3/8)), and never
@@ -353,7 +380,9 @@ class _Series:
         # the expected value's own error, relative to the noise variance: medians of n points have
         # variance (pi/2) sigma^2 / n; a slope from m points, extrapolated h days, 12 h^2 / (m^3 - m)
         n_wd = int(p.season.counts[phase])
-        var = (math.pi / 2) * (1.0 / b.n_level + ((1.0 / n_wd if n_wd else 1.0) if p.seasonal else 0.0))
+        # with weights, the level's points have their own noise (mean 1/w of them) and the day its own
+        level_var = b.level_inv_w / float(self.inv_w[i]) / b.n_level
+        var = (math.pi / 2) * (level_var + ((1.0 / n_wd if n_wd else 1.0) if p.seasonal else 0.0))
         if p.trend_n >= 3:
             h = float(self.t[i]) - b.level_centre
             var += 12.0 * h * h / (p.trend_n**3 - p.trend_n)
@@ -420,18 +449,22 @@ def exact_count_z(k: float, mu: float, scale: float) -> float:
 
 
 def assess_series(dates: Sequence[Any], values: Sequence[float] | np.ndarray,
-                  options: AnomalyOptions | None = None, **overrides: Any) -> list[PointAssessment]:
+                  options: AnomalyOptions | None = None, *, weights: Sequence[float] | np.ndarray | None = None,
+                  **overrides: Any) -> list[PointAssessment]:
     """Judge every day of a daily series, each using only the days before it.
 
     ``dates``: strictly increasing days (``datetime.date``, ISO strings or ``datetime64``); gaps are
     allowed (weekdays and drift come from the dates). ``values``: one number per date, NaN for a
-    missing day. ``options`` / keyword overrides: see :class:`AnomalyOptions`. Returns one
+    missing day. ``weights``: the observations behind each value (sessions behind a median session
+    length), or None: a value of weight w has noise sigma / sqrt(w), so a day of 3 sessions is judged
+    with a scale twice that of a day of 12; a value of weight 0 or NaN is not a data point.
+    ``options`` / keyword overrides: see :class:`AnomalyOptions`. Returns one
     :class:`PointAssessment` per date, in order; ``date`` is the caller's own date object.
     """
     opts = options or AnomalyOptions()
     if overrides:
         opts = AnomalyOptions(**{**asdict(opts), **overrides})
-    s = _Series(dates, values, opts)
+    s = _Series(dates, values, opts, weights)
     usable = s.valid.copy()        # days a baseline may use (transient anomalies are removed)
     regime_start = 0
     regime_ref: _Baseline | None = None  # the pre-change baseline, used until a regime has min_history days

@@ -11,7 +11,9 @@ How: counts (events, users, sessions) use the detectors' Poisson-aware mode, wit
 tail below 30 a day and no volume floor (2 -> 18 in a day is an anomaly, 0 -> 2 is not); a conversion is
 judged one day at a time with 30 entrants a day or more, else by pooling its last 1, 3 or 7 days against the
 28 before them (`rates.py`, an exact beta-binomial tail); both are judged in segments of any size. Durations
-and ratios use the plain robust scale, in segments of MIN_SEGMENT_USERS daily users or more. A series is
+and ratios (per-session values: a median session length, events per session) use the robust scale on
+log(1 + x), weighted by the day's sessions (a day of 3 sessions has twice the noise of a day of 12), also in
+segments of any size; their trends need MIN_SEGMENT_USERS daily users. A series is
 flagged on a day when the detector calls it an anomaly (not a continuation of an alert already raised) and
 its Benjamini-Hochberg q-value within its family of the series tested that day (the totals, or the
 segments) is at most `FDR_ALPHA`.
@@ -48,7 +50,7 @@ CHANGE_POINT_DAYS = 90        # change points searched in the trailing 90 days
 MIN_COUNT_VOLUME = 0          # no volume floor: a low count is judged by its exact tail (anomalies.exact_count_z)
 MIN_TRIALS = 30               # a conversion judged one day at a time needs this many entrants a day; below
                               # it, days are pooled (rates.py)
-MIN_SEGMENT_USERS = 30        # a segment's durations and ratios need this many daily users (median, 28 days)
+MIN_SEGMENT_USERS = 30        # a segment's duration and ratio trends need this many daily users (median, 28 days)
 MIN_TREND_COUNT = 20          # a count series needs this median volume to get a trend row
 SMOOTHED = ("wau", "mau", "stickiness")
 # the days a trailing-window metric needs behind it: before the first full window (counted from the
@@ -156,17 +158,25 @@ def exact_tested(metric: str) -> bool:
     return is_count(metric) or is_rate(metric)
 
 
-def big_enough(series: Series, sizes: dict[tuple[str, str], np.ndarray]) -> np.ndarray:
-    """Per day: totals always; a segment's counts and conversions while it had users in the 28 days up to
-    the day (its tests know their own sampling noise); its durations and ratios (a median session length,
-    events per session: heavy-tailed, with no known sampling noise) only with MIN_SEGMENT_USERS daily
-    users."""
+def big_enough(series: Series, sizes: dict[tuple[str, str], np.ndarray], trend: bool = False) -> np.ndarray:
+    """Per day: totals always; a segment's series while it had users in the 28 days up to the day: the
+    tests of counts and conversions know their own sampling noise, and a duration or ratio is judged with
+    its day's sessions as weights (`weights`). A trend (Mann-Kendall, unweighted) of a segment's duration
+    or ratio needs MIN_SEGMENT_USERS daily users: with 3 sessions a day a median session length is mostly
+    the noise of which sessions happened."""
     if series.key[1] == "all":
         return np.ones(len(series.dates), dtype=bool)
     size = sizes.get((series.key[1], series.key[2]))
     if size is None:
         return np.zeros(len(series.dates), dtype=bool)
-    return size > 0 if exact_tested(series.metric) else size >= MIN_SEGMENT_USERS
+    if trend and not exact_tested(series.metric):
+        return size >= MIN_SEGMENT_USERS
+    return size > 0
+
+
+def weights(series: Series) -> np.ndarray | None:
+    """The observations behind each value: the sessions behind a per-session value, None for the others."""
+    return series.volume if series.metric in SKEWED else None
 
 
 def scannable(series: Series) -> np.ndarray:
@@ -215,7 +225,8 @@ def assess_all(series: Sequence[Series]) -> Assessed:
         if is_rate(s.metric):
             points[s.key] = _assess_rate(s, gate)
         else:
-            points[s.key] = assess_series(s.dates, _full_windows(s), anomaly_options(s.metric))
+            points[s.key] = assess_series(s.dates, _full_windows(s), anomaly_options(s.metric),
+                                          weights=weights(s))
         tested[s.key] = gate
     return Assessed(points, tested)
 
@@ -378,7 +389,7 @@ def trends_for_day(day: date, series: Sequence[Series],
     sizes = segment_sizes(series) if sizes is None else sizes
     for s in series:
         i = s.dates.index(day) if day in s.dates else None
-        if i is None or not big_enough(s, sizes)[i]:
+        if i is None or not big_enough(s, sizes, trend=True)[i]:
             continue
         values = _full_windows(s)[: i + 1]
         recent = values[-TREND_DAYS:]

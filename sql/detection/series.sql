@@ -3,12 +3,18 @@
 
 -- name: metric_series
 -- Days whose export file was missing are a data outage, not product behaviour: they are left out (the
--- raw_events volume check reports them).
-select metric, dimension, segment, metric_date, value, value as volume
-from analytics.daily_metrics
-where metric_date between $from_day::date and $to_day::date
-  and value is not null
-  and metric_date not in (select event_date from raw.load_log where not source_found);
+-- raw_events volume check reports them). The volume of a per-session value (a median session length,
+-- events per session) is the segment's sessions that day, the observations behind it; of a count, the count.
+select m.metric, m.dimension, m.segment, m.metric_date, m.value,
+       case when m.metric in ('events_per_session', 'session_duration_mean_s', 'session_duration_median_s')
+            then s.value else m.value end as volume
+from analytics.daily_metrics m
+left join analytics.daily_metrics s
+  on s.metric = 'sessions' and s.metric_date = m.metric_date and s.dimension = m.dimension
+ and s.segment = m.segment
+where m.metric_date between $from_day::date and $to_day::date
+  and m.value is not null
+  and m.metric_date not in (select event_date from raw.load_log where not source_found);
 
 -- name: funnel_series
 -- Step conversion of every funnel within one day of entry, known on the day after the entry day (its
