@@ -250,3 +250,13 @@ def test_a_pooled_conversion_change_names_its_days_not_one_day(tmp_path):
     [insight] = [i for i in generate_insights(conn, DAY, CONFIG) if i.evidence["metric"] == ONB2]
     assert " on " in insight.title and "3 days" not in insight.title
     conn.close()
+
+
+def test_a_sentence_opening_with_a_named_segment_keeps_its_capitals():
+    """'iOS users' at the start of a sentence stay 'iOS users' (not 'IOS users'); a plain word is capitalised."""
+    from hitcraft_assets.insights.rules import _upper_first, _who
+
+    assert _who({"dimension": "platform", "segment": "iOS"}) == "iOS users"
+    assert _who({"dimension": "platform", "segment": "web"}) == "Web users"
+    assert _upper_first("eBay sellers") == "eBay sellers" and _upper_first("all users") == "All users"
+    assert _upper_first("") == ""

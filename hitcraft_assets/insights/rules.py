@@ -269,9 +269,17 @@ def segment_label(evidence: dict) -> str:
     return f"{segment} users"
 
 
-def _who(ev: dict) -> str:
-    text = segment_label(ev)
+def _upper_first(text: str) -> str:
+    """The text with a capital first letter, unless its first word is a name with capitals of its own:
+    'iOS users', 'eBay sellers' and 'macOS users' stay as they are."""
+    first = text.split(" ", 1)[0]
+    if not text or any(c.isupper() for c in first[1:]):
+        return text
     return text[0].upper() + text[1:]
+
+
+def _who(ev: dict) -> str:
+    return _upper_first(segment_label(ev))
 
 
 def _what(ev: dict) -> str:
@@ -364,7 +372,7 @@ def _facet_sentence(name: str, ev: dict) -> str:
         return f"{text} {_drivers(b, limit=2)}".strip()
     if name == "change_point":
         verb = "rose" if (b.get("relative_shift") or 0) > 0 else "fell"
-        return (f"{what[0].upper() + what[1:]} for {who} {verb} from {_v(ev, b['mean_before'])} to "
+        return (f"{_upper_first(what)} for {who} {verb} from {_v(ev, b['mean_before'])} to "
                 f"{_v(ev, b['mean_after'])} on average around {fmt_day(b['date'])}. {_drivers(b)}").strip()
     if name == "new":
         return _new_sentence(ev, b)
@@ -382,7 +390,7 @@ def _facet_sentence(name: str, ev: dict) -> str:
     since = b.get("significant_since")
     course = (f"has been {'rising' if rising else 'falling'} since {fmt_day(since)}"
               if since and str(since)[:10] != str(b.get("as_of_date"))[:10] else f"is {'rising' if rising else 'falling'}")
-    return (f"{what[0].upper() + what[1:]} for {who} {course}: {_v(ev, b['current_7d'])} on average over the last "
+    return (f"{_upper_first(what)} for {who} {course}: {_v(ev, b['current_7d'])} on average over the last "
             f"{short} days "
             f"({fmt_change(b['pct_change_7d'])} on the {short} before), {moved} "
             f"({strength_words(b.get('q_value'))} evidence).")
@@ -447,23 +455,23 @@ def insight_title(kind: str, evidence: dict) -> str:
             # a conversion on few entrants a day, judged over its last days pooled (detection/rates.py)
             verb = "rose" if b["direction"] == "up" else "fell"
             last = b.get("cohort_date") or b["metric_date"]   # a funnel step: its last entry day
-            return (f"{what[0].upper() + what[1:]}{scope} {verb} to {_v(ev, b['observed'])} in the {days} days "
+            return (f"{_upper_first(what)}{scope} {verb} to {_v(ev, b['observed'])} in the {days} days "
                     f"to {fmt_day(last)}")
         verb = "spiked" if b["direction"] == "up" else "dropped"
-        return (f"{what[0].upper() + what[1:]}{scope} {verb} to {_v(ev, b['observed'])} on "
+        return (f"{_upper_first(what)}{scope} {verb} to {_v(ev, b['observed'])} on "
                 f"{fmt_day(b['metric_date'])}")
     if name == "change_point":
         verb = "rose" if (b.get("relative_shift") or 0) > 0 else "fell"
-        return (f"{what[0].upper() + what[1:]}{scope} {verb} to {_v(ev, b['mean_after'])}{when} "
+        return (f"{_upper_first(what)}{scope} {verb} to {_v(ev, b['mean_after'])}{when} "
                 f"(from {_v(ev, b['mean_before'])})")
     if name == "persisted":
-        return (f"{what[0].upper() + what[1:]}{scope} up and holding at {_v(ev, b['current_7d'])}{when}")
+        return (f"{_upper_first(what)}{scope} up and holding at {_v(ev, b['current_7d'])}{when}")
     if ev.get("named"):
         return _named_title(ev)
     verb = "up" if b["trend"] == "increasing" else "down"
     change = b.get("trend_change")
     change = b["pct_change_28d"] if change is None else change
-    return f"{what[0].upper() + what[1:]}{scope} {verb} {fmt_percent(change)} in {b['window_days'][1]} days"
+    return f"{_upper_first(what)}{scope} {verb} {fmt_percent(change)} in {b['window_days'][1]} days"
 
 
 def _span(a: Any, b: Any) -> str:
