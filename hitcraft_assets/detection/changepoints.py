@@ -68,8 +68,8 @@ caught by the anomaly detector or the trend test; this detector is tuned not to 
 
 Where the noise model does not fit: a series that wanders like a random walk or bends smoothly (annual
 economic series, cumulative totals) reads as phi at the cap, and only a large step is reported. A check
-on ten public TCPD series, most of them of that kind (bench/README.md): F1 0.790 / covering 0.638,
-before 0.794 / 0.622, Binseg-BIC 0.740 / 0.651, no change point 0.719 / 0.612.
+on the 31 univariate public TCPD series, many of them of that kind (bench/README.md): F1 0.788 /
+covering 0.699, Binseg-BIC 0.679 / 0.643, no change point 0.663 / 0.568.
 
 Missing values (NaN) are skipped; indices always refer to positions in the input.
 
