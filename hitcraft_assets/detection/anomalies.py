@@ -55,7 +55,11 @@ unit variance, with a scale floor of 1 there: the Poisson-aware floor, the scale
 Poisson noise alone produces (the ``max(MAD scale, sqrt(expected))`` idea, on a scale where it holds at
 small means too). Expected values and bands are transformed back, so bands are asymmetric and never
 below 0. Poisson(3) and Poisson(30) series: 0 of 200 alerted; a jump from 3 to 25 is alerted. Use it
-for every count (events, users, sessions); without it Poisson(30) alerts on 23% of series.
+for every count (events, users, sessions); without it Poisson(30) alerts on 23% of series. Below
+``EXACT_COUNT_MEAN`` (30) a day is judged by its exact negative-binomial tail (:func:`exact_count_z`), and
+a low count with a flat baseline (no weekly profile, a drift below one noise sigma over ``trend_days``) is
+forecast by the mean of its last ``trend_days`` values (its error 1/n of the noise variance), not by the
+median of 7 integers: a day of 18 on Poisson(5) is flagged in 49% of simulated series instead of 1.5%.
 
 **Guards** (the complaints of §3):
 
@@ -244,6 +248,8 @@ class _Baseline:
     n_level: int
     level_centre: float  # mean day number of the level points (the drift is extrapolated from there)
     level_inv_w: float = 1.0   # mean 1 / weight of the level points (1 without weights)
+    rate: float = math.nan     # the mean of the rate days (original units; counts)
+    rate_n: int = 0
 
 
 @dataclass(frozen=True)
@@ -251,6 +257,7 @@ class _Forecast:
     expected: float  # working units
     scale: float     # working units
     spread: float = 1.0   # the scale without the MAD's t-correction: the forecast's noise (exact count tests)
+    mean_level: bool = False   # a low count's level is its window's mean (see _Series.forecast)
 
 
 @dataclass
@@ -355,17 +362,35 @@ class _Series:
         df = max(MAD_EFFICIENCY * (idx.size - 1), 1.0)
         return _Profile(season, sigma, df, slope, trend_n, seasonal)
 
-    def baseline(self, profile: _Profile, idx: np.ndarray) -> _Baseline:
-        """``profile`` with the level of the days ``idx`` (each projected along the drift)."""
+    def baseline(self, profile: _Profile, idx: np.ndarray, rate_idx: np.ndarray | None = None) -> _Baseline:
+        """``profile`` with the level of the days ``idx`` (each projected along the drift); for counts, also
+        the mean of the days ``rate_idx`` (default ``idx``), the level of a low flat count."""
         t = self.t[idx].astype(float)
         des = profile.season.remove(self.y[idx], self.t[idx])
+        rate_idx = idx if rate_idx is None else rate_idx
+        rate = float(self.x[rate_idx].mean()) if self.opts.counts and rate_idx.size else math.nan
         return _Baseline(profile, float(np.median(des - profile.slope * t)), idx.size, float(t.mean()),
-                         float(self.inv_w[idx].mean()))
+                         float(self.inv_w[idx].mean()), rate, int(rate_idx.size) if self.opts.counts else 0)
+
+    def _mean_level(self, b: _Baseline) -> bool:
+        """A low count with a flat baseline (no weekly profile, a drift of less than one noise sigma over
+        ``trend_days``) is forecast by the mean of its last ``trend_days`` values: for Poisson counts the
+        mean of 28 days has a variance of mu / 28, a median of 7 integers about pi/2 * mu / 7, and a
+        median of 3, 1, 2, 2, 3, 3, 5 is 3 where the rate is 2.3."""
+        p = b.profile
+        return (self.opts.counts and b.rate_n >= 1 and not p.seasonal and b.rate < EXACT_COUNT_MEAN
+                and abs(p.slope) * self.opts.trend_days < max(p.sigma, 1.0))
 
     def forecast(self, b: _Baseline, i: int) -> _Forecast:
         opts, p = self.opts, b.profile
         day = int(self.t[i])
         phase = day % p.season.period
+        if self._mean_level(b):
+            expected = float(_anscombe(np.float64(b.rate)))
+            floor = max(1.0, opts.min_scale / math.sqrt(b.rate + 0.375))
+            spread = max(p.sigma, floor) * math.sqrt(1.0 + 1.0 / b.rate_n)
+            t_factor = _t_factor(opts.threshold, p.df) if opts.t_correction else 1.0
+            return _Forecast(expected, spread * t_factor, spread, mean_level=True)
         expected = p.season.apply(b.intercept + p.slope * day, day)
         noise = (p.sigma * math.sqrt(float(self.inv_w[i]))
                  * (p.season.effects[phase] if p.season.mode == "multiplicative" else 1.0))
@@ -400,6 +425,8 @@ class _Series:
     def z(self, i: int, fc: _Forecast) -> float:
         if self.opts.counts:
             mu = self.original(fc.expected)
+            if fc.mean_level:
+                return exact_count_z(float(self.x[i]), mu, fc.spread)
             if mu < EXACT_COUNT_MEAN:
                 # a median level of mostly-zero days is 0; the recent mean rate is what the count is tested at
                 recent = self.x[max(0, i - 28):i]
@@ -489,7 +516,7 @@ def assess_series(dates: Sequence[Any], values: Sequence[float] | np.ndarray,
         if idx.size < (1 if regime_ref is not None else 3):
             return None
         if idx.size >= opts.min_history or regime_ref is None:
-            return s.baseline(s.profile(idx[-opts.window:]), idx[-opts.level_days:])
+            return s.baseline(s.profile(idx[-opts.window:]), idx[-opts.level_days:], idx[-opts.trend_days:])
         # a young regime: the pre-change weekly shape, no drift, the new level, and the pre-change noise
         # (relative to the level when the profile is multiplicative: 3% noise stays 3% after a shift)
         ref = regime_ref.profile
