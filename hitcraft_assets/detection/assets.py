@@ -40,7 +40,7 @@ def load_series(conn, start: date, last_day: date) -> tuple[list[scan.Series], l
     statements = named_statements("detection/series.sql")
     span = (last_day - start).days + 1
     params = {"from_day": start.isoformat(), "to_day": last_day.isoformat()}
-    frames = [conn.sql(statements["metric_series"], params=params).pl()]
+    frames = [conn.sql(statements["metric_series"], params=params | {"per_session": list(scan.SKEWED)}).pl()]
     if "analytics.funnel_steps" in existing_tables(conn):
         frames.append(conn.sql(statements["funnel_series"], params=params).pl())
     frames = [f.with_columns(pl.col("value").cast(pl.Float64), pl.col("volume").cast(pl.Float64)) for f in frames

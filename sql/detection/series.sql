@@ -1,13 +1,12 @@
 -- The daily series that detection scans (grain: one value per series and day), read "as of" a day.
--- Parameters: $from_day, $to_day (local days).
+-- Parameters: $from_day, $to_day (local days); $per_session: the per-session metrics (scan.SKEWED).
 
 -- name: metric_series
 -- Days whose export file was missing are a data outage, not product behaviour: they are left out (the
 -- raw_events volume check reports them). The volume of a per-session value (a median session length,
 -- events per session) is the segment's sessions that day, the observations behind it; of a count, the count.
 select m.metric, m.dimension, m.segment, m.metric_date, m.value,
-       case when m.metric in ('events_per_session', 'session_duration_mean_s', 'session_duration_median_s')
-            then s.value else m.value end as volume
+       case when list_contains($per_session::varchar[], m.metric) then s.value else m.value end as volume
 from analytics.daily_metrics m
 left join analytics.daily_metrics s
   on s.metric = 'sessions' and s.metric_date = m.metric_date and s.dimension = m.dimension
