@@ -536,6 +536,26 @@ def test_a_low_flat_count_is_forecast_by_its_mean():
     assert quiet <= 3 and growing <= 5
 
 
+def test_a_low_counts_band_is_the_band_of_its_exact_test():
+    """Below 30 a day the band is the exact test's (negative-binomial quantiles at the threshold's tail), so
+    a flagged day is outside it and a normal day inside: the TikTok campaign's 14 Sign Ups, flagged, had an
+    'usual high' of 16.3 from the Anscombe band, above the day's own value."""
+    rng = np.random.default_rng(3)
+    days = [date(2026, 1, 1) + timedelta(days=i) for i in range(90)]
+    judged = 0
+    for mean in (0.5, 2.0, 5.0, 12.0, 25.0):
+        for _ in range(20):
+            x = rng.poisson(mean, 90).astype(float)
+            x[80] = rng.integers(0, 40)
+            for p in assess_series(days, x, counts=True):
+                if p.status == "anomaly":
+                    assert (p.observed > p.upper) if p.direction == "up" else (p.observed < p.lower), p
+                elif p.status == "normal":
+                    assert p.lower <= p.observed <= p.upper, p
+                    judged += 1
+    assert judged > 5000
+
+
 def test_a_flat_baseline_never_gives_an_unbounded_score():
     days = [date(2026, 1, 1) + timedelta(days=i) for i in range(40)]
     values = np.zeros(40)

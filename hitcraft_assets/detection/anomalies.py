@@ -60,6 +60,7 @@ for every count (events, users, sessions); without it Poisson(30) alerts on 23% 
 a low count with a flat baseline (no weekly profile, a drift below one noise sigma over ``trend_days``) is
 forecast by the mean of its last ``trend_days`` values (its error 1/n of the noise variance), not by the
 median of 7 integers: a day of 18 on Poisson(5) is flagged in 49% of simulated series instead of 1.5%.
+The band of such a day is its exact test's (:func:`exact_count_band`): a flagged day lies outside it.
 
 **Guards** (the complaints of §3):
 
@@ -422,24 +423,35 @@ class _Series:
         spread = max(noise, floor) * math.sqrt(1.0 + var)
         return _Forecast(expected, spread * t_factor, spread)
 
+    def exact_mean(self, i: int, fc: _Forecast) -> float | None:
+        """The mean a low count's exact tail is taken at (None: the day is judged by its robust z)."""
+        if not self.opts.counts:
+            return None
+        mu = self.original(fc.expected)
+        if fc.mean_level:
+            return mu
+        if mu < EXACT_COUNT_MEAN:
+            # a median level of mostly-zero days is 0; the recent mean rate is what the count is tested at
+            recent = self.x[max(0, i - 28):i]
+            recent = recent[np.isfinite(recent)]
+            return max(mu, float(recent.mean()) if recent.size else 0.0)
+        return None
+
     def z(self, i: int, fc: _Forecast) -> float:
-        if self.opts.counts:
-            mu = self.original(fc.expected)
-            if fc.mean_level:
-                return exact_count_z(float(self.x[i]), mu, fc.spread)
-            if mu < EXACT_COUNT_MEAN:
-                # a median level of mostly-zero days is 0; the recent mean rate is what the count is tested at
-                recent = self.x[max(0, i - 28):i]
-                recent = recent[np.isfinite(recent)]
-                rate = float(recent.mean()) if recent.size else 0.0
-                return exact_count_z(float(self.x[i]), max(mu, rate), fc.spread)
+        mu = self.exact_mean(i, fc)
+        if mu is not None:
+            return exact_count_z(float(self.x[i]), mu, fc.spread)
         return float((self.y[i] - fc.expected) / fc.scale)
 
     def assessment(self, i: int, date: Any, fc: _Forecast, status: str) -> PointAssessment:
         opts = self.opts
         z = self.z(i, fc)
         half = opts.threshold * fc.scale
-        lower = self.original(fc.expected - half)
+        lower, upper = self.original(fc.expected - half), self.original(fc.expected + half)
+        mu = self.exact_mean(i, fc)
+        if mu is not None:
+            # the band of the test that judged the day: a low count outside it is what its exact tail flags
+            lower, upper = exact_count_band(mu, fc.spread, opts.threshold)
         if opts.counts or opts.log_scale:
             lower = max(lower, 0.0)
         return PointAssessment(
@@ -447,7 +459,7 @@ class _Series:
             observed=float(self.x[i]),
             expected=self.original(fc.expected),
             lower=lower,
-            upper=self.original(fc.expected + half),
+            upper=upper,
             score=z,
             p_value=float(z_to_p_value(z, opts.direction)),
             direction="up" if z > 0 else "down",
@@ -465,15 +477,30 @@ class _Series:
         return ANOMALY
 
 
+def _negative_binomial(mu: float, scale: float) -> tuple[float, float]:
+    """(n, p) of the negative binomial of mean ``mu`` and variance ``scale**2 * mu`` (at least Poisson's)."""
+    phi = max(scale * scale, 1.0 + 1e-9)
+    mu = max(mu, 1e-6)
+    return mu / (phi - 1.0), 1.0 / phi
+
+
+def exact_count_band(mu: float, scale: float, threshold: float) -> tuple[float, float]:
+    """The counts a low count's exact test at ``threshold`` accepts, as (lowest, highest): the negative
+    binomial's quantiles at the threshold's normal tail probability. A day is flagged up when it is above
+    the highest (its upper tail is below that probability), so an insight's "usual high" is never above a
+    flagged value."""
+    n, p = _negative_binomial(mu, scale)
+    tail = float(sps.norm.sf(threshold))
+    return float(sps.nbinom.ppf(tail, n, p)), float(sps.nbinom.isf(tail, n, p))
+
+
 def exact_count_z(k: float, mu: float, scale: float) -> float:
     """The normal score of a count's exact tail: ``k`` against a negative binomial of mean ``mu`` whose
     variance is ``scale**2 * mu`` (``scale`` is the forecast's scale on the Anscombe scale, where Poisson noise
     has unit variance, so ``scale**2`` is the overdispersion the history shows, widened for the forecast's
     own error). Low counts are discrete and skewed: at scale 1, 2 -> 18 in a day has a tail below 1e-8 and
     scores about 6.8, 0.3 -> 2 under 2, where the normal approximation would call the first unremarkable."""
-    phi = max(scale * scale, 1.0 + 1e-9)
-    mu = max(mu, 1e-6)
-    n, p = mu / (phi - 1.0), 1.0 / phi          # NB(n, p): mean n(1-p)/p = mu, variance mu * phi
+    n, p = _negative_binomial(mu, scale)         # NB(n, p): mean n(1-p)/p = mu, variance mu * phi
     k = max(round(k), 0)
     if k > mu:
         tail = float(special.betainc(k, n, 1.0 - p))          # P(X >= k)
