@@ -554,6 +554,16 @@ def test_a_low_counts_band_is_the_band_of_its_exact_test():
                     assert p.lower <= p.observed <= p.upper, p
                     judged += 1
     assert judged > 5000
+    # the band is the negative binomial's quantiles at the threshold's tail, as scipy computes them
+    from scipy import stats as sps
+
+    from hitcraft_assets.detection.anomalies import exact_count_band
+    for _ in range(500):
+        mu, scale, threshold = rng.uniform(0.01, 40), rng.uniform(0.5, 4), rng.choice([2.0, 3.5, 5.0])
+        phi = max(scale * scale, 1 + 1e-9)
+        n, q = mu / (phi - 1), 1 / phi
+        tail = sps.norm.sf(threshold)
+        assert exact_count_band(mu, scale, threshold) == (sps.nbinom.ppf(tail, n, q), sps.nbinom.isf(tail, n, q))
 
 
 def test_a_flat_baseline_never_gives_an_unbounded_score():
