@@ -457,3 +457,12 @@ def test_fmt_percent(value, expected):
 def test_fmt_change_and_words(value, expected, arrow, word):
     assert fmt_change(value) == expected
     assert change_words(value) == (arrow, word)
+
+
+def test_kind_counts_read_as_english_plurals():
+    """'2 successes' and '2 anomalies', not '2 successs' and '2 anomalys'; a day, 2 days, 2 risks."""
+    from hitcraft_assets.delivery.email.format import plural
+
+    assert [plural(2, w) for w in ("success", "anomaly", "opportunity", "risk", "trend", "day")] == [
+        "2 successes", "2 anomalies", "2 opportunities", "2 risks", "2 trends", "2 days"]
+    assert plural(1, "success") == "1 success" and plural(1_200, "insight") == "1,200 insights"

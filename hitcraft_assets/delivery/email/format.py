@@ -78,4 +78,15 @@ def change_words(x: float | None) -> tuple[str, str]:
 
 
 def plural(n: int, one: str, many: str | None = None) -> str:
-    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+    """``n`` and the word, in the plural unless n is 1: 2 risks, 2 successes, 2 anomalies (``many``: an
+    irregular plural)."""
+    if n == 1:
+        return f"{n:,} {one}"
+    if many is None:
+        if one.endswith(("s", "x", "z", "ch", "sh")):
+            many = one + "es"
+        elif one.endswith("y") and one[-2:-1] not in ("a", "e", "i", "o", "u"):
+            many = one[:-1] + "ies"
+        else:
+            many = one + "s"
+    return f"{n:,} {many}"

@@ -226,8 +226,7 @@ def counts_line(digest: Digest) -> str:
         if not of_kind:
             continue
         new = sum(1 for i in of_kind if i.status == "new")
-        many = "opportunities" if kind == "opportunity" else None
-        parts.append(plural(len(of_kind), kind, many) + (f" ({new:,} new)" if new else ""))
+        parts.append(plural(len(of_kind), kind) + (f" ({new:,} new)" if new else ""))
     return f"{plural(len(digest.insights), 'insight')}: " + ", ".join(parts)
 
 
