@@ -11,6 +11,7 @@ Everything is plain numpy: no Dagster, no DuckDB.
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date, timedelta
 
@@ -521,7 +522,7 @@ def test_a_low_flat_count_is_forecast_by_its_mean():
     x = np.concatenate([rng.poisson(2.2, 40).astype(float), campaign])
     last = assess_series(days[:x.size], x, counts=True)[-1]
     before = x[:-1][np.isfinite(x[:-1])]
-    assert last.flagged and last.expected == pytest.approx(before[-28:].mean(), rel=1e-9)
+    assert last.flagged and last.expected == pytest.approx((before[-28:].sum() + 0.5) / 28, rel=1e-9)
     for mean, spike, at_least in ((5.0, 18, 35), (2.3, 14, 85)):
         flagged = 0
         for _ in range(100):
@@ -534,6 +535,31 @@ def test_a_low_flat_count_is_forecast_by_its_mean():
     growing = sum(any(p.flagged for p in assess_series(days, rng.poisson(np.linspace(2, 10, 90)).astype(float),
                                                        counts=True)) for _ in range(100))
     assert quiet <= 3 and growing <= 5
+
+
+def test_a_count_never_seen_has_a_rate_from_its_evidence():
+    """Weeks of zeros are not a rate of 0: a support chat among a segment's users that had none for 60 days
+    was 'spiked to 1 (expected 0), p = 2e-6' on a simulated small shop. The rate is (total + 1/2) / days,
+    so 1 or 2 events after 0s are not flagged ("0 -> 2 must not"), 3 are, 2 -> 18 is, and the expected
+    value and band stay finite and above 0."""
+    days = [date(2026, 1, 1) + timedelta(days=i) for i in range(60)]
+    for last, flagged in ((1, False), (2, False), (3, True), (6, True)):
+        x = np.zeros(60)
+        x[-1] = last
+        a = assess_series(days, x, counts=True)[-1]
+        assert a.flagged is flagged, (last, a)
+        assert a.expected == pytest.approx(0.5 / 28) and 0 < a.p_value and (a.upper < last) is flagged
+    x = np.zeros(60)
+    x[[5, 30, 47]] = 1.0            # three stray events in two months, then 2: still not news
+    x[-1] = 2
+    assert not assess_series(days, x, counts=True)[-1].flagged
+    rng = np.random.default_rng(4)
+    spikes = 0
+    for _ in range(20):
+        y = rng.poisson(2.0, 60).astype(float)
+        y[-1] = 18
+        spikes += assess_series(days, y, counts=True)[-1].p_value < 1e-5
+    assert spikes >= 18
 
 
 def test_a_low_counts_band_is_the_band_of_its_exact_test():
@@ -664,6 +690,37 @@ def test_the_scan_judges_a_small_segments_counts_and_conversions():
         rows += [r for r in scan.anomalies_for_day(day, DATES, assessed)[0] if r["status"] == "new"]
     flagged = {(r["metric"], r["direction"]) for r in rows}
     assert ("funnel:F:step2", "down") in flagged and ("event_count:Sign Up", "up") in flagged
+
+
+def test_a_new_segment_can_be_the_root_cause_of_a_totals_anomaly():
+    """A burst of visitors from a channel never seen before (a viral article): the channel has no history,
+    so no judgement, but it carries the spike. It is named as the cause ("channel = article: 95% of the
+    rise") with expected 0, ahead of the old segments that grew a little with it."""
+    from hitcraft_assets.detection import scan
+
+    rng = np.random.default_rng(9)
+    n = N_DAYS
+    google = rng.poisson(60, n).astype(float)
+    google[-1] += 10
+    direct = rng.poisson(40, n).astype(float)
+    article = np.full(n, np.nan)
+    article[-1] = 200.0
+    total = google + direct + np.nan_to_num(article)
+    series = [scan.Series(("dau", "all", "all"), DATES, total, total),
+              scan.Series(("dau", "channel", "google"), DATES, google, google),
+              scan.Series(("dau", "channel", "direct"), DATES, direct, direct),
+              scan.Series(("dau", "channel", "article"), DATES, article, article)]
+    assessed = scan.assess_all(series)
+    assert assessed.points[("dau", "channel", "article")][-1].expected is None  # too young to be judged itself
+    rows = [r for r in scan.anomalies_for_day(DATES[-1], DATES, assessed)[0] if r["dimension"] == "all"]
+    assert len(rows) == 1
+    cause = json.loads(rows[0]["root_cause"])
+    assert cause[0]["segment"] == "article" and cause[0]["expected"] == 0 and cause[0]["contribution"] > 0.8
+    # a segment that was there before is judged as before, not as new
+    article[-10] = 3.0
+    assessed = scan.assess_all(series)
+    rows = [r for r in scan.anomalies_for_day(DATES[-1], DATES, assessed)[0] if r["dimension"] == "all"]
+    assert all(c["segment"] != "article" for c in json.loads(rows[0]["root_cause"]))
 
 
 def test_totals_and_segments_are_separate_fdr_families():

@@ -696,3 +696,29 @@ def test_a_young_products_growth_ranks_below_an_incident_in_its_first_weeks(tmp_
     [growth_old] = [i for i in older if i.evidence["metric"] == "dau"]
     assert growth_old.evidence["trend"]["days_significant"] == 12
     assert growth_old.impact_score > growth.impact_score * 2.5   # news 1, not 0.3
+
+
+ARTICLE = {"dimension": "channel", "segment": "article", "expected": 0.0, "observed": 47.0, "contribution": 0.95,
+           "summary": "channel = article: 95% of the rise"}
+
+
+def test_a_burst_of_visitors_is_told_by_the_activity_it_moved(tmp_path):
+    """A viral article's visitors lift DAU, page views and support chats together (one root cause, one
+    story). The story is "Daily active users spiked to 56", not its side effect: the support chats' exact
+    tail from 1.5 a day moves relatively as much, and the page views' score is higher, yet the activity's
+    move counts double. A side effect that moved far more than the activity still leads."""
+    conn = warehouse(tmp_path / "w.duckdb")
+    plant_dau(conn, DAY, {("all", "all"): 56})
+    plant_anomaly(conn, DAY, "dau", "all", "all", 56.0, 8.66, 8.3, 1e-10, [ARTICLE])
+    plant_anomaly(conn, DAY, "event_users:$mp_web_page_view", "all", "all", 56.0, 8.66, 10.1, 1e-12, [ARTICLE])
+    plant_anomaly(conn, DAY, "event_users:support_chat", "all", "all", 10.0, 1.46, 4.3, 1e-4, [ARTICLE])
+    [story] = [i for i in generate_insights(conn, DAY, CONFIG) if i.kind == "anomaly"]
+    assert story.evidence["metric"] == "dau" and story.title.startswith("Daily active users spiked to 56")
+    assert {r["metric"] for r in story.evidence["related_metrics"]} >= {"event_users:$mp_web_page_view",
+                                                                        "event_users:support_chat"}
+    conn.execute("delete from analytics.anomalies")
+    plant_anomaly(conn, DAY, "dau", "all", "all", 62.0, 56.0, 4.0, 1e-3, [ARTICLE])
+    plant_anomaly(conn, DAY, "event_users:support_chat", "all", "all", 18.0, 1.5, 7.0, 1e-8, [ARTICLE])
+    [story] = [i for i in generate_insights(conn, DAY, CONFIG) if i.kind == "anomaly"]
+    assert story.evidence["metric"] == "event_users:support_chat"
+    conn.close()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -65,6 +65,7 @@ COUNT_METRICS = ("dau", "new_users", "sessions")
 # sessions a day got 0.46 false alerts per series per 30 days (simulated, lognormal sessions), 0.13 on logs
 SKEWED = ("events_per_session", "session_duration_mean_s", "session_duration_median_s")
 TOP_CONTRIBUTORS = 3
+NEW_SEGMENT_DAYS = 28         # a segment absent for this long before a total's anomaly counts as new (expected 0)
 
 SeriesKey = tuple[str, str, str]   # (metric, dimension, segment)
 
@@ -210,15 +211,20 @@ class Assessed:
     """A scan's judgements: every day of every series that some day tests, and on which days it is tested."""
     points: dict[SeriesKey, list[PointAssessment]]
     tested: dict[SeriesKey, np.ndarray]      # bool per calendar day
+    # the values of the segments' count series, tested or not: a segment that appears (a new channel) has no
+    # judgement yet, but it can be the cause of a total's anomaly
+    counts: dict[SeriesKey, np.ndarray] = field(default_factory=dict)
 
 
 def assess_all(series: Sequence[Series]) -> Assessed:
     """Every day of every series judged from its own past only (no look-ahead), so one pass over a range
     serves every day of a backfill; which series a day tests (size, trials) also follows only the days up to
     it, so a backfill tests on each day what that day's own run tests."""
-    points, tested = {}, {}
+    points, tested, counts = {}, {}, {}
     sizes = segment_sizes(series)
     for s in series:
+        if s.key[1] != "all" and is_count(s.metric):
+            counts[s.key] = s.values
         gate = scannable(s) & big_enough(s, sizes)
         if not gate.any():
             continue
@@ -228,7 +234,7 @@ def assess_all(series: Sequence[Series]) -> Assessed:
             points[s.key] = assess_series(s.dates, _full_windows(s), anomaly_options(s.metric),
                                           weights=weights(s))
         tested[s.key] = gate
-    return Assessed(points, tested)
+    return Assessed(points, tested, counts)
 
 
 def _root_cause(metric: str, day_index: int, assessed: Assessed, total: PointAssessment) -> list[dict[str, Any]]:
@@ -243,6 +249,13 @@ def _root_cause(metric: str, day_index: int, assessed: Assessed, total: PointAss
         p = points[day_index]
         if p.observed is not None and p.expected is not None:
             dimensions.setdefault(dimension, {})[segment] = (p.expected, p.observed)
+    for (m, dimension, segment), values in assessed.counts.items():
+        # a segment seen today for the first time in NEW_SEGMENT_DAYS (a new channel): expected 0
+        if (m == metric and segment not in dimensions.get(dimension, {}) and np.isfinite(values[day_index])
+                and values[day_index] > 0):
+            before = values[max(0, day_index - NEW_SEGMENT_DAYS):day_index]
+            if not (np.isfinite(before) & (before > 0)).any():
+                dimensions.setdefault(dimension, {})[segment] = (0.0, float(values[day_index]))
     ranked = rank_contributors(total.expected, total.observed, dimensions)
     out = []
     for c in ranked[:TOP_CONTRIBUTORS]:

@@ -113,6 +113,7 @@ RETURNING = ("stickiness",)   # ... and of these, users coming back less often: 
 FACET_PRIORITY = ("comparison", "new", "retention", "anomaly", "persisted", "change_point", "dropoff", "trend")
 TIME_SERIES_FACETS = {"anomaly", "trend", "change_point", "persisted", "new"}
 LEAD_PREFERENCE = ("dau", "new_users", "sessions", "wau", "mau")   # who leads a segment's group
+ACTIVITY_LEAD = 2.0    # ... and the weight of their relative move when totals' anomalies are told as one
 AREA_HINTS = {   # fallback words per area name, for areas named in the config's owners
     "billing": ("subscription", "payment", "purchase", "checkout", "invoice", "billing", "plan"),
     "onboarding": ("sign up", "signup", "register", "profile", "onboarding", "welcome"),
@@ -683,9 +684,10 @@ def _collapse(facets: list[_Facet], config: ProductConfig) -> list[_Group]:
             members.sort(key=lambda g: (g.kind != "risk", LEAD_PREFERENCE.index(g.key[0]) if g.key[0] in
                                         LEAD_PREFERENCE else len(LEAD_PREFERENCE), -importance(g.key[0], config),
                                         g.key[0]))
-        elif kind == "anomaly":   # the most important metric, then the strongest deviation
-            members.sort(key=lambda g: (-importance(g.key[0], config), -abs(g.lead.block.get("score") or 0.0),
-                                        g.key[0]))
+        elif kind == "anomaly":   # the most important metric, then the largest move (the activity's counting
+            # double, as in _one_story), then the strongest deviation
+            members.sort(key=lambda g: (-importance(g.key[0], config), -_headline_move(g),
+                                        -abs(g.lead.block.get("score") or 0.0), g.key[0]))
         else:                   # the segment's activity (DAU ...) first, then the most important metric
             members.sort(key=lambda g: (LEAD_PREFERENCE.index(g.key[0]) if g.key[0] in LEAD_PREFERENCE
                                         else len(LEAD_PREFERENCE), -importance(g.key[0], config), g.key[0]))
@@ -813,6 +815,12 @@ def _total_block(g: _Group, config: ProductConfig) -> dict:
     return out
 
 
+def _headline_move(g: _Group) -> float:
+    """How much a total's anomaly moved, as a claim to lead the story it shares with others: its relative
+    change, doubled for the product's activity (DAU, new users, sessions, WAU, MAU)."""
+    return abs(g.lead.relative or 0.0) * (ACTIVITY_LEAD if g.key[0] in LEAD_PREFERENCE else 1.0)
+
+
 def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
     """One story, one insight:
 
@@ -842,10 +850,12 @@ def _one_story(out: list[_Group], config: ProductConfig) -> list[_Group]:
                     _absorb(s, other, out, config, as_segment=True)
     segments = [g for g in segments if g in out]
     # totals' anomalies that one segment carries (a campaign lifting sign-ups, page views and sessions):
-    # one finding, led by the largest move
+    # one finding, led by the largest move, where a move of the product's activity (DAU, new users,
+    # sessions ...) counts double: a burst of visitors is "Daily active users spiked to 56 (8.7 expected)",
+    # not the support chats they opened (10 against 1.5), unless those moved more than twice as much
     anomalies = sorted([g for g in out if g.key[1] == "all" and g.lead.name in ("anomaly", "change_point")
                         and _causes(g)],
-                       key=lambda g: (-abs(g.lead.relative or 0), g.key))
+                       key=lambda g: (-_headline_move(g), g.key))
     for i, lead in enumerate(anomalies):
         if lead not in out:
             continue
