@@ -115,6 +115,7 @@ from hitcraft_assets.detection.changepoints import (
     WeeklyProfile,
     mad_scale,
     robust_sigma,
+    trimmed_var,
     weekly_is_significant,
     weekly_profile,
 )
@@ -304,6 +305,18 @@ def _weighted_sigma(des: np.ndarray, inv_w: np.ndarray) -> float:
     return mad_scale(np.diff(des) / np.sqrt(inv_w[1:] + inv_w[:-1]))
 
 
+def _count_sigma(des: np.ndarray) -> float:
+    """The noise sigma of a count on the Anscombe scale: the larger of the MAD's and the trimmed variance's
+    (the mean of the smallest 80% of squared first differences, rescaled). A count of events is a sum over
+    users (a user views 1-12 products), so its days have heavier tails than Gaussian noise, which the MAD
+    does not see: on simulated series of 3.5 users a day, a segment's quiet product views got 0.17 alerts per
+    series per 30 days with the MAD alone, mostly drops to 0 or 1, and 0.07 with this; Poisson counts of 0.3 to
+    40 a day keep their 0-0.004, and 2 -> 18 is still flagged in 100 of 100 series."""
+    if des.size < 3:
+        return 0.0
+    return max(robust_sigma(des), math.sqrt(trimmed_var(np.diff(des)) / 2.0))
+
+
 class _Series:
     """A series in working units (Anscombe for counts) with the estimators the day loop needs. With
     ``weights`` (the observations behind each value: the sessions behind a median session length), the
@@ -346,7 +359,8 @@ class _Series:
         inv_w = self.inv_w[idx]
         season = weekly_profile(y, t)
         des = season.remove(y, t)
-        sigma, seasonal = _weighted_sigma(des, inv_w), True
+        noise_sigma = _count_sigma if self.opts.counts else (lambda d: _weighted_sigma(d, inv_w))
+        sigma, seasonal = noise_sigma(des), True
         # a weekly profile estimated from noise (a count of 1.6 a day) swings the expected value as much
         # as the noise does; it is used only when it is significant, once every weekday has 2 values
         test_sigma = max(sigma, 1.0) if self.opts.counts else sigma * math.sqrt(float(inv_w.mean()))
@@ -355,7 +369,7 @@ class _Series:
                                               min_weeks=2)):
             neutral = np.ones(season.period) if season.mode == "multiplicative" else np.zeros(season.period)
             season = WeeklyProfile(season.mode, neutral, season.counts, season.period)
-            des, sigma, seasonal = y, _weighted_sigma(y, inv_w), False
+            des, sigma, seasonal = y, noise_sigma(y), False
         slope, trend_n = 0.0, 0
         if self.opts.drift and idx.size >= self.opts.min_history:
             tail = slice(-self.opts.trend_days, None)

@@ -75,7 +75,7 @@ Missing values (NaN) are skipped; indices always refer to positions in the input
 
 Public: :func:`detect_change_points` (indices where a new segment starts), :func:`find_change_points`
 (the same with the size of each shift, :class:`ChangePoint`), :func:`robust_sigma`, :func:`mad_scale`,
-:func:`noise_scale` (:class:`NoiseScale`), :func:`weekly_profile` (:class:`WeeklyProfile`),
+:func:`noise_scale` (:class:`NoiseScale`), :func:`trimmed_var`, :func:`weekly_profile` (:class:`WeeklyProfile`),
 :func:`weekly_is_significant`, :func:`deseasonalize`.
 """
 
@@ -140,7 +140,7 @@ def robust_sigma(values: Sequence[float] | np.ndarray) -> float:
     return mad_scale(np.diff(x)) / math.sqrt(2.0)
 
 
-def _trimmed_var(d: np.ndarray) -> float:
+def trimmed_var(d: np.ndarray) -> float:
     """Variance of Gaussian values from the mean of their smallest ``TRIM_SHARE`` squared deviations from
     the median (rescaled): outliers and the few large differences a level shift makes do not count,
     and unlike a MAD it does not jump between integers on low counts."""
@@ -167,7 +167,7 @@ def noise_scale(values: Sequence[float] | np.ndarray, lags: int = NOISE_LAGS) ->
 
     For a stationary AR(1), Var(x_t - x_t-k) = 2 sigma^2 (1 - phi^k): (sigma, phi) is the least-squares
     fit of these variances in relative terms (phi on a grid of 0.01 up to ``MAX_PHI``, sigma^2 in closed
-    form). Each variance is robust (:func:`_trimmed_var`), so level shifts and spikes (a few large
+    form). Each variance is robust (:func:`trimmed_var`), so level shifts and spikes (a few large
     differences each) do not move them, and a trend only moves the differences' median. On
     autocorrelated noise the first-difference sigma (:func:`robust_sigma`) is sigma * sqrt(1 - phi):
     0.45 sigma at phi = 0.8, whose long-run scale is 3 sigma. Lags 1..4 rather than 1..2 halve the
@@ -181,7 +181,7 @@ def noise_scale(values: Sequence[float] | np.ndarray, lags: int = NOISE_LAGS) ->
     if lags < MIN_NOISE_LAGS:
         sig = robust_sigma(x)
         return NoiseScale(sig, 0.0, sig)
-    v = np.array([_trimmed_var(x[k:] - x[:-k]) for k in range(1, lags + 1)])
+    v = np.array([trimmed_var(x[k:] - x[:-k]) for k in range(1, lags + 1)])
     if v[0] <= 0:
         sig = robust_sigma(x)
         return NoiseScale(sig, 0.0, sig)
