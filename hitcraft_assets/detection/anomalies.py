@@ -43,7 +43,10 @@ behind a median session length. A value of weight w has noise sigma / sqrt(w): s
 first differences each divided by its own sqrt(1/w_t + 1/w_t-1), the day's scale is sigma / sqrt(w) and
 the level's error uses the level days' own weights. The same median of 44 s against 167 s expected is
 flagged from 20 sessions, not from 2; on simulated small shops (8 sessions a weekday, 4 on weekends) 11%
-of quiet series get an alert instead of 19% unweighted. Without weights every value has weight 1.
+of quiet series get an alert instead of 19% unweighted. The weekly profile's significance test counts
+each weekday's effect as count / mean(1 / w) of its days (one session's median on a Sunday is not a Sunday
+effect). Without weights every value has weight 1. On the log scale (``log_scale=True``) weekday effects
+are additive, factors in the original units.
 
 ``score`` is the robust z = (observed - expected) / scale; the band is expected +- ``threshold``
 (3.5) * scale; ``p_value`` is the normal tail of the score (one-sided for ``direction`` 'up'/'down').
@@ -357,16 +360,25 @@ class _Series:
         """The profile of the days ``idx`` (the baseline window)."""
         y, t = self.y[idx], self.t[idx]
         inv_w = self.inv_w[idx]
-        season = weekly_profile(y, t)
+        # on the log scale a weekday effect is additive (a factor in the original units): a factor on
+        # log-values multiplies the original by e^(effect x level), and a 0.72 on log(300 s) forecast 60 s
+        season = weekly_profile(y, t, mode="additive" if self.opts.log_scale else "auto")
         des = season.remove(y, t)
         noise_sigma = _count_sigma if self.opts.counts else (lambda d: _weighted_sigma(d, inv_w))
         sigma, seasonal = noise_sigma(des), True
         # a weekly profile estimated from noise (a count of 1.6 a day) swings the expected value as much
         # as the noise does; it is used only when it is significant, once every weekday has 2 values
-        test_sigma = max(sigma, 1.0) if self.opts.counts else sigma * math.sqrt(float(inv_w.mean()))
+        test, test_sigma = season, (max(sigma, 1.0) if self.opts.counts else sigma)
+        if not self.opts.counts and (inv_w != 1.0).any():
+            # with weights, a weekday's effect is as noisy as its own days: one session's median on a
+            # Sunday is not a Sunday effect. Each effect counts as count / mean(1 / w) values of weight 1
+            phase = (t % season.period).astype(np.int64)
+            per = np.bincount(phase, weights=inv_w, minlength=season.period)
+            n_per = np.bincount(phase, minlength=season.period)
+            mean_inv_w = np.where(n_per > 0, per / np.maximum(n_per, 1), 1.0)
+            test = replace(season, counts=season.counts / mean_inv_w)
         if (season.counts.min() >= 2 and test_sigma > 0
-                and not weekly_is_significant(season, float(np.median(np.abs(y))), test_sigma,
-                                              min_weeks=2)):
+                and not weekly_is_significant(test, float(np.median(np.abs(y))), test_sigma, min_weeks=2)):
             neutral = np.ones(season.period) if season.mode == "multiplicative" else np.zeros(season.period)
             season = WeeklyProfile(season.mode, neutral, season.counts, season.period)
             des, sigma, seasonal = y, noise_sigma(y), False
