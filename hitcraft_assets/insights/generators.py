@@ -38,7 +38,8 @@ Opposite moves of one series stay apart (a funnel step's standing drop-off and a
 Then `event_count:X` joins `event_users:X` of the same segment, kind and direction; a segment's finding
 built only from time series joins the total's finding of the same metric, kind and direction (listed under
 `segments`); a segment's several trend, opportunity or anomaly findings in one direction become one, led by
-its DAU (anomalies: by the most important metric, then the largest |z|), the others listed under
+its DAU (anomalies: by the most important metric, then the largest relative move, DAU's and the other
+activity counts' doubled, then the largest |z|), the others listed under
 `related_metrics`; so do totals' anomalies whose first root cause is the same segment. A rising generic
 event (Login, Page View ...; the config's `product.generic_events`) is a trend, not an opportunity. The day
 keeps at most `MAX_INSIGHTS`, the highest by the ranking formula.
