@@ -68,16 +68,16 @@ class Shop:
         self.users.append(u)
         return u
 
-    def _emit(self, out: list[str], name: str, t: float, u: dict, **props) -> float:
+    def _emit(self, out: list[tuple[int, str]], name: str, t: float, u: dict, **props) -> float:
         self.seq += 1
         p = {"time": int(t * 1000), "distinct_id": u["id"], "$insert_id": f"ins{self.seq:09d}",
              "platform": u["platform"], "utm_source": u["source"], "mp_country_code": u["country"],
              "$os": ("iOS" if u["loyal"] < 0.3 else "Android") if u["platform"] == "mobile" else "Windows",
              **props}
-        out.append(json.dumps({"event": name, "properties": p}, separators=(",", ":")))
+        out.append((p["time"], json.dumps({"event": name, "properties": p}, separators=(",", ":"))))
         return t + self.rng.uniform(8, 90)
 
-    def _session(self, out: list[str], d: int, day_start: float, u: dict, buyer: float) -> None:
+    def _session(self, out: list[tuple[int, str]], d: int, day_start: float, u: dict, buyer: float) -> None:
         r = self.rng
         t = day_start + r.uniform(7, 22) * 3600
         for _ in range(r.randint(1, 4)):
@@ -120,7 +120,7 @@ class Shop:
         r = self.rng
         when = START + timedelta(days=d)
         day_start = datetime(when.year, when.month, when.day, tzinfo=timezone.utc).timestamp()
-        out: list[str] = []
+        out: list[tuple[int, str]] = []     # (time in ms, line)
         ramp = 1.5 + 4.5 * (1 - math.exp(-d / 45))   # a young shop: new visitors 1.5 -> 6 a day
         returning = [u for u in self.alive if u["until"] >= d and r.random() < (0.1 + 0.3 * u["loyal"] ** 2)
                      * _weekday_factor(when)]
@@ -134,8 +134,8 @@ class Shop:
         if d in self.viral:
             for _ in range((45, 25, 10)[d - self.viral.start]):
                 self._session(out, d, day_start, self._new_user(d, "article"), buyer=0.08)
-        out.sort(key=lambda line: json.loads(line)["properties"]["time"])
-        return out
+        out.sort(key=lambda event: event[0])
+        return [line for _, line in out]
 
 
 def write_shop(out: Path, shop: Shop) -> Path:

@@ -317,7 +317,8 @@ def _count_sigma(des: np.ndarray) -> float:
     40 a day keep their 0-0.004, and 2 -> 18 is still flagged in 100 of 100 series."""
     if des.size < 3:
         return 0.0
-    return max(robust_sigma(des), math.sqrt(trimmed_var(np.diff(des)) / 2.0))
+    d = np.diff(des)    # the days of a baseline window: all finite
+    return max(mad_scale(d), math.sqrt(trimmed_var(d))) / math.sqrt(2.0)
 
 
 class _Series:
@@ -458,9 +459,8 @@ class _Series:
             return mu
         if mu < EXACT_COUNT_MEAN:
             # a median level of mostly-zero days is 0; the recent mean rate is what the count is tested at
-            recent = self.x[max(0, i - 28):i]
-            recent = recent[np.isfinite(recent)]
-            return max(mu, count_rate(recent) if recent.size else 0.0)
+            rate = count_rate(self.x[max(0, i - 28):i])      # NaN without a finite day
+            return max(mu, rate if math.isfinite(rate) else 0.0)
         return None
 
     def z(self, i: int, fc: _Forecast, mu: float | None = None) -> float:

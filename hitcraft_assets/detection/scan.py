@@ -303,6 +303,11 @@ def family_fdr(keys: Sequence[SeriesKey], p_values: Sequence[float]) -> list[tup
     return out
 
 
+def _cause(key: SeriesKey, day_index: int, assessed: Assessed, p: PointAssessment) -> list[dict[str, Any]]:
+    """A total's root cause (a segment's row has none)."""
+    return _root_cause(key[0], day_index, assessed, p) if key[1] == "all" else []
+
+
 def anomalies_for_day(day: date, calendar: Sequence[date], assessed: Assessed,
                       alerted_q: dict[tuple[SeriesKey, date], float] | None = None
                       ) -> tuple[list[dict[str, Any]], int]:
@@ -321,14 +326,15 @@ def anomalies_for_day(day: date, calendar: Sequence[date], assessed: Assessed,
     rows = []
     for k, (fdr_ok, q) in zip(keys, decisions):
         p = assessed.points[k][i]
-        cause = _root_cause(k[0], i, assessed, p) if k[1] == "all" else []
+        # the root cause only for the rows written: it reads every segment of the metric
         if p.flagged and fdr_ok:
             alerted_q[(k, day)] = q
-            rows.append(_row(day, k, p, q, cause, "new", day))
+            rows.append(_row(day, k, p, q, _cause(k, i, assessed, p), "new", day))
         elif p.status == CONTINUATION:
             start = _episode_start(assessed.points[k], i, calendar)
             if (k, start) in alerted_q:      # only episodes whose alert passed that day's FDR control
-                rows.append(_row(day, k, p, alerted_q[(k, start)], cause, "continuing", start))
+                rows.append(_row(day, k, p, alerted_q[(k, start)], _cause(k, i, assessed, p), "continuing",
+                                 start))
     return rows, len(keys)
 
 
