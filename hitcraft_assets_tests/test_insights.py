@@ -719,6 +719,30 @@ def test_a_burst_of_visitors_is_told_by_the_activity_it_moved(tmp_path):
     conn.execute("delete from analytics.anomalies")
     plant_anomaly(conn, DAY, "dau", "all", "all", 62.0, 56.0, 4.0, 1e-3, [ARTICLE])
     plant_anomaly(conn, DAY, "event_users:support_chat", "all", "all", 18.0, 1.5, 7.0, 1e-8, [ARTICLE])
-    [story] = [i for i in generate_insights(conn, DAY, CONFIG) if i.kind == "anomaly"]
-    assert story.evidence["metric"] == "event_users:support_chat"
+    [story] = generate_insights(conn, DAY, CONFIG)
+    # led by the support chats, it is a risk: users asking for help twelve times as often
+    assert story.evidence["metric"] == "event_users:support_chat" and story.kind == "risk"
+    text = rule_recommendation(story)
+    assert "incident" in text and "support_chat" in text and unsupported_numbers(text, story.evidence) == []
+    conn.close()
+
+
+def test_more_errors_or_support_requests_are_a_risk_and_fewer_are_not(tmp_path):
+    """A rise of an event that reads as a failure or a request for help is a risk with incident advice;
+    the same rise of an ordinary event is an anomaly, and a fall of the error event is not a risk."""
+    conn = warehouse(tmp_path / "w.duckdb")
+    plant_anomaly(conn, DAY, "event_count:payment_error", "all", "all", 40.0, 4.0, 9.0, 1e-9, [])
+    plant_anomaly(conn, DAY, "event_users:Refund Requested", "all", "all", 12.0, 2.0, 6.0, 1e-7, [])
+    plant_anomaly(conn, DAY, "event_users:Song Shared", "all", "all", 40.0, 4.0, 9.0, 1e-9, [])
+    plant_anomaly(conn, DAY, "event_users:checkout_error", "all", "all", 1.0, 12.0, -5.0, 1e-6, [])
+    found = {i.evidence["metric"]: i for i in generate_insights(conn, DAY, CONFIG)}
+    assert found["event_count:payment_error"].kind == "risk"
+    assert found["event_users:Refund Requested"].kind == "risk"
+    assert found["event_users:Song Shared"].kind == "anomaly"
+    assert found["event_users:checkout_error"].kind == "anomaly"
+    for metric in ("event_count:payment_error", "event_users:Refund Requested"):
+        text = rule_recommendation(found[metric])
+        assert text.startswith("Treat it as an incident") and metric.split(":")[1] in text, text
+        assert "Rule out bots" not in text
+    assert "Rule out bots" in rule_recommendation(found["event_users:Song Shared"])
     conn.close()

@@ -41,7 +41,10 @@ built only from time series joins the total's finding of the same metric, kind a
 its DAU (anomalies: by the most important metric, then the largest relative move, DAU's and the other
 activity counts' doubled, then the largest |z|), the others listed under
 `related_metrics`; so do totals' anomalies whose first root cause is the same segment. A rising generic
-event (Login, Page View ...; the config's `product.generic_events`) is a trend, not an opportunity. The day
+event (Login, Page View ...; the config's `product.generic_events`) is a trend, not an opportunity. A story
+led by the rise of an event whose name reads as a failure or a request for help (`payment_error`,
+`support_chat`, `Refund Requested`: novelty.trouble_like) is a risk; inside a burst of visitors' story (a
+viral article's support chats) it stays that story's evidence. The day
 keeps at most `MAX_INSIGHTS`, the highest by the ranking formula.
 
 **Identity.** `insight_id` hashes the kind and the series (metric, dimension, segment; a funnel's name and
@@ -63,7 +66,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from hitcraft_assets.config import ProductConfig
-from hitcraft_assets.insights.novelty import new_findings
+from hitcraft_assets.insights.novelty import new_findings, trouble_like
 from hitcraft_assets.insights.ranking import (
     impact_score,
     importance,
@@ -695,7 +698,12 @@ def _collapse(facets: list[_Facet], config: ProductConfig) -> list[_Group]:
         lead = members[0]
         for g in members[1:]:
             _absorb(lead, g, out, config, carry=True)
-    return _one_story(out, config)
+    out = _one_story(out, config)
+    for g in out:   # more errors or support requests, when they lead their story: a risk
+        if (g.kind in ("anomaly", "trend", "opportunity") and g.lead.direction == "up"
+                and trouble_like(metric_event(g.key[0]) or "")):
+            g.kind = "risk"
+    return out
 
 
 def _day_of(value: Any) -> date | None:

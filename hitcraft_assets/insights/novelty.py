@@ -39,10 +39,17 @@ NEW_ALPHA = 0.001        # Poisson tail of its total at the absent rate's upper 
 NEW_VALUE_SHARE = 0.01   # a new value of a dimension: at least this share of the active users
 MIN_EVENT_USERS = 2      # a new event fired by one user only is a tester
 FAILURE = re.compile(r"error|fail|exception|crash|bug|timeout|timed out|declin|invalid|denied|refus", re.I)
+SUPPORT = re.compile(r"support|complain|ticket|refund|chargeback|dispute|contact.?us", re.I)
 
 
 def failure_like(name: str) -> bool:
     return bool(FAILURE.search(name or ""))
+
+
+def trouble_like(name: str) -> bool:
+    """A name that reads as a failure or as users asking for help (``payment_error``, ``support_chat``,
+    ``Refund Requested``): more of it is a risk, not a sign of interest."""
+    return failure_like(name) or bool(SUPPORT.search(name or ""))
 
 
 def surprise(total: float, days_since: int, days_before: int) -> float:

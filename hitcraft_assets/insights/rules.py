@@ -270,10 +270,11 @@ def segment_label(evidence: dict) -> str:
 
 
 def _upper_first(text: str) -> str:
-    """The text with a capital first letter, unless its first word is a name with capitals of its own:
-    'iOS users', 'eBay sellers' and 'macOS users' stay as they are."""
+    """The text with a capital first letter, unless its first word is a name with capitals of its own or
+    an identifier: 'iOS users', 'eBay sellers', 'macOS users', 'payment_error events' and '$identify
+    users' stay as they are."""
     first = text.split(" ", 1)[0]
-    if not text or any(c.isupper() for c in first[1:]):
+    if not text or any(c.isupper() for c in first[1:]) or any(c in first for c in "_$.:"):
         return text
     return text[0].upper() + text[1:]
 
@@ -596,6 +597,15 @@ def _risk(ev: dict) -> str:
         d = ev["dropoff"]
         return (f"Watch recordings of users who stop after {d['prev_event']} in {d['funnel']} and ask them why "
                 f"with a one-question exit survey; then test a shorter {d['step_event']} step.")
+    if _trouble(ev):
+        from hitcraft_assets.insights.novelty import failure_like
+
+        read = (f"read a few {ev['event']} events since {day} (their error codes, step and platform)"
+                if failure_like(str(ev["event"])) else
+                f"read the {ev['event']} conversations since {day}: what users ask about, on which step and platform")
+        return (f"Treat it as an incident: {read}, and check the releases and third-party changes (payments, "
+                f"login, hosting) of that day. {_drivers(ev.get(lead) or {})} Fix or roll back first, then tell "
+                f"the users it hit.").replace("  ", " ")
     if lead == "anomaly":
         a = ev["anomaly"]
         return (f"Check the releases, experiments and tracking changes of {fmt_day(a['metric_date'])} that touch "
@@ -614,6 +624,15 @@ def _risk(ev: dict) -> str:
                 f"and their first-week retention with a month ago, and talk to a few who stopped coming.")
     return (f"Look for a gradual cause at {where}: slower pages, a competitor, or more users from "
             f"worse-converting sources; compare {segment_label(ev)} with a month ago.")
+
+
+def _trouble(ev: dict) -> bool:
+    """More of an event that reads as a failure or a request for help (novelty.trouble_like)."""
+    from hitcraft_assets.insights.novelty import trouble_like
+
+    lead = ev.get(ev.get("lead") or "") or {}
+    up = lead.get("direction") == "up" or lead.get("trend") == "increasing"
+    return bool(ev.get("event")) and up and trouble_like(str(ev["event"]))
 
 
 def _opportunity(ev: dict) -> str:
