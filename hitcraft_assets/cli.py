@@ -2,7 +2,7 @@
 
     hitcraft generate-demo [--days N --users N --events-per-day N --seed S --out DIR --end-date D]
     hitcraft run [--from YYYY-MM-DD] [--to YYYY-MM-DD]
-    hitcraft evaluate [--out DIR] [--days N] [--seed S | --seeds S,S] [--sizes DAU,DAU]
+    hitcraft evaluate [--out DIR] [--days N] [--end-date D] [--seed S | --seeds S,S] [--sizes DAU,DAU]
     hitcraft check-config [FILE] [--warehouse PATH]
     hitcraft send-reports --profile NAME [--period D] [--dry-run]
     hitcraft insights [--date D] [--kind K] [--limit N] [--all] [--json]
@@ -360,7 +360,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for seed, size in runs_:
         out = base if len(runs_) == 1 else base / f"dau{size or 'demo'}-seed{seed}"
         users = users_for_dau(size) if size else None
-        code, result = _evaluate_one(out, args.days, seed, users)
+        code, result = _evaluate_one(out, args.days, seed, users, args.end_date)
         if code:
             return code
         results.append((size, seed, *result))
@@ -373,9 +373,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_one(out: Path, days: int, seed: int, users: int | None) -> tuple[int, tuple]:
-    """One demo (generated in `out` unless it is there) through the pipeline, scored; (exit code,
-    (evaluation, coverage))."""
+def demo_mismatch(export: Path, days: int, seed: int, users: int | None, end_date: date | None) -> str | None:
+    """Why the demo in `export` is not the one asked for (its seed, length, size or last day), or None when
+    it is (a missing or incomplete demo: "no complete demo")."""
+    from hitcraft_assets.demo.simulator import DEFAULT_USERS, GROUND_TRUTH_FILE, demo_exists
+
+    if not demo_exists(export):
+        return "no complete demo"
+    truth = json.loads((export / GROUND_TRUTH_FILE).read_text(encoding="utf-8"))
+    start, end = date.fromisoformat(truth["start_date"]), date.fromisoformat(truth["end_date"])
+    base = truth.get("user_base")
+    found = f"seed {truth['seed']}, {(end - start).days + 1} days to {end}, a base of {base or '?'} users"
+    if (truth["seed"] != seed or (end - start).days + 1 != days or (end_date is not None and end != end_date)
+            or base != (users or DEFAULT_USERS)):
+        return f"it holds {found}"
+    return None
+
+
+def _evaluate_one(out: Path, days: int, seed: int, users: int | None,
+                  end_date: date | None = None) -> tuple[int, tuple]:
+    """One demo (generated in `out` unless the one asked for is there) through the pipeline, scored; (exit
+    code, (evaluation, coverage))."""
     from hitcraft_assets.config import load_config
 
     load_config()
@@ -383,11 +401,12 @@ def _evaluate_one(out: Path, days: int, seed: int, users: int | None) -> tuple[i
     os.environ["HITCRAFT_EXPORT_DIR"] = str(out / "export")
     os.environ["HITCRAFT_DUCKDB_PATH"] = str(out / "warehouse.duckdb")
     home = ensure_dagster_home()
-    from hitcraft_assets.demo.simulator import demo_exists
-
-    if not demo_exists(out / "export"):
+    why = demo_mismatch(out / "export", days, seed, users, end_date)
+    if why is not None:
+        if why != "no complete demo":
+            print(f"hitcraft evaluate: regenerating the demo in {out / 'export'} ({why})")
         cmd_generate_demo(argparse.Namespace(days=days, users=users, events_per_day=None, seed=seed,
-                                             out=str(out / "export"), end_date=None))
+                                             out=str(out / "export"), end_date=end_date))
     import json
 
     import dagster as dg
@@ -538,6 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--days", type=int, default=90)
     ev.add_argument("--seed", type=int, default=42)
     ev.add_argument("--seeds", default=None, help="several seeds, comma-separated (e.g. 42,7,2027)")
+    ev.add_argument("--end-date", type=_day, default=None,
+                    help="the demo's last day (default: yesterday, UTC; a fixed day gives the same demo every day)")
     ev.add_argument("--sizes", default=None,
                     help="demo sizes as median daily users, comma-separated (e.g. 300,3000,30000; default: the demo's)")
     ev.set_defaults(func=cmd_evaluate)

@@ -146,3 +146,25 @@ def test_a_new_value_of_the_storys_key_property_tells_its_launch():
     insights = [row("2026-03-10", "Stem Separation"), row("2026-03-11", "Lyrics Assist")]
     [cov] = top_insight_coverage(truth, insights, last_day=date(2026, 3, 30))
     assert (cov.days_in_top, cov.first_delay_days) == (1, 0)
+
+
+def test_evaluate_reuses_only_the_demo_it_was_asked_for(tmp_path):
+    """`hitcraft evaluate` keeps an export in its folder only when it is the demo asked for (seed, days,
+    user base and, with --end-date, last day); otherwise it says why and regenerates it."""
+    from hitcraft_assets.cli import demo_mismatch
+    from hitcraft_assets.demo.simulator import generate_demo
+
+    export = tmp_path / "export"
+    end = date(2026, 11, 30)
+    assert demo_mismatch(export, 3, 7, 400, end) == "no complete demo"
+    generate_demo(export, days=3, end_date=end, users=400, seed=7)
+    assert demo_mismatch(export, 3, 7, 400, end) is None
+    assert demo_mismatch(export, 3, 7, 400, None) is None          # no --end-date: any last day will do
+    held = "it holds seed 7, 3 days to 2026-11-30, a base of 400 users"
+    assert demo_mismatch(export, 3, 7, 400, date(2026, 12, 1)) == held
+    assert demo_mismatch(export, 3, 42, 400, end) == held
+    assert demo_mismatch(export, 4, 7, 400, end) == held
+    assert demo_mismatch(export, 3, 7, 800, end) == held
+    assert demo_mismatch(export, 3, 7, None, end) == held          # the default base is 15,000 users
+    (export / "ground_truth.json").unlink()
+    assert demo_mismatch(export, 3, 7, 400, end) == "no complete demo"

@@ -835,7 +835,7 @@ def generate_demo(out_dir: Path | str, *, days: int = 90, end_date: date | None 
         "seed": seed, "start_date": start.isoformat(), "end_date": end_date.isoformat(),
         "files": files, "profiles_file": PROFILES_FILE,
         "missing_days": [m.isoformat() for m in missing_days],
-        "users": n_users, "events": events_by_day,
+        "users": n_users, "user_base": users, "events": events_by_day,
         "dirt": {"duplicates": dup_by_day, "malformed": malformed_rows},
         "stories": stories,
     }

@@ -246,8 +246,8 @@ def weekly_profile(values: Sequence[float] | np.ndarray, days: Sequence[int] | n
     """
     if mode not in ("auto", "additive", "multiplicative"):
         raise ValueError(f"DETECTION_SEASONALITY: unknown mode {mode!r}")
-    if period < 3 or period % 2 == 0:
-        raise ValueError(f"DETECTION_PERIOD: period must be an odd number >= 3, got {period}")
+    if period < 3:
+        raise ValueError(f"DETECTION_PERIOD: period must be at least 3, got {period}")
     x = np.asarray(values, dtype=float)
     d = np.arange(x.size) if days is None else np.asarray(days, dtype=np.int64)
     keep = np.isfinite(x)
@@ -257,9 +257,14 @@ def weekly_profile(values: Sequence[float] | np.ndarray, days: Sequence[int] | n
     grid = np.full(int(d.max() - d.min()) + 1, np.nan)
     grid[d - d.min()] = x
     centre = np.array([], dtype=np.int64)
-    if grid.size >= period:
-        moving = np.lib.stride_tricks.sliding_window_view(grid, period).mean(axis=1)  # NaN if a day is absent
-        centre = np.arange(moving.size) + period // 2
+    width = period + 1 - period % 2    # an even period: the centred 2 x period moving average
+    if grid.size >= width:
+        windows = np.lib.stride_tricks.sliding_window_view(grid, width)  # NaN where a day is absent
+        if width > period:
+            moving = (windows[:, 1:-1].sum(axis=1) + 0.5 * (windows[:, 0] + windows[:, -1])) / period
+        else:
+            moving = windows.mean(axis=1)
+        centre = np.arange(moving.size) + width // 2
         full = np.isfinite(moving) & np.isfinite(grid[centre])
         centre, moving = centre[full], moving[full]
     if centre.size >= period:
