@@ -265,6 +265,27 @@ def test_short_series_step(n):
     assert detect_change_points(x[:9]) == []  # fewer than 2 * min_size values
 
 
+def test_a_yearly_pattern_of_monthly_values_is_removed_before_segmenting(monkeypatch):
+    """16 years of monthly values with a summer peak of 3 sigma and a 3-sigma step in month 100: the
+    12-month profile is tested and removed, so the step is found (in 20 of 20 seeds) and the seasons are
+    not cut; with the weekly profile only, the pattern hides the step."""
+    from hitcraft_assets.detection import changepoints
+
+    season = np.tile([-2, -2.5, -1, 0, 1, 2, 3, 3, 1.5, 0, -1.5, -2.5], 16)
+    series = []
+    for seed in range(20):
+        x = 100 + season + np.random.default_rng(seed).normal(size=192)
+        x[100:] += 3
+        series.append(x)
+    found = [detect_change_points(x) for x in series]
+    assert all(any(abs(i - 100) <= 2 for i in c) for c in found), found
+    assert sum(len(c) for c in found) <= 21
+    # the same profile at random (no yearly pattern) is not removed: 10 seeds of noise, no change point
+    assert all(detect_change_points(100 + np.random.default_rng(s).normal(size=192)) == [] for s in range(10))
+    monkeypatch.setattr(changepoints, "OTHER_PERIODS", ())
+    assert sum(any(abs(i - 100) <= 2 for i in detect_change_points(x)) for x in series) <= 2
+
+
 # --- weekly seasonality, no anomaly ------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", [41, 42, 43])
