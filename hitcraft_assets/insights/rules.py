@@ -269,6 +269,12 @@ def segment_label(evidence: dict) -> str:
     return f"{segment} users"
 
 
+def _pooled_days(anomaly: dict) -> int:
+    """How many days an anomaly judged together: > 1 for a conversion on few entrants a day, that many days'
+    entrants pooled (detection/rates.py)."""
+    return int(anomaly.get("window_days") or 1)
+
+
 def _upper_first(text: str) -> str:
     """The text with a capital first letter, unless its first word is a name with capitals of its own or
     an identifier: 'iOS users', 'eBay sellers', 'macOS users', 'payment_error events' and '$identify
@@ -357,7 +363,7 @@ def _facet_sentence(name: str, ev: dict) -> str:
         up = b.get("direction") == "up"
         bound = (f"above its usual high of {_v(ev, b['upper'])}" if up else
                  f"below its usual low of {_v(ev, b['lower'])}")
-        days = int(b.get("window_days") or 1)   # > 1: that many days' entrants pooled (detection/rates.py)
+        days = _pooled_days(b)
         if b.get("cohort_date") and b.get("conversion_within") and ev.get("prev_event"):
             # a funnel step: the cohort it rests on, and the time its users had
             entered = (f"in the {days} days to {fmt_day(b['cohort_date'])}" if days > 1
@@ -451,7 +457,7 @@ def insight_title(kind: str, evidence: dict) -> str:
     if ev.get("named") and name in ("trend", "change_point", "persisted"):
         return _named_title(ev)
     if name == "anomaly":
-        days = int(b.get("window_days") or 1)
+        days = _pooled_days(b)
         if days > 1:
             # a conversion on few entrants a day, judged over its last days pooled (detection/rates.py)
             verb = "rose" if b["direction"] == "up" else "fell"
