@@ -218,3 +218,47 @@ def test_daily_range_uses_the_utc_day_in_any_timezone():
     # 02:30 in Tokyo is 17:30 UTC of the previous day: the last complete UTC day is two days before
     tick = datetime(2026, 3, 10, 2, 30, tzinfo=ZoneInfo("Asia/Tokyo"))
     assert daily_range(tick, date(2026, 1, 1)) == (date(2026, 3, 3), date(2026, 3, 8))
+
+
+HEAVY = ("scipy.stats", "openai", "polars", "ruptures")
+
+
+def test_loading_the_definitions_imports_no_heavy_library_until_it_is_used():
+    """Every step's process loads the code location: scipy.stats, openai, polars and ruptures load only when a
+    step uses them (hitcraft_assets.lazy), and then the lazy stand-ins behave as the modules."""
+    import subprocess
+    import sys
+
+    code = ("import sys, hitcraft_assets.definitions\n"
+            f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+            "from hitcraft_assets.detection.changepoints import detect_change_points\n"
+            "print(detect_change_points([0.0] * 20 + [9.0] * 20))\n"
+            "from hitcraft_assets.analysis import stats\n"
+            "print(type(stats.sps.norm).__name__, 'scipy.stats' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == ""             # none of them at load
+    assert out[1] == "[20]"         # ruptures loads on first use
+    assert out[2] == "norm_gen True"
+
+
+def test_a_lazy_module_loads_once_under_concurrent_first_use():
+    import threading
+
+    from hitcraft_assets.lazy import lazy
+
+    mod = lazy("json")
+    assert "not loaded yet" in repr(mod)
+    results, barrier = [], threading.Barrier(8)
+
+    def use():
+        barrier.wait()
+        results.append(mod.dumps([1]))
+
+    threads = [threading.Thread(target=use) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == ["[1]"] * 8 and repr(mod).endswith("(loaded)>") and mod.load() is __import__("json")
+    with pytest.raises(ModuleNotFoundError):
+        lazy("hitcraft_assets_no_such_module").anything

@@ -18,12 +18,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 import duckdb
-import pyarrow as pa
 
 from hitcraft_assets.config import IDENTITY_MODES as MODES
+from hitcraft_assets.lazy import lazy
 from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, transaction
+
+pa = lazy("pyarrow")
 
 SQL_FILE = "analysis/identity_map.sql"
 SPECIAL_EVENTS = ("$identify", "$create_alias", "$merge")
@@ -219,16 +222,18 @@ def _update_clusters(conn, statements, previous: str | None, added: list[tuple],
     return reason
 
 
-_ROW_SCHEMA = pa.schema([("distinct_id", pa.string()), ("user_key", pa.string()), ("identified", pa.bool_()),
-                         ("alias_of", pa.string()), ("merged_at", pa.timestamp("us", tz="UTC")),
-                         ("cluster_size", pa.int64())])
+@lru_cache(maxsize=1)
+def _row_schema() -> pa.Schema:
+    return pa.schema([("distinct_id", pa.string()), ("user_key", pa.string()), ("identified", pa.bool_()),
+                      ("alias_of", pa.string()), ("merged_at", pa.timestamp("us", tz="UTC")),
+                      ("cluster_size", pa.int64())])
 
 
 def _write_clusters(conn, statements, clusters: Clusters) -> None:
     rows = cluster_rows(clusters)
-    columns = list(zip(*rows)) if rows else [[] for _ in _ROW_SCHEMA]
-    table = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, _ROW_SCHEMA)],
-                                 schema=_ROW_SCHEMA)
+    schema = _row_schema()
+    columns = list(zip(*rows)) if rows else [[] for _ in schema]
+    table = pa.Table.from_arrays([pa.array(c, type=f.type) for c, f in zip(columns, schema)], schema=schema)
     conn.register("hc_identity_rows", table)
     try:
         conn.execute(statements["replace_clusters"])

@@ -21,7 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from hitcraft_assets.lazy import lazy
+
+stats = lazy("scipy.stats")
 
 # the baseline needs this many of its weekly groups with users (its weeks are 4): fewer says too little
 # about how the rate moves from week to week

@@ -13,7 +13,10 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats as sps
+
+from hitcraft_assets.lazy import lazy
+
+sps = lazy("scipy.stats")
 
 # Which test compares two proportions depends on the smallest expected cell count of the 2x2 table
 # (converted / not converted x segment / rest) under the null hypothesis of equal proportions:

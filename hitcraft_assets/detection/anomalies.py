@@ -111,8 +111,6 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from scipy import special
-from scipy import stats as sps
 
 from hitcraft_assets.detection.changepoints import (
     WeeklyProfile,
@@ -123,6 +121,10 @@ from hitcraft_assets.detection.changepoints import (
     weekly_profile,
 )
 from hitcraft_assets.detection.trends import sens_slope
+from hitcraft_assets.lazy import lazy
+
+special = lazy("scipy.special")
+sps = lazy("scipy.stats")
 
 DIRECTIONS = ("both", "up", "down")
 EXACT_COUNT_MEAN = 30.0   # counts expected below this are judged by their exact negative-binomial tail

@@ -3,16 +3,18 @@
 from datetime import date, timedelta
 
 import dagster as dg
-import polars as pl
-import pyarrow as pa
 
 from hitcraft_assets.analysis.assets import daily_metrics, funnels, held_metadata
 from hitcraft_assets.analysis.days import held_local_days
 from hitcraft_assets.config import load_config
 from hitcraft_assets.detection import scan
+from hitcraft_assets.lazy import lazy
 from hitcraft_assets.partitions import DAILY
 from hitcraft_assets.progress import report_progress
 from hitcraft_assets.warehouse import WarehouseResource, ensure_schema, existing_tables, named_statements, transaction
+
+pa = lazy("pyarrow")
+pl = lazy("polars")
 
 ANCHOR_DAYS = 28                 # the grid of anomaly-scan starts (see anchor)
 ANCHOR_EPOCH = date(2000, 1, 3)  # a Monday

@@ -95,9 +95,11 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import ruptures as rpt
-from ruptures.base import BaseCost
-from scipy import stats as sps
+
+from hitcraft_assets.lazy import lazy
+
+rpt = lazy("ruptures")
+sps = lazy("scipy.stats")
 
 MAD_TO_SIGMA = 1.4826  # 1 / Phi^-1(3/4): MAD * 1.4826 estimates a Gaussian standard deviation
 
@@ -301,24 +303,30 @@ def deseasonalize(values: Sequence[float] | np.ndarray, period: int = DEFAULT_PE
     return weekly_profile(x, days, period, mode).remove(x, days)
 
 
-class _CumsumL2Cost(BaseCost):
-    """ruptures' L2 cost (sum of squared deviations from the segment mean) from cumulative sums."""
+@lru_cache(maxsize=1)
+def _cumsum_l2_cost() -> type:
+    """ruptures' L2 cost (sum of squared deviations from the segment mean) from cumulative sums: a
+    subclass of ruptures' BaseCost, defined on first use so that importing this module does not import
+    ruptures."""
 
-    model = "l2_cumsum"
-    min_size = 1
+    class CumsumL2Cost(rpt.base.BaseCost):
+        model = "l2_cumsum"
+        min_size = 1
 
-    def fit(self, signal: np.ndarray) -> "_CumsumL2Cost":
-        s = np.asarray(signal, dtype=float).reshape(-1)
-        s = s - np.median(s)  # centring keeps the cumulative sums of squares well conditioned
-        self.signal = s.reshape(-1, 1)
-        self._c1 = np.concatenate([[0.0], np.cumsum(s)])
-        self._c2 = np.concatenate([[0.0], np.cumsum(s * s)])
-        return self
+        def fit(self, signal: np.ndarray) -> "CumsumL2Cost":
+            s = np.asarray(signal, dtype=float).reshape(-1)
+            s = s - np.median(s)  # centring keeps the cumulative sums of squares well conditioned
+            self.signal = s.reshape(-1, 1)
+            self._c1 = np.concatenate([[0.0], np.cumsum(s)])
+            self._c2 = np.concatenate([[0.0], np.cumsum(s * s)])
+            return self
 
-    def error(self, start: int, end: int) -> float:
-        n = end - start
-        s1 = self._c1[end] - self._c1[start]
-        return max(float(self._c2[end] - self._c2[start] - s1 * s1 / n), 0.0)
+        def error(self, start: int, end: int) -> float:
+            n = end - start
+            s1 = self._c1[end] - self._c1[start]
+            return max(float(self._c2[end] - self._c2[start] - s1 * s1 / n), 0.0)
+
+    return CumsumL2Cost
 
 
 def weekly_is_significant(profile: WeeklyProfile, level: float, sigma: float,
@@ -372,7 +380,7 @@ def _pelt(y: np.ndarray, min_size: int, penalty: float) -> list[int]:
     """PELT segment starts (excluding 0) of a NaN-free series."""
     if y.size < 2 * min_size or penalty <= 0:
         return []
-    algo = rpt.Pelt(custom_cost=_CumsumL2Cost(), min_size=min_size, jump=1).fit(y)
+    algo = rpt.Pelt(custom_cost=_cumsum_l2_cost()(), min_size=min_size, jump=1).fit(y)
     return [int(b) for b in algo.predict(pen=penalty)[:-1]]
 
 

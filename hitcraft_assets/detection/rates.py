@@ -38,13 +38,12 @@ Public: :func:`assess_rate_series`, :func:`pooled_tail`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import special
-from scipy import stats as sps
 
 from hitcraft_assets.detection.anomalies import (
     ANOMALY,
@@ -55,6 +54,10 @@ from hitcraft_assets.detection.anomalies import (
     AnomalyOptions,
     PointAssessment,
 )
+from hitcraft_assets.lazy import lazy
+
+special = lazy("scipy.special")
+sps = lazy("scipy.stats")
 
 # the per-day detector's defaults: the same threshold, history, confirmation and score bound
 _DEFAULTS = AnomalyOptions()
@@ -64,8 +67,8 @@ MIN_HISTORY = _DEFAULTS.min_history
 MIN_REGIME_DAYS = 7
 SHIFT_CONFIRM_DAYS = _DEFAULTS.shift_confirm_days
 THRESHOLD_Z = _DEFAULTS.threshold
-P_THRESHOLD = float(2 * sps.norm.sf(THRESHOLD_Z))
-P_HYSTERESIS = float(2 * sps.norm.sf(THRESHOLD_Z * _DEFAULTS.hysteresis))
+P_THRESHOLD = math.erfc(THRESHOLD_Z / math.sqrt(2))   # two-sided normal tail, 2 * norm.sf(z)
+P_HYSTERESIS = math.erfc(THRESHOLD_Z * _DEFAULTS.hysteresis / math.sqrt(2))
 MAX_SCORE = 1.0 / _DEFAULTS.min_rel_scale
 
 

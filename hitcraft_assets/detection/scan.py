@@ -29,7 +29,6 @@ from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
-import polars as pl
 
 from hitcraft_assets.detection.anomalies import (
     CONTINUATION,
@@ -42,6 +41,9 @@ from hitcraft_assets.detection.changepoints import find_change_points
 from hitcraft_assets.detection.rates import assess_rate_series
 from hitcraft_assets.detection.rootcause import rank_contributors
 from hitcraft_assets.detection.trends import trend_summary, window_change
+from hitcraft_assets.lazy import lazy
+
+pl = lazy("polars")
 
 FDR_ALPHA = 0.05
 HISTORY_DAYS = 120            # how far back a day's scan reads its series

@@ -34,7 +34,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
+
+from hitcraft_assets.lazy import lazy
+
+sps = lazy("scipy.stats")
 
 INCREASING = "increasing"
 DECREASING = "decreasing"

@@ -16,14 +16,17 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import duckdb
-import pyarrow as pa
 
 from hitcraft_assets.ingestion import quality
+from hitcraft_assets.lazy import lazy
 from hitcraft_assets.warehouse import ensure_schema, run_named, transaction
+
+pa = lazy("pyarrow")
 
 SQL_FILE = "ingestion/raw_events.sql"
 DEFAULT_TOLERANCE_S = 3600
@@ -31,8 +34,12 @@ DEFAULT_TOLERANCE_S = 3600
 MAX_LINE_BYTES = 2 * 1024 * 1024
 BATCH_LINES = 20_000
 _BOM = b"\xef\xbb\xbf"
-_LINES_SCHEMA = pa.schema([("line_no", pa.int64()), ("line", pa.string()), ("raw_line", pa.string()),
-                           ("problem", pa.string())])
+
+
+@lru_cache(maxsize=1)
+def _lines_schema() -> pa.Schema:
+    return pa.schema([("line_no", pa.int64()), ("line", pa.string()), ("raw_line", pa.string()),
+                      ("problem", pa.string())])
 
 
 class LoadError(RuntimeError):
@@ -175,7 +182,7 @@ def _load_exact(conn: duckdb.DuckDBPyConnection, params: dict, path: Path) -> di
     _run(conn, "delete_partition", params)
     _run(conn, "delete_rejected", params)
     reader = _LineReader(path)
-    stream = pa.RecordBatchReader.from_batches(_LINES_SCHEMA, reader.batches())
+    stream = pa.RecordBatchReader.from_batches(_lines_schema(), reader.batches())
     conn.register("hc_line_stream", stream)
     try:
         conn.execute("insert into temp.hc_lines select * from hc_line_stream")
@@ -288,7 +295,7 @@ class _LineReader:
             for col, value in zip(cols, (number, text, shown, problem)):
                 col.append(value)
             if len(cols[0]) >= BATCH_LINES:
-                yield pa.record_batch(list(cols), schema=_LINES_SCHEMA)
+                yield pa.record_batch(list(cols), schema=_lines_schema())
                 cols = ([], [], [], [])
         if cols[0]:
-            yield pa.record_batch(list(cols), schema=_LINES_SCHEMA)
+            yield pa.record_batch(list(cols), schema=_lines_schema())

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scipy.stats import beta
+from hitcraft_assets.lazy import lazy
+
+_stats = lazy("scipy.stats")
 
 WARN_SHARE = 0.001
 HOLD_SHARE = 0.05
@@ -36,7 +38,7 @@ def share_lower_bound(k: int, n: int, confidence: float = CONFIDENCE) -> float:
     """One-sided Clopper-Pearson lower bound of a binomial share k/n (0 when k = 0)."""
     if n <= 0 or k <= 0:
         return 0.0
-    return float(beta.ppf(1 - confidence, k, n - k + 1))
+    return float(_stats.beta.ppf(1 - confidence, k, n - k + 1))
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,11 @@ from decimal import Decimal
 from typing import Any
 
 import dagster as dg
-import openai
 from pydantic import Field
 
+from hitcraft_assets.lazy import lazy
+
+openai = lazy("openai")
 _logger = logging.getLogger(__name__)
 
 SCHEMA_NAME = "insight_recommendation"
@@ -431,7 +433,7 @@ class _Writer:
     def redact(self, text: str) -> str:
         return text.replace(self.s.api_key, "***") if self.s.api_key else text
 
-    def recommend(self, client: openai.OpenAI, item: dict, context: dict) -> dict[str, str] | None:
+    def recommend(self, client: "openai.OpenAI", item: dict, context: dict) -> dict[str, str] | None:
         """The accepted answer for one insight, or None (after at most one corrective retry)."""
         insight = item.get("insight_id")
         messages, grounds = build_messages(item, context)
@@ -454,7 +456,7 @@ class _Writer:
             messages = [*messages, {"role": "user", "content": CORRECTION.format(reason=reason)}]
         return None
 
-    def _ask(self, client: openai.OpenAI, messages: list[dict[str, str]], insight: Any) -> Any:
+    def _ask(self, client: "openai.OpenAI", messages: list[dict[str, str]], insight: Any) -> Any:
         """The first choice of one chat completion, or None (logged) on an API failure, an answer that
         is not a chat completion, or when the budget is spent."""
         remaining = self.s.token_budget - self.tokens
@@ -497,7 +499,7 @@ class _Writer:
             self.stopped = f"{self.failures} failures in a row"
 
 
-def _describe(err: openai.OpenAIError) -> str:
+def _describe(err: "openai.OpenAIError") -> str:
     """Type, status and the server's error code: never the message, which may quote the key."""
     parts = [type(err).__name__]
     if isinstance(err, openai.APIStatusError):

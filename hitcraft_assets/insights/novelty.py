@@ -25,11 +25,12 @@ import re
 from datetime import date, timedelta
 from typing import Any
 
-from scipy import stats as sps
-
 from hitcraft_assets.analysis.days import filed_days, local_day, sql_params
 from hitcraft_assets.config import ProductConfig
+from hitcraft_assets.lazy import lazy
 from hitcraft_assets.warehouse import named_statements, run_sql
+
+sps = lazy("scipy.stats")
 
 SQL_FILE = "insights/new_things.sql"
 HISTORY_DAYS = 60        # how far back "absent" is checked
