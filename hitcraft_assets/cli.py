@@ -382,9 +382,9 @@ def demo_mismatch(export: Path, days: int, seed: int, users: int | None, end_dat
         return "no complete demo"
     truth = json.loads((export / GROUND_TRUTH_FILE).read_text(encoding="utf-8"))
     start, end = date.fromisoformat(truth["start_date"]), date.fromisoformat(truth["end_date"])
-    base = truth.get("user_base")
-    found = f"seed {truth['seed']}, {(end - start).days + 1} days to {end}, a base of {base or '?'} users"
-    if (truth["seed"] != seed or (end - start).days + 1 != days or (end_date is not None and end != end_date)
+    base, length = truth.get("user_base"), (end - start).days + 1
+    found = f"seed {truth['seed']}, {length} days to {end}, a base of {base or '?'} users"
+    if (truth["seed"] != seed or length != days or (end_date is not None and end != end_date)
             or base != (users or DEFAULT_USERS)):
         return f"it holds {found}"
     return None

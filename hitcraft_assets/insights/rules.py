@@ -31,6 +31,8 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+from hitcraft_assets.insights.novelty import failure_like, trouble_like
+
 if TYPE_CHECKING:
     from hitcraft_assets.insights.generators import Insight
 
@@ -604,8 +606,6 @@ def _risk(ev: dict) -> str:
         return (f"Watch recordings of users who stop after {d['prev_event']} in {d['funnel']} and ask them why "
                 f"with a one-question exit survey; then test a shorter {d['step_event']} step.")
     if _trouble(ev):
-        from hitcraft_assets.insights.novelty import failure_like
-
         read = (f"read a few {ev['event']} events since {day} (their error codes, step and platform)"
                 if failure_like(str(ev["event"])) else
                 f"read the {ev['event']} conversations since {day}: what users ask about, on which step and platform")
@@ -634,8 +634,6 @@ def _risk(ev: dict) -> str:
 
 def _trouble(ev: dict) -> bool:
     """More of an event that reads as a failure or a request for help (novelty.trouble_like)."""
-    from hitcraft_assets.insights.novelty import trouble_like
-
     lead = ev.get(ev.get("lead") or "") or {}
     up = lead.get("direction") == "up" or lead.get("trend") == "increasing"
     return bool(ev.get("event")) and up and trouble_like(str(ev["event"]))
