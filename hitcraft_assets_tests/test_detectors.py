@@ -691,6 +691,27 @@ def test_a_funnel_with_15_entrants_a_day_is_judged_by_pooled_days():
     assert quiet_alerts <= 2                                 # over 40 x 76 judged days
 
 
+def test_beta_binomial_tails_are_scipys():
+    """The pooled test's tails, from one vector of the pmf, are scipy's betabinom cdf/sf and its ppf/isf
+    bounds; a small upper tail is summed, not 1 minus a sum (scipy's generic sf loses it to rounding)."""
+    from scipy import stats
+
+    from hitcraft_assets.detection.rates import P_THRESHOLD, betabinom_tails
+
+    q = P_THRESHOLD / 2
+    for m, a, b in [(1, 0.5, 0.5), (15, 9.5, 6.5), (40, 0.5, 30.5), (300, 120.5, 80.5), (2000, 3.2, 900.0)]:
+        cdf, sf = betabinom_tails(m, a, b)
+        x = np.arange(m + 1)
+        dist = stats.betabinom(m, a, b)
+        assert np.allclose(cdf, dist.cdf(x), rtol=1e-9, atol=1e-13)
+        big = dist.sf(x - 1) > 1e-6
+        assert np.allclose(sf[big], dist.sf(x - 1)[big], rtol=1e-6)
+        assert int(np.searchsorted(cdf, q)) == dist.ppf(q)
+        assert min(int(np.searchsorted(cdf, 1 - q)), m) == dist.isf(q)
+    cdf, sf = betabinom_tails(400, 200.5, 200.5)
+    assert 0 < sf[380] < 1e-30 and stats.betabinom(400, 200.5, 200.5).sf(379) < 1e-12
+
+
 def test_pooled_rates_never_look_ahead_and_a_lasting_fall_is_one_alert():
     from hitcraft_assets.detection.rates import assess_rate_series
 

@@ -38,6 +38,7 @@ import numpy as np
 from hitcraft_assets.lazy import lazy
 
 sps = lazy("scipy.stats")
+special = lazy("scipy.special")
 
 INCREASING = "increasing"
 DECREASING = "decreasing"
@@ -106,7 +107,7 @@ def _hamed_rao_ratio(t: np.ndarray, x: np.ndarray, slope: float, alpha: float) -
     n = x.size
     ranks = sps.rankdata(x - slope * t)
     rho = _acf(ranks)
-    bound = sps.norm.isf(alpha / 2) / math.sqrt(n)
+    bound = -special.ndtri(alpha / 2) / math.sqrt(n)     # norm.isf(q) is -ndtri(q)
     k = np.arange(1, n - 2)
     significant = np.abs(rho[k]) > bound
     k = k[significant]
@@ -139,7 +140,7 @@ def mann_kendall(values: Sequence[float] | np.ndarray, *, alpha: float = 0.05,
         z = 0.0
     else:
         z = (s - math.copysign(1.0, s)) / math.sqrt(var_s)
-    p = float(2.0 * sps.norm.sf(abs(z)))
+    p = float(2.0 * special.ndtr(-abs(z)))
     trend = (INCREASING if z > 0 else DECREASING) if p < alpha else NO_TREND
     return MannKendallResult(n=n, s=s, var_s=var_s, variance_ratio=ratio, z=z, p_value=p,
                              tau=s / (n * (n - 1) / 2), slope=slope, intercept=intercept, trend=trend,
