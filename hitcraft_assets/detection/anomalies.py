@@ -115,6 +115,7 @@ import numpy as np
 from hitcraft_assets.detection.changepoints import (
     WeeklyProfile,
     mad_scale,
+    median,
     robust_sigma,
     trimmed_var,
     weekly_is_significant,
@@ -381,7 +382,7 @@ class _Series:
             mean_inv_w = np.where(n_per > 0, per / np.maximum(n_per, 1), 1.0)
             test = replace(season, counts=season.counts / mean_inv_w)
         if (season.counts.min() >= 2 and test_sigma > 0
-                and not weekly_is_significant(test, float(np.median(np.abs(y))), test_sigma, min_weeks=2)):
+                and not weekly_is_significant(test, median(np.abs(y)), test_sigma, min_weeks=2)):
             neutral = np.ones(season.period) if season.mode == "multiplicative" else np.zeros(season.period)
             season = WeeklyProfile(season.mode, neutral, season.counts, season.period)
             des, sigma, seasonal = y, noise_sigma(y), False
@@ -399,7 +400,7 @@ class _Series:
         des = profile.season.remove(self.y[idx], self.t[idx])
         rate_idx = idx if rate_idx is None else rate_idx
         rate = count_rate(self.x[rate_idx]) if self.opts.counts and rate_idx.size else math.nan
-        return _Baseline(profile, float(np.median(des - profile.slope * t)), idx.size, float(t.mean()),
+        return _Baseline(profile, median(des - profile.slope * t), idx.size, float(t.mean()),
                          float(self.inv_w[idx].mean()), rate, int(rate_idx.size) if self.opts.counts else 0)
 
     def _mean_level(self, b: _Baseline) -> bool:

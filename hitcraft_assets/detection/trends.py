@@ -31,10 +31,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from hitcraft_assets.detection.changepoints import median
 from hitcraft_assets.lazy import lazy
 
 sps = lazy("scipy.stats")
@@ -54,10 +56,18 @@ def _finite(values: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarra
     return t.astype(float), x[t]
 
 
+@lru_cache(maxsize=64)
+def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The index pairs i < j of n values (cached: a detector asks for the same few sizes on every day)."""
+    i, j = np.triu_indices(n, k=1)
+    i.flags.writeable = j.flags.writeable = False
+    return i, j
+
+
 def _sens_slope(t: np.ndarray, x: np.ndarray) -> tuple[float, float]:
-    i, j = np.triu_indices(x.size, k=1)
-    slope = float(np.median((x[j] - x[i]) / (t[j] - t[i])))
-    return slope, float(np.median(x) - slope * np.median(t))
+    i, j = _pairs(x.size)
+    slope = median((x[j] - x[i]) / (t[j] - t[i]))
+    return slope, float(median(x) - slope * median(t))
 
 
 def sens_slope(values: Sequence[float] | np.ndarray,
