@@ -408,6 +408,18 @@ def test_root_cause_names_ios_for_83_percent_of_the_drop():
     assert sum(c.contribution for c in segment_contributions(1000.0, 880.0, PLATFORM)) == pytest.approx(1.0)
 
 
+def test_a_segment_that_moved_more_than_the_total_is_told_in_numbers_not_as_118_percent():
+    ranked = rank_contributors(10.0, 15.6, {"platform": {"desktop": (6.0, 12.6), "mobile": (4.0, 3.0)}})
+    desktop, mobile = ranked
+    assert desktop.contribution == pytest.approx(6.6 / 5.6)
+    assert desktop.describe() == ("platform = desktop: +6.6, more than the whole rise of +5.6 "
+                                  "(other segments moved the other way)")
+    assert mobile.describe() == "platform = mobile: -1, against the rise"
+    (big,) = rank_contributors(5000.0, 3800.0, {"country": {"US": (3000.0, 1500.0)}})
+    assert big.describe() == "country = US: -1,500, more than the whole drop of -1,200 " \
+                             "(other segments moved the other way)"
+
+
 def test_root_cause_with_no_total_change_is_safe():
     ranked = rank_contributors(1000.0, 1000.0, {"platform": {"iOS": (500.0, 550.0), "Android": (500.0, 450.0),
                                                              "Web": (0.0, 0.0)}})

@@ -50,15 +50,29 @@ class Contribution:
     total_change: float
 
     def describe(self) -> str:
-        """A phrase for an insight: ``platform = iOS: 83% of the drop``."""
+        """A phrase for an insight: ``platform = iOS: 83% of the drop``. A segment that moved more than the
+        total (the others moved the other way) gets its own change and the total's, not "118% of the
+        rise", which reads like an error; one that moved against the total says so."""
         name = f"{self.dimension} = {self.segment}" if self.dimension else self.segment
         if self.contribution is None:
             return f"{name}: {self.change:+,.4g} while the total did not change"
         word = "drop" if self.total_change < 0 else "rise"
+        if self.contribution >= 1.005:
+            return (f"{name}: {_amount(self.change)}, more than the whole {word} of "
+                    f"{_amount(self.total_change)} (other segments moved the other way)")
+        if self.contribution < 0:
+            return f"{name}: {_amount(self.change)}, against the {word}"
         return f"{name}: {self.contribution:.0%} of the {word}"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _amount(x: float) -> str:
+    """A signed change as a person reads it: whole numbers from 100, one decimal below (expected values
+    are fractional), no trailing ".0"."""
+    text = f"{x:+,.0f}" if abs(x) >= 100 else f"{x:+,.1f}".removesuffix(".0")
+    return "0" if text in ("+0", "-0") else text
 
 
 def _ratio(num: float, den: float) -> float | None:
