@@ -256,6 +256,26 @@ def test_weekly_profile_is_removed_only_when_significant():
         assert weekly_is_significant(profile, float(np.median(x)), sigma) is expected
 
 
+def test_steps_already_located_do_not_count_as_noise_on_a_short_series():
+    """40 points of unit noise with steps of -4 at 12 and +9 at 27: a lag-4 difference across a step is a
+    fifth of them, beyond what the trimming drops, so the noise reads as autocorrelated (phi up to the
+    cap) and its long-run sigma several times too large. Read again without the differences across the
+    first pass's candidates, it is the unit noise, and both steps are found far more often."""
+    both = 0
+    for seed in range(20):
+        x = 100 + np.random.default_rng(seed).normal(size=40)
+        x[12:] -= 4
+        x[27:] += 9
+        inner = noise_scale(x, cuts=[12, 27])
+        assert inner.phi <= 0.4 and inner.sigma == pytest.approx(1.0, rel=0.25)
+        assert inner.long_run < 0.8 * noise_scale(x).long_run
+        both += detect_change_points(x) == [12, 27]
+    assert both >= 10          # 3 of 20 with one reading of the noise (a39cbed)
+    # a cut that would leave fewer than 10 differences of some lag is ignored
+    y = 100 + np.random.default_rng(1).normal(size=40)
+    assert noise_scale(y, cuts=list(range(5, 40, 3))) == noise_scale(y)
+
+
 @pytest.mark.parametrize("n", [12, 15, 24, 40])
 def test_short_series_step(n):
     rng = np.random.default_rng(63)
