@@ -432,9 +432,13 @@ def test_a_segment_that_moved_more_than_the_total_is_told_in_numbers_not_as_118_
     ranked = rank_contributors(10.0, 15.6, {"platform": {"desktop": (6.0, 12.6), "mobile": (4.0, 3.0)}})
     desktop, mobile = ranked
     assert desktop.contribution == pytest.approx(6.6 / 5.6)
-    assert desktop.describe() == ("platform = desktop: +6.6, more than the whole rise of +5.6 "
+    assert desktop.describe() == ("platform = desktop: +6.60, more than the whole rise of +5.60 "
                                   "(other segments moved the other way)")
     assert mobile.describe() == "platform = mobile: -1, against the rise"
+    # written as every number of an insight is, within 1% of the value ("+1.0" for 1.04 was 4% off)
+    (small, _) = rank_contributors(2.0, 3.0, {"platform": {"iOS": (1.0, 2.04), "web": (1.0, 0.96)}})
+    assert small.describe() == ("platform = iOS: +1.04, more than the whole rise of +1 "
+                                "(other segments moved the other way)")
     (big,) = rank_contributors(5000.0, 3800.0, {"country": {"US": (3000.0, 1500.0)}})
     assert big.describe() == "country = US: -1,500, more than the whole drop of -1,200 " \
                              "(other segments moved the other way)"

@@ -26,6 +26,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from hitcraft_assets.numbers import fmt_number
+
 DEFAULT_MIN_CONTRIBUTION = 0.03
 _ZERO_CHANGE_RTOL = 1e-12
 
@@ -69,10 +71,9 @@ class Contribution:
 
 
 def _amount(x: float) -> str:
-    """A signed change as a person reads it: whole numbers from 100, one decimal below (expected values
-    are fractional), no trailing ".0"."""
-    text = f"{x:+,.0f}" if abs(x) >= 100 else f"{x:+,.1f}".removesuffix(".0")
-    return "0" if text in ("+0", "-0") else text
+    """A signed change written as every number of an insight is (:func:`fmt_number`, within 1% of it)."""
+    text = fmt_number(x)
+    return text if x <= 0 or text == "0" else "+" + text
 
 
 def _ratio(num: float, den: float) -> float | None:

@@ -32,11 +32,14 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from hitcraft_assets.insights.novelty import failure_like, trouble_like
+from hitcraft_assets.numbers import ROUNDING_TOLERANCE, fmt_number
+from hitcraft_assets.numbers import canon as _canon
+from hitcraft_assets.numbers import close as _close
+from hitcraft_assets.numbers import first_close as _first_close
 
 if TYPE_CHECKING:
     from hitcraft_assets.insights.generators import Insight
 
-ROUNDING_TOLERANCE = 0.01   # a rounded number may differ from the evidence's by this relative amount
 PERCENT_TOLERANCE = 0.05    # ... and a percentage (40% for 0.397) by this much
 
 _DATE = r"\d{4}-\d{2}-\d{2}"
@@ -48,14 +51,6 @@ _DATE_PREFIX = re.compile(rf"^({_DATE})")
 # ---------------------------------------------------------------------------------------- the check
 
 
-def _canon(number: str, percent: bool = False) -> str:
-    text = number.replace(",", "").lower().lstrip("+-")
-    if "e" in text:
-        mantissa, exponent = text.split("e", 1)
-        text = f"{mantissa}e{int(exponent)}"
-    return text + ("%" if percent else "")
-
-
 def numbers_in(text: str) -> list[str]:
     """The numbers of a text as canonical tokens, in order (see the module docstring)."""
     out = []
@@ -65,16 +60,6 @@ def numbers_in(text: str) -> list[str]:
         else:
             out.append(_canon(m.group("num"), bool(m.group("pct"))))
     return out
-
-
-def _close(rounded: str, value: float, tolerance: float = ROUNDING_TOLERANCE) -> bool:
-    try:
-        r = float(rounded)
-    except ValueError:
-        return False
-    if value == 0:
-        return r == 0
-    return abs(r - value) <= tolerance * abs(value)
 
 
 def _number_forms(x: float) -> set[str]:
@@ -150,36 +135,6 @@ def unsupported_numbers(text: str, evidence: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------- formatting
-
-
-def _first_close(candidates: list[str], x: float, tolerance: float = ROUNDING_TOLERANCE) -> str:
-    """The first (shortest) rendering within `tolerance` of x, else the last (most precise) one."""
-    for c in candidates:
-        if _close(c.replace(",", "").lstrip("-"), abs(x), tolerance):
-            return c
-    return candidates[-1]
-
-
-def fmt_number(x: float | int | None) -> str:
-    """A number as a person writes it, within 1% of the value: integers with separators, rates with two
-    decimals (three when two would be more than 1% off), small numbers with 2-4 significant digits."""
-    if x is None:
-        return "n/a"
-    x = float(x)
-    a = abs(x)
-    if x.is_integer() and a < 1e15:
-        return f"{int(x):,}"
-    if a >= 100:
-        return f"{x:,.0f}"
-    if a >= 10:
-        return _first_close([f"{x:.1f}", f"{x:.2f}"], x)
-    if a >= 0.1:
-        return _first_close([f"{x:.2f}", f"{x:.3f}", f"{x:.4f}"], x)
-    return _first_close([_canon_signed(f"{x:.{s}g}") for s in (2, 3, 4)], x)
-
-
-def _canon_signed(text: str) -> str:
-    return ("-" if text.startswith("-") else "") + _canon(text)
 
 
 def fmt_percent(x: float | None) -> str:
