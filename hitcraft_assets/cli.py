@@ -60,6 +60,8 @@ def cmd_generate_demo(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     options = {k: v for k, v in {"users": args.users, "events_per_day": args.events_per_day,
                                  "end_date": args.end_date}.items() if v is not None}
+    if getattr(args, "flat", False):
+        options["flat"] = True
     summary = generate_demo(out, days=args.days, seed=args.seed, **options)
     print(f"wrote {summary.days_written} day files ({summary.start_date} .. {summary.end_date}), "
           f"{summary.events:,} events, {summary.users:,} users, {summary.duplicates:,} duplicate deliveries, "
@@ -383,9 +385,10 @@ def demo_mismatch(export: Path, days: int, seed: int, users: int | None, end_dat
     truth = json.loads((export / GROUND_TRUTH_FILE).read_text(encoding="utf-8"))
     start, end = date.fromisoformat(truth["start_date"]), date.fromisoformat(truth["end_date"])
     base, length = truth.get("user_base"), (end - start).days + 1
-    found = f"seed {truth['seed']}, {length} days to {end}, a base of {base or '?'} users"
+    found = (f"seed {truth['seed']}, {length} days to {end}, a base of {base or '?'} users"
+             + (", flat" if truth.get("growth") == "flat" else ""))
     if (truth["seed"] != seed or length != days or (end_date is not None and end != end_date)
-            or base != (users or DEFAULT_USERS)):
+            or base != (users or DEFAULT_USERS) or truth.get("growth", "growing") != "growing"):
         return f"it holds {found}"
     return None
 
@@ -547,6 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--out", default=None, help="folder (default: data/demo_export)")
     gen.add_argument("--end-date", type=_day, default=None, help="last day (default: yesterday, UTC)")
+    gen.add_argument("--flat", action="store_true",
+                     help="as many daily users on the last day as on the first (default: a growing product)")
     gen.set_defaults(func=cmd_generate_demo)
     run = sub.add_parser("run", help="materialize every asset for a range of days through Dagster")
     run.add_argument("--from", dest="from_date", type=_day, default=None)

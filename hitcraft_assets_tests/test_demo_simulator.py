@@ -278,6 +278,23 @@ def test_short_runs_leave_out_stories_that_do_not_fit(tmp_path):
         generate_demo(tmp_path, days=0, end_date=END)
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_flat_demo_keeps_its_volume_and_the_default_one_grows(tmp_path, seed):
+    """bench/history.py times day 30 against day 365 of a flat demo: the two days must differ in history,
+    not in volume. Its last four weeks hold the stories' losses (the YouTube decline, the Android break)."""
+    def weeks(flat: bool) -> tuple[float, float, float]:
+        out = tmp_path / str(flat)
+        generate_demo(out, days=180, end_date=END, users=3000, seed=seed, flat=flat)
+        truth = json.loads((out / "ground_truth.json").read_text())
+        v = [truth["events"][k] for k in sorted(truth["events"])]
+        assert truth["growth"] == ("flat" if flat else "growing")
+        return sum(v[:28]) / 28, sum(v[76:104]) / 28, sum(v[-28:]) / 28
+    first, middle, last = weeks(True)
+    assert 0.9 < middle / first < 1.1 and 0.8 < last / first < 1.1
+    first, middle, last = weeks(False)
+    assert middle / first > 1.15 and last / first > 1.5
+
+
 def test_android_sketch_upload_breaks_and_other_platforms_do_not(demo, con):
     _, _, truth = demo
     broken, _ = _story(truth, "sketch_upload_android_break")

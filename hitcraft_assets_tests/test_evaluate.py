@@ -166,5 +166,7 @@ def test_evaluate_reuses_only_the_demo_it_was_asked_for(tmp_path):
     assert demo_mismatch(export, 4, 7, 400, end) == held
     assert demo_mismatch(export, 3, 7, 800, end) == held
     assert demo_mismatch(export, 3, 7, None, end) == held          # the default base is 15,000 users
+    generate_demo(export, days=3, end_date=end, users=400, seed=7, flat=True)   # bench/history.py's demo
+    assert demo_mismatch(export, 3, 7, 400, end) == held + ", flat"
     (export / "ground_truth.json").unlink()
     assert demo_mismatch(export, 3, 7, 400, end) == "no complete demo"

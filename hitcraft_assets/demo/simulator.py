@@ -135,6 +135,7 @@ DUPLICATE_RATE = 0.01
 MALFORMED_REASONS = ["truncated_json", "missing_event", "non_numeric_time", "missing_distinct_id",
                      "truncated_json"]
 DAILY_GROWTH = math.log(2.5) / 90  # sign-ups grow 2.5x over a default run
+MEAN_LIFETIME = 0.35 * 3 + 0.65 * 150  # days a new user stays: 35% leave after a few days, the rest after ~150
 EVENTS_PER_ACTIVE_DAY = 13.0  # measured; sizes the events_per_day mode's pool, which is then cut at the target
 MIN_BASELINE_DAYS = 14
 
@@ -367,8 +368,9 @@ class _DayFile:
 # ---------------------------------------------------------------------------------------- simulator
 
 class _Simulator:
-    def __init__(self, days: int, start: date, users: int, events_per_day: int | None, seed: int):
-        self.days, self.start, self.seed, self.epd = days, start, seed, events_per_day
+    def __init__(self, days: int, start: date, users: int, events_per_day: int | None, seed: int,
+                 flat: bool = False):
+        self.days, self.start, self.seed, self.epd, self.flat = days, start, seed, events_per_day, flat
         self.start_ms = int(datetime(start.year, start.month, start.day, tzinfo=UTC).timestamp() * 1000)
         self.story_days = _story_days(days)
         rng = np.random.default_rng([seed, 0])
@@ -393,12 +395,15 @@ class _Simulator:
     # -- population
     def _build_population(self, rng: np.random.Generator, users: int) -> None:
         days = self.days
-        frac_new = days / (days + 45)
+        # flat: as many sign-ups every week, and a user base already at the size they keep it at (sign-ups a
+        # day x MEAN_LIFETIME; the earlier users' remaining lifetimes are exponential, as a new user's
+        # long one is), so that the daily users stay level however long the run
+        frac_new = 1 / (1 + MEAN_LIFETIME / days) if self.flat else days / (days + 45)
         if self.epd:  # enough users that a day can reach the requested volume
             users = max(users, math.ceil(1.3 * self.epd / EVENTS_PER_ACTIVE_DAY / (0.8 * (1 - frac_new))))
         n_new = round(users * frac_new)
         n_pre = users - n_new
-        w = np.exp(DAILY_GROWTH * np.arange(days)) * np.array(
+        w = np.exp((0.0 if self.flat else DAILY_GROWTH) * np.arange(days)) * np.array(
             [WEEKDAY_SIGNUPS[(self.start + timedelta(d)).weekday()] for d in range(days)])
         self.signup_weight = w / w.sum()
         signup = np.concatenate([-rng.integers(1, 365, n_pre), rng.choice(days, n_new, p=self.signup_weight)])
@@ -758,11 +763,14 @@ def _clear(out: Path) -> None:
 
 
 def generate_demo(out_dir: Path | str, *, days: int = 90, end_date: date | None = None,
-                  users: int = DEFAULT_USERS, events_per_day: int | None = None, seed: int = 42) -> DemoSummary:
+                  users: int = DEFAULT_USERS, events_per_day: int | None = None, seed: int = 42,
+                  flat: bool = False) -> DemoSummary:
     """Write `days` UTC days of simulated HitCraft export ending on `end_date` (default: yesterday,
     UTC) into `out_dir`, with `profiles.jsonl` and `ground_truth.json`, replacing a previous demo's
     files there (other files are left alone). With `events_per_day`, each day holds about that many
-    events (the population grows if needed) instead of the organic volume."""
+    events (the population grows if needed) instead of the organic volume. `flat`: the same sign-ups
+    every week and a user base at its steady size from the first day, so the daily users stay level
+    (the stories still happen); default: a product growing 2.5x in sign-ups over 90 days."""
     if days < 1 or users < 1 or (events_per_day is not None and events_per_day < 1):
         raise ValueError("days, users and events_per_day must be positive")
     if end_date is None:
@@ -771,7 +779,7 @@ def generate_demo(out_dir: Path | str, *, days: int = 90, end_date: date | None 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _clear(out)
-    sim = _Simulator(days, start, users, events_per_day, seed)
+    sim = _Simulator(days, start, users, events_per_day, seed, flat)
     plan_rng = random.Random(_key(seed, 20))
     story_starts = {a for a, _ in sim.story_days.values()}
     spike = sim.story_days.get("tiktok_campaign_spike", (-9, -9))
@@ -835,7 +843,7 @@ def generate_demo(out_dir: Path | str, *, days: int = 90, end_date: date | None 
         "seed": seed, "start_date": start.isoformat(), "end_date": end_date.isoformat(),
         "files": files, "profiles_file": PROFILES_FILE,
         "missing_days": [m.isoformat() for m in missing_days],
-        "users": n_users, "user_base": users, "events": events_by_day,
+        "users": n_users, "user_base": users, "growth": "flat" if flat else "growing", "events": events_by_day,
         "dirt": {"duplicates": dup_by_day, "malformed": malformed_rows},
         "stories": stories,
     }
