@@ -746,3 +746,20 @@ def test_more_errors_or_support_requests_are_a_risk_and_fewer_are_not(tmp_path):
         assert "Rule out bots" not in text
     assert "Rule out bots" in rule_recommendation(found["event_users:Song Shared"])
     conn.close()
+
+
+def test_a_risks_recommendation_points_at_its_leading_segment_without_repeating_the_summary(planted):
+    """The summary says what drove the move ("Driven by channel = tiktok: ..."); a risk's recommendation
+    sends the reader there first rather than repeating that sentence. (The planted day's anomaly with a
+    root cause is a rise; read as a risk it takes the anomaly branch of the risk recommendations.)"""
+    anomaly = by_series(generate_insights(planted, DAY, CONFIG))[("anomaly", "event_users:Sign Up", "all", "all")]
+    risk = dataclasses.replace(anomaly, kind="risk")
+    text = rule_recommendation(risk)
+    assert "Start with channel = tiktok, where most of the change is." in text
+    assert "Driven by" not in text and "Driven by" in risk.summary
+    assert unsupported_numbers(text, risk.evidence) == []
+    # a segment that moved against the total is not where to start
+    against = dict(TIKTOK, contribution=-0.2)
+    other = {"dimension": "platform", "segment": "iOS", "contribution": 0.7, "summary": "platform = iOS: 70% of the rise"}
+    ev = dict(risk.evidence, anomaly=dict(risk.evidence["anomaly"], root_cause=[against, other]))
+    assert "Start with platform = iOS," in rule_recommendation(dataclasses.replace(risk, evidence=ev))

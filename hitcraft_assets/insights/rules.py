@@ -275,6 +275,16 @@ def _drivers(block: dict, limit: int = 2) -> str:
     return f"Driven by {'; '.join(causes[:limit])}." if causes else ""
 
 
+def _look_first(block: dict) -> str:
+    """Where a recommendation sends the reader first: the segment that carried most of the move (the
+    summary already says by how much: "Driven by ...", which the recommendation does not repeat)."""
+    for c in block.get("root_cause") or []:
+        if c.get("segment") and (c.get("contribution") is None or c["contribution"] > 0):
+            name = f"{c['dimension']} = {c['segment']}" if c.get("dimension") else c["segment"]
+            return f"Start with {name}, where most of the change is."
+    return ""
+
+
 def _total_sentence(ev: dict) -> str:
     """The whole product's move that this segment explains (merged into it), in one sentence."""
     t = ev.get("total")
@@ -565,17 +575,17 @@ def _risk(ev: dict) -> str:
                 if failure_like(str(ev["event"])) else
                 f"read the {ev['event']} conversations since {day}: what users ask about, on which step and platform")
         return (f"Treat it as an incident: {read}, and check the releases and third-party changes (payments, "
-                f"login, hosting) of that day. {_drivers(ev.get(lead) or {})} Fix or roll back first, then tell "
+                f"login, hosting) of that day. {_look_first(ev.get(lead) or {})} Fix or roll back first, then tell "
                 f"the users it hit.").replace("  ", " ")
     if lead == "anomaly":
         a = ev["anomaly"]
         return (f"Check the releases, experiments and tracking changes of {fmt_day(a['metric_date'])} that touch "
-                f"{where}. {_drivers(a)} If the next day stays low, treat it as a regression and roll back."
+                f"{where}. {_look_first(a)} If the next day stays low, treat it as a regression and roll back."
                 ).replace("  ", " ")
     if lead == "change_point":
         cp = ev["change_point"]
         return (f"Find what shipped on or just before {fmt_day(since or cp['date'])} that touches {where}, and "
-                f"fix or revert it. {_drivers(cp)}").strip()
+                f"fix or revert it. {_look_first(cp)}").strip()
     if ev.get("metric") == "stickiness":
         return (f"{_who(ev)} come back less often: compare the "
                 f"first-week retention of those who joined in the last month with earlier ones, and ask a few "
