@@ -1,21 +1,24 @@
 """History benchmark: does a day cost the same on day 365 as on day 30?
 
 A demo of flat volume (`generate_demo(..., flat=True)`: as many daily users at the end as at the start, so
-the two days differ only in how much history lies behind them) is backfilled up to the day before day
-EARLY; the daily run of day EARLY (which recomputes the days before it, as every daily run does) is timed as the schedule runs it (its raw events, then every local day
-they change, each daily asset including detection and insights: 8 days here); then the backfill goes on
-to the day before the last day, and the last day's daily run is timed the same way, in the same process,
-on the same warehouse. Printed: seconds of each run, the ratio last / early (issue 15's target is at most
-1.2), the peak RSS of the process during each run (sampled from /proc every 50 ms), and each asset's
-seconds (its step's start to its end) in both runs, with their ratio, so that the history-bound steps show.
+the two days differ only in how much history lies behind them) goes into two warehouses: one backfilled up
+to the day before day EARLY, one up to the day before the last day. Then the daily run of each of the two
+days is timed as the schedule runs it (its raw events, then every local day they change, with every daily
+asset including detection and insights: 8 days here), alternating, REPEATS times each, in one process (a
+run of a day recomputes the same days each time, so repeats are alike). Printed: the median seconds of
+each day's run, the ratio last / early (issue 15's target is at most 1.2), the peak RSS of the process
+during the runs (sampled from /proc every 50 ms), and each asset's median seconds (its step's start to its
+end) on both days, with their ratio, so that the history-bound steps show.
 
-Usage: PYTHONPATH=. python bench/history.py [--days 365] [--early 30] [--users 5000] [--seed 3] [--keep DIR]
-(about 12 minutes at the defaults on 2 cores; --days 120 for a quick look).
+Usage: PYTHONPATH=. python bench/history.py [--days 365] [--early 30] [--users 5000] [--seed 3]
+[--repeats 3] [--keep DIR [--reuse]]. The year's backfill takes most of it (about 35 minutes on 2 cores);
+--reuse with the --keep folder of an earlier run only times the days; --days 120 for a quick look.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -77,8 +80,8 @@ def _rss() -> int:
     return 0
 
 
-def _resources(folder: Path) -> dict:
-    return {"duckdb": WarehouseResource(database=str(folder / "warehouse.duckdb")), "llm": LLMResource(),
+def _resources(folder: Path, warehouse: str) -> dict:
+    return {"duckdb": WarehouseResource(database=str(folder / warehouse)), "llm": LLMResource(),
             "export_source": ExportSourceResource(source="files", export_dir=str(folder / "export"),
                                                   staging_dir=str(folder / "staging"), mixpanel=MixpanelResource())}
 
@@ -114,39 +117,65 @@ def daily_run(instance, resources, day: date, first: date) -> tuple[float, int, 
     return seconds, rss.peak, step_seconds(instance, result), window
 
 
+def _median(values: list[float]) -> float:
+    v = sorted(values)
+    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--early", type=int, default=30, help="the early day timed (1-based)")
     parser.add_argument("--users", type=int, default=5000, help="user base (5,000: about 100 daily users)")
     parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument("--keep", type=Path, default=None, help="folder to keep the demo and warehouse in")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each day, alternating (medians)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="folder for the demo and the two warehouses; with --reuse, a folder of an earlier run")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep the demo and the backfilled warehouses found in --keep (only time the days)")
     args = parser.parse_args()
     if not 10 <= args.early < args.days:
         parser.error("--early must be at least 10 and before --days")
+    if args.reuse and args.keep is None:
+        parser.error("--reuse needs --keep")
     folder = args.keep or Path(tempfile.mkdtemp(prefix="hitcraft-history-"))
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    demo = generate_demo(folder / "export", days=args.days, end_date=END, users=args.users, seed=args.seed,
-                         flat=True)
-    start = demo.start_date
+    if not (args.reuse and (folder / "export" / "ground_truth.json").exists()):
+        for stale in folder.glob("*.duckdb*"):
+            stale.unlink()
+        generate_demo(folder / "export", days=args.days, end_date=END, users=args.users, seed=args.seed,
+                      flat=True)
+    truth = json.loads((folder / "export" / "ground_truth.json").read_text())
+    start = date.fromisoformat(truth["start_date"])
+    if date.fromisoformat(truth["end_date"]) != END or truth.get("growth") != "flat" or \
+            (END - start).days + 1 != args.days:
+        raise SystemExit(f"{folder / 'export'} holds another demo: run without --reuse")
     early, last = start + timedelta(days=args.early - 1), END
-    print(f"flat demo: {args.days} days ({start} .. {END}), {demo.events:,} events, {demo.users:,} users, "
-          f"{time.perf_counter() - t0:.0f} s", flush=True)
-    resources = _resources(folder)
-    rows = []
+    print(f"flat demo: {args.days} days ({start} .. {END}), {sum(truth['events'].values()):,} events, "
+          f"{truth['users']:,} users", flush=True)
+    days = [(f"day {args.early}", early, "early.duckdb"), (f"day {args.days}", last, "late.duckdb")]
+    timed: dict[str, list[tuple[float, int, dict[str, float]]]] = {label: [] for label, _, _ in days}
     with dg.instance_for_test() as instance:
-        for label, day in ((f"day {args.early}", early), (f"day {args.days}", last)):
-            previous = rows[-1][1] + timedelta(days=1) if rows else start
+        for label, day, warehouse in days:   # each warehouse holds every day before its timed day
+            if (folder / warehouse).exists() and args.reuse:
+                continue
             t1 = time.perf_counter()
-            _run(instance, resources, previous, day - timedelta(days=1))
-            print(f"backfill {previous} .. {day - timedelta(days=1)}: {time.perf_counter() - t1:.0f} s", flush=True)
-            seconds, peak, steps, window = daily_run(instance, resources, day, start)
-            rows.append((label, day, seconds, peak, steps, window))
-            print(f"{label} ({day}, recomputes {window[0]} .. {window[1]}): {seconds:.1f} s, "
-                  f"peak RSS {peak / 2**20:,.0f} MiB", flush=True)
-    (l1, _, s1, p1, st1, _), (l2, _, s2, p2, st2, _) = rows
-    print(f"\n| run | seconds | peak RSS (MiB) |\n|---|---:|---:|")
+            _run(instance, _resources(folder, warehouse), start, day - timedelta(days=1))
+            print(f"backfill {start} .. {day - timedelta(days=1)} ({warehouse}): {time.perf_counter() - t1:.0f} s",
+                  flush=True)
+        for k in range(args.repeats):        # alternating, so that a noisy neighbour hits both alike
+            for label, day, warehouse in days:
+                seconds, peak, steps, window = daily_run(instance, _resources(folder, warehouse), day, start)
+                timed[label].append((seconds, peak, steps))
+                print(f"{label} ({day}, recomputes {window[0]} .. {window[1]}), run {k + 1}: {seconds:.1f} s, "
+                      f"peak RSS {peak / 2**20:,.0f} MiB", flush=True)
+    (l1, l2) = (label for label, _, _ in days)
+    s1, s2 = (_median([t[0] for t in timed[label]]) for label in (l1, l2))
+    p1, p2 = (max(t[1] for t in timed[label]) for label in (l1, l2))
+    st1, st2 = ({key: _median([t[2].get(key, 0.0) for t in timed[label]]) for key in timed[label][0][2]}
+                for label in (l1, l2))
+    print(f"\n| run (median of {args.repeats}) | seconds | peak RSS (MiB) |\n|---|---:|---:|")
     print(f"| {l1} | {s1:.1f} | {p1 / 2**20:,.0f} |\n| {l2} | {s2:.1f} | {p2 / 2**20:,.0f} |")
     print(f"\nratio {l2} / {l1}: {s2 / s1:.2f} (issue 15's target: at most 1.2)\n")
     print(f"| step | {l1} (s) | {l2} (s) | ratio |\n|---|---:|---:|---:|")
