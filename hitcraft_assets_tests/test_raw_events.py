@@ -186,3 +186,57 @@ def test_process_killed_mid_write_leaves_previous_partition(files_resources, ins
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert "killing" in proc.stdout
     assert rows(warehouse) == before and rejected(warehouse) == []
+
+
+def _log(warehouse, day=DAY):
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        return conn.execute("select fingerprint, loaded_at, rows_loaded, rejected, gate from raw.load_log "
+                            "where event_date = ?", [day]).fetchone()
+
+
+def _ingested(warehouse, day=DAY):
+    with duckdb.connect(str(warehouse), read_only=True) as conn:
+        return conn.execute("select min(ingested_at), max(ingested_at) from raw.events where event_date = ?",
+                            [day]).fetchone()
+
+
+def test_a_day_loaded_again_from_the_same_input_is_left_as_it_is(files_resources, instance, export_dir, warehouse):
+    """The daily schedule re-pulls 5 days for late events; a day whose body is byte for byte the one already
+    loaded (same source and loading parameters) is not replaced: replacing it would write the same rows and
+    cost DuckDB a checkpoint in proportion to the whole table. The metadata says so; a changed body, or a
+    log from before fingerprints, loads again."""
+    write_day(export_dir, DAY, DIRTY_DAY)
+    first = run(files_resources, instance)
+    assert first.success and meta(first)["load_path"] in ("quarantine", "exact")
+    before, log, ingested = rows(warehouse), _log(warehouse), _ingested(warehouse)
+    assert len(log[0]) == 64                                     # a sha256 recorded with the load
+    again = run(files_resources, instance)
+    assert again.success and meta(again)["load_path"] == "unchanged"
+    assert {k: meta(again)[k] for k in ("rows", "rejected", "duplicates_removed", "gate")} == \
+        {k: meta(first)[k] for k in ("rows", "rejected", "duplicates_removed", "gate")}
+    assert rows(warehouse) == before and rejected(warehouse) and _log(warehouse) == log
+    assert _ingested(warehouse) == ingested                      # the rows were not rewritten
+    # a late event arrives: the body changes, the day is loaded again
+    write_day(export_dir, DAY, DIRTY_DAY + [event_line("Login", "u9", ms(DAY, 20), "late-1")])
+    late = run(files_resources, instance)
+    assert meta(late)["load_path"] != "unchanged" and meta(late)["rows"] == meta(first)["rows"] + 1
+    assert _log(warehouse)[0] != log[0]
+    # a warehouse whose log has no fingerprint (made before them) loads the day again
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("update raw.load_log set fingerprint = null")
+    assert meta(run(files_resources, instance))["load_path"] != "unchanged"
+    assert meta(run(files_resources, instance))["load_path"] == "unchanged"
+
+
+def test_the_fingerprint_covers_the_body_the_day_the_source_and_the_parameters(tmp_path):
+    from hitcraft_assets.ingestion.loader import fingerprint
+
+    body = write_day(tmp_path, DAY, DIRTY_DAY)
+    base = fingerprint(DAY, body, "files", 3600, None)
+    assert fingerprint(DAY, body, "files", 3600, None) == base
+    others = {fingerprint(date(2026, 3, 3), body, "files", 3600, None), fingerprint(DAY, body, "mixpanel", 3600, None),
+              fingerprint(DAY, body, "files", 60, None), fingerprint(DAY, body, "files", 3600, "US/Pacific"),
+              fingerprint(DAY, None, "files", 3600, None)}
+    body.write_bytes(body.read_bytes() + b"\n")                  # one byte more
+    others.add(fingerprint(DAY, body, "files", 3600, None))
+    assert base not in others and len(others) == 6

@@ -48,6 +48,8 @@ alter table raw.load_log add column if not exists placeholder_ids bigint;
 alter table raw.load_log add column if not exists fault varchar;
 alter table raw.load_log add column if not exists gate varchar;
 alter table raw.load_log add column if not exists gate_reason varchar;
+-- sha256 of the load's input (ingestion/loader.py: fingerprint): the same input leaves the day as it is
+alter table raw.load_log add column if not exists fingerprint varchar;
 
 create table if not exists raw.user_profiles (
     distinct_id  varchar not null,

@@ -92,6 +92,8 @@ def raw_events(
         meta = _stats_metadata(stats) | {"note": note}
         context.add_asset_metadata(meta, partition_key=day.isoformat())
         held = f"; HELD: {stats.gate_reason}" if stats.held else ""
+        if stats.path == "unchanged":
+            note = f"{note}; the same input as its last load: left as it is".lstrip("; ")
         (context.log.warning if stats.held else context.log.info)(
             f"{day}: {stats.rows_loaded} rows, {stats.rejected} rejected, "
             f"{stats.duplicates_removed} duplicates removed ({note}){held}")
