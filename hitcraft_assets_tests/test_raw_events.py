@@ -226,6 +226,11 @@ def test_a_day_loaded_again_from_the_same_input_is_left_as_it_is(files_resources
         conn.execute("update raw.load_log set fingerprint = null")
     assert meta(run(files_resources, instance))["load_path"] != "unchanged"
     assert meta(run(files_resources, instance))["load_path"] == "unchanged"
+    # rows deleted by hand since: the day loads again and gets them back
+    full = rows(warehouse)
+    with duckdb.connect(str(warehouse)) as conn:
+        conn.execute("delete from raw.events where event_date = ? and event = 'Logout'", [DAY])
+    assert meta(run(files_resources, instance))["load_path"] != "unchanged" and rows(warehouse) == full
 
 
 def test_the_fingerprint_covers_the_body_the_day_the_source_and_the_parameters(tmp_path):

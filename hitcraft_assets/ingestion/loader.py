@@ -171,8 +171,8 @@ def fingerprint(day: date, path: Path | None, source: str, tolerance_s: int, pro
 
 
 def _unchanged(conn: duckdb.DuckDBPyConnection, day: date, digest: str) -> LoadStats | None:
-    """The recorded stats of `day` when its last load had this fingerprint (its rows are what a load would
-    write again), else None."""
+    """The recorded stats of `day` when its last load had this fingerprint and its rows are all still there
+    (a load would write them again), else None."""
     row = conn.execute(
         "select source, source_found, lines, rows_loaded, rejected, duplicates_removed, distinct_users, "
         "bytes_read, coalesce(placeholder_ids, 0), fault, coalesce(gate, 'pass'), gate_reason "
@@ -180,6 +180,9 @@ def _unchanged(conn: duckdb.DuckDBPyConnection, day: date, digest: str) -> LoadS
     if row is None:
         return None
     source, found, lines, rows, rejected, dups, users, read, placeholders, fault, gate, reason = row
+    (stored,) = conn.execute("select count(*) from raw.events where event_date = ?", [day]).fetchone()
+    if stored != rows:     # rows deleted or added since by hand: load the day again
+        return None
     return LoadStats(day, source, found, lines, rows, rejected, dups, users, read, placeholders, fault,
                      "unchanged", gate, reason)
 
