@@ -211,7 +211,7 @@ def test_a_day_loaded_again_from_the_same_input_is_left_as_it_is(files_resources
     before, log, ingested = rows(warehouse), _log(warehouse), _ingested(warehouse)
     assert len(log[0]) == 64                                     # a sha256 recorded with the load
     again = run(files_resources, instance)
-    assert again.success and meta(again)["load_path"] == "unchanged"
+    assert again.success and meta(again)["load_path"] == "unchanged" and "left as it is" in meta(again)["note"]
     assert {k: meta(again)[k] for k in ("rows", "rejected", "duplicates_removed", "gate")} == \
         {k: meta(first)[k] for k in ("rows", "rejected", "duplicates_removed", "gate")}
     assert rows(warehouse) == before and rejected(warehouse) and _log(warehouse) == log

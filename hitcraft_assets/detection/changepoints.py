@@ -96,7 +96,8 @@ Missing values (NaN) are skipped; indices always refer to positions in the input
 
 Public: :func:`detect_change_points` (indices where a new segment starts), :func:`find_change_points`
 (the same with the size of each shift, :class:`ChangePoint`), :func:`robust_sigma`, :func:`mad_scale`,
-:func:`noise_scale` (:class:`NoiseScale`), :func:`trimmed_var`, :func:`weekly_profile` (:class:`WeeklyProfile`),
+:func:`noise_scale` (:class:`NoiseScale`), :func:`trimmed_var`, :func:`median`, :func:`index_pairs`,
+:func:`weekly_profile` (:class:`WeeklyProfile`),
 :func:`weekly_is_significant`, :func:`deseasonalize`.
 """
 
@@ -151,6 +152,15 @@ def median(x: np.ndarray) -> float:
     s = np.sort(x)
     h = s.size // 2
     return float(s[h]) if s.size % 2 else float((s[h - 1] + s[h]) / 2.0)
+
+
+@lru_cache(maxsize=64)
+def index_pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The index pairs i < j of n values, read-only (cached: Theil-Sen and Mann-Kendall ask for the same
+    few sizes on every judged day)."""
+    i, j = np.triu_indices(n, k=1)
+    i.flags.writeable = j.flags.writeable = False
+    return i, j
 
 
 def mad_scale(values: Sequence[float] | np.ndarray) -> float:
@@ -220,7 +230,7 @@ def noise_scale(values: Sequence[float] | np.ndarray, lags: int = NOISE_LAGS,
 
     ``cuts`` (positions in the finite values where a segment is thought to start): the differences that
     straddle one are left out, so that steps already located do not count as noise (on a short series
-    with two steps, a lag-4 difference across a step is a quarter of them, beyond what the trimming
+    with two steps, a lag-4 difference across a step is a fifth of them, beyond what the trimming
     drops). Where a cut leaves fewer than 10 differences of some lag, the cuts are ignored.
     """
     _, x = _finite(values)
@@ -441,7 +451,7 @@ def _theil_sen_common_slope(left_t: np.ndarray, left_y: np.ndarray,
     slopes = []
     for t, y in ((left_t, left_y), (right_t, right_y)):
         if t.size >= 2:
-            i, j = np.triu_indices(t.size, k=1)
+            i, j = index_pairs(t.size)
             slopes.append((y[j] - y[i]) / (t[j] - t[i]))
     if not slopes:
         return 0.0
@@ -455,7 +465,7 @@ def _segments_slope_z(t: np.ndarray, y: np.ndarray, cuts: list[int], sigma: floa
     slopes, sxx = [], 0.0
     for a, b in zip(bounds, bounds[1:]):
         if b - a >= 2:
-            i, j = np.triu_indices(b - a, k=1)
+            i, j = index_pairs(b - a)
             slopes.append((y[a:b][j] - y[a:b][i]) / (t[a:b][j] - t[a:b][i]))
             sxx += float(((t[a:b] - t[a:b].mean()) ** 2).sum())
     if not slopes or sxx <= 0 or sigma <= 0:

@@ -31,12 +31,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from hitcraft_assets.detection.changepoints import median
+from hitcraft_assets.detection.changepoints import index_pairs, median
 from hitcraft_assets.lazy import lazy
 
 sps = lazy("scipy.stats")
@@ -56,16 +55,8 @@ def _finite(values: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarra
     return t.astype(float), x[t]
 
 
-@lru_cache(maxsize=64)
-def _pairs(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The index pairs i < j of n values (cached: a detector asks for the same few sizes on every day)."""
-    i, j = np.triu_indices(n, k=1)
-    i.flags.writeable = j.flags.writeable = False
-    return i, j
-
-
 def _sens_slope(t: np.ndarray, x: np.ndarray) -> tuple[float, float]:
-    i, j = _pairs(x.size)
+    i, j = index_pairs(x.size)
     slope = median((x[j] - x[i]) / (t[j] - t[i]))
     return slope, float(median(x) - slope * median(t))
 
@@ -139,7 +130,7 @@ def mann_kendall(values: Sequence[float] | np.ndarray, *, alpha: float = 0.05,
     n = x.size
     if n < 4:
         return None
-    i, j = np.triu_indices(n, k=1)
+    i, j = index_pairs(n)
     s = float(np.sign(x[j] - x[i]).sum())
     _, ties = np.unique(x, return_counts=True)
     var_s = float((n * (n - 1) * (2 * n + 5) - (ties * (ties - 1) * (2 * ties + 5)).sum()) / 18.0)

@@ -89,11 +89,11 @@ def raw_events(
     for i, day in enumerate(days, start=1):
         stats, note = load_partition(context, duckdb, export_source, day, config)
         all_stats.append(stats)
+        if stats.path == "unchanged":
+            note = f"{note}; the same input as its last load: left as it is".lstrip("; ")
         meta = _stats_metadata(stats) | {"note": note}
         context.add_asset_metadata(meta, partition_key=day.isoformat())
         held = f"; HELD: {stats.gate_reason}" if stats.held else ""
-        if stats.path == "unchanged":
-            note = f"{note}; the same input as its last load: left as it is".lstrip("; ")
         (context.log.warning if stats.held else context.log.info)(
             f"{day}: {stats.rows_loaded} rows, {stats.rejected} rejected, "
             f"{stats.duplicates_removed} duplicates removed ({note}){held}")
