@@ -37,7 +37,7 @@ import dagster as dg  # noqa: E402
 from hitcraft_assets.analysis.assets import analysis_assets  # noqa: E402
 from hitcraft_assets.demo.simulator import generate_demo  # noqa: E402
 from hitcraft_assets.detection.assets import detection_assets  # noqa: E402
-from hitcraft_assets.ingestion.assets import raw_events  # noqa: E402
+from hitcraft_assets.ingestion.assets import raw_downloads, raw_events  # noqa: E402
 from hitcraft_assets.ingestion.mixpanel import MixpanelResource  # noqa: E402
 from hitcraft_assets.ingestion.sources import ExportSourceResource  # noqa: E402
 from hitcraft_assets.insights.assets import insights  # noqa: E402
@@ -46,7 +46,7 @@ from hitcraft_assets.schedules import RANGE_END, RANGE_START, analysis_range  # 
 from hitcraft_assets.warehouse import WarehouseResource  # noqa: E402
 
 END = date(2026, 6, 30)
-DAILY_ASSETS = [raw_events, *[a for a in analysis_assets if a.partitions_def is not None], *detection_assets,
+DAILY_ASSETS = [raw_downloads, raw_events, *[a for a in analysis_assets if a.partitions_def is not None], *detection_assets,
                 insights]
 UNPARTITIONED = [a for a in analysis_assets if a.partitions_def is None]
 SELECTION = DAILY_ASSETS + UNPARTITIONED

@@ -23,7 +23,7 @@ from hitcraft_assets.delivery.schedules import (
 from hitcraft_assets.detection.assets import detection_assets
 from hitcraft_assets.insights.assets import insight_assets
 from hitcraft_assets.insights.llm import LLMResource
-from hitcraft_assets.ingestion.assets import raw_events, user_profiles
+from hitcraft_assets.ingestion.assets import raw_downloads, raw_events, user_profiles
 from hitcraft_assets.ingestion.mixpanel import MixpanelResource
 from hitcraft_assets.ingestion.sources import ExportSourceResource
 from hitcraft_assets.schedules import build_analysis_sensor, build_daily_schedule
@@ -72,7 +72,7 @@ def build_resources() -> dict:
     }
 
 
-ingestion_assets = [raw_events, user_profiles]
+ingestion_assets = [raw_downloads, raw_events, user_profiles]
 all_assets = ingestion_assets + analysis_assets + detection_assets + insight_assets + delivery_assets
 
 daily_analysis_job = dg.define_asset_job(
@@ -83,8 +83,9 @@ daily_analysis_job = dg.define_asset_job(
 )
 daily_ingest_job = dg.define_asset_job(
     "daily_ingest_job",
-    selection=dg.AssetSelection.assets(raw_events),
-    description="Load raw events for a range of UTC days (one run for the whole range).",
+    selection=dg.AssetSelection.assets(raw_downloads, raw_events),
+    description="Download (from Mixpanel) and load raw events for a range of UTC days (one run for the whole "
+                "range).",
 )
 all_assets_job = dg.define_asset_job(
     "all_assets_job",

@@ -42,7 +42,8 @@ request`` like Mixpanel sometimes does). A service account must also send ``proj
 Scripts: ``script(day, [...])`` queues behaviours for export requests of that ``from_date`` (``day=None``:
 any export request; a day's own script is used first); ``script_engage([...])`` for Engage. Each
 request consumes one behaviour; when a script runs out, requests are served normally. Behaviours:
-``Ok``, ``Status``, ``CutBody``, ``TruncatedGzip``, ``TerminatedEarly``, ``Delay``.
+``Ok``, ``Status``, ``CutBody``, ``TruncatedGzip``, ``TerminatedEarly``, ``Delay``, ``Hold`` (a Delay that
+lasts until the test sets its event: a download the test can keep in flight for as long as it needs).
 
 Every request is recorded (``requests``, ``export_requests(day)``, ``engage_requests()``) with its
 path, query params, headers (Authorization included), form body, decoded Basic credentials, start and
@@ -129,7 +130,16 @@ class Delay:
     then: Any = None
 
 
-Behaviour = Ok | Status | CutBody | TruncatedGzip | TerminatedEarly | Delay
+@dataclass(frozen=True)
+class Hold:
+    """Wait until ``release`` is set (at most ``timeout`` seconds), then answer as ``then`` (default ``Ok()``)."""
+
+    release: threading.Event
+    timeout: float = 300.0
+    then: Any = None
+
+
+Behaviour = Ok | Status | CutBody | TruncatedGzip | TerminatedEarly | Delay | Hold
 
 
 @dataclass
@@ -531,9 +541,13 @@ class _Handler(BaseHTTPRequestHandler):
 def _after_delay(rec: RecordedRequest, behaviour: Behaviour) -> Behaviour:
     """Sleep for a ``Delay`` and return what it wraps; record the behaviour's name."""
     names = []
-    while isinstance(behaviour, Delay):
-        names.append(f"Delay({behaviour.seconds:g})")
-        time.sleep(behaviour.seconds)
+    while isinstance(behaviour, (Delay, Hold)):
+        if isinstance(behaviour, Hold):
+            names.append("Hold")
+            behaviour.release.wait(behaviour.timeout)
+        else:
+            names.append(f"Delay({behaviour.seconds:g})")
+            time.sleep(behaviour.seconds)
         behaviour = behaviour.then or Ok()
     rec.behaviour = "+".join([*names, type(behaviour).__name__])
     return behaviour

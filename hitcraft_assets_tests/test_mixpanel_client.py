@@ -8,6 +8,7 @@ those behaviours down over real sockets, real gzip and real processes; nothing o
 
 import base64
 import gzip
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -138,6 +139,7 @@ def test_gzip_body_is_decoded_and_written_exactly(fake, make_resource, tmp_path)
         bytes_written=len(expected),
         attempts=1,
         gzip=True,
+        sha256=hashlib.sha256(expected).hexdigest(),   # of the decoded body, as written
     )
     assert result.bytes_read < result.bytes_written
     assert not dest.with_name(dest.name + ".part").exists()

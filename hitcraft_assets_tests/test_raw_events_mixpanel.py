@@ -1,7 +1,8 @@
-"""raw_events and user_profiles with HITCRAFT_SOURCE=mixpanel, against a real local HTTP server speaking
-Mixpanel's export and Engage wire formats: retries (429, 500, a cut stream, `terminated early`) end in
+"""raw_downloads, raw_events and user_profiles with HITCRAFT_SOURCE=mixpanel, against a real local HTTP server
+speaking Mixpanel's export and Engage wire formats: retries (429, 500, a cut stream, `terminated early`) end in
 exactly the served rows, a reader never sees a partial partition, a 400 fails at once with its cause and
-no secret, and profiles are paged."""
+no secret, profiles are paged, and a day downloaded into staging is loaded from there (once, and only while
+its body matches its manifest)."""
 
 import threading
 import time
@@ -9,7 +10,7 @@ from datetime import date
 
 import dagster as dg
 
-from hitcraft_assets.ingestion.assets import raw_events, user_profiles
+from hitcraft_assets.ingestion.assets import raw_downloads, raw_events, user_profiles
 from hitcraft_assets.ingestion.mixpanel import MixpanelResource
 from hitcraft_assets.ingestion.sources import ExportSourceResource
 from hitcraft_assets.warehouse import WarehouseResource
@@ -122,3 +123,51 @@ def test_user_profiles_from_files(tmp_path, files_resources, export_dir, instanc
     result = dg.materialize([user_profiles], resources=files_resources, instance=instance)
     meta = result.asset_materializations_for_node("user_profiles")[0].metadata
     assert meta["rows"].value == 0 and meta["source_found"].value is False
+
+
+def test_a_downloaded_day_is_loaded_from_staging_without_a_second_request(tmp_path, warehouse, instance):
+    with FakeMixpanel(events={DAY: NEW}, service_account=(USER, SECRET), project_id=PROJECT) as fake:
+        res = resources(tmp_path, fake, warehouse)
+        down = dg.materialize([raw_downloads], partition_key=DAY.isoformat(), resources=res, instance=instance)
+        assert down.success
+        meta = down.asset_materializations_for_node("raw_downloads")[0].metadata
+        assert meta["staged"].value is True and meta["bytes_read"].value > 0
+        staged = sorted(p.name for p in (tmp_path / "staging").iterdir())
+        assert staged == [f"{DAY}.json", f"{DAY}.jsonl"]                  # the body and its manifest
+        assert not any(SECRET in (tmp_path / "staging" / name).read_text() for name in staged)
+        assert len(fake.export_requests(DAY)) == 1
+
+        fake.set_events(DAY, OLD)               # Mixpanel changes its answer: the staged body is what loads
+        load = dg.materialize([raw_events], partition_key=DAY.isoformat(), resources=res, instance=instance)
+        assert load.success and len(fake.export_requests(DAY)) == 1        # no second request
+        note = load.asset_materializations_for_node("raw_events")[0].metadata["note"].value
+        assert note.startswith("downloaded by raw_downloads: Raw Export API, 1 attempt(s)")
+        assert stored(res) == sorted((f"new{k}",) for k in range(300))
+        assert list((tmp_path / "staging").iterdir()) == []                # removed once loaded
+
+        # raw_events alone, nothing staged: it fetches the day itself (now the OLD body)
+        again = dg.materialize([raw_events], partition_key=DAY.isoformat(), resources=res, instance=instance)
+        assert again.success and len(fake.export_requests(DAY)) == 2
+        assert stored(res) == sorted((f"old{k}",) for k in range(20))
+
+        # the digest the download computed while writing is the digest of the file: a load of the same body
+        # through staging is recognised as unchanged
+        assert dg.materialize([raw_downloads, raw_events], partition_key=DAY.isoformat(), resources=res,
+                              instance=instance).success
+        with res["duckdb"].get_connection() as conn:
+            assert conn.execute("select count(*) from raw.load_log where event_date = ?", [DAY]).fetchone()[0] >= 1
+        last = instance.get_latest_materialization_event(dg.AssetKey("raw_events")).asset_materialization
+        assert last.metadata["load_path"].value == "unchanged"
+
+
+def test_a_staged_body_that_no_longer_matches_its_manifest_is_not_loaded(tmp_path, warehouse, instance):
+    with FakeMixpanel(events={DAY: NEW}, service_account=(USER, SECRET), project_id=PROJECT) as fake:
+        res = resources(tmp_path, fake, warehouse)
+        assert dg.materialize([raw_downloads], partition_key=DAY.isoformat(), resources=res, instance=instance).success
+        body = tmp_path / "staging" / f"{DAY}.jsonl"
+        body.write_bytes(body.read_bytes()[:500])           # cut by hand (a full disk, a stray copy)
+        fake.set_events(DAY, OLD)
+        load = dg.materialize([raw_events], partition_key=DAY.isoformat(), resources=res, instance=instance)
+        assert load.success and len(fake.export_requests(DAY)) == 2      # fetched again rather than trusted
+        assert stored(res) == sorted((f"old{k}",) for k in range(20))
+        assert list((tmp_path / "staging").iterdir()) == []                # the stale manifest too

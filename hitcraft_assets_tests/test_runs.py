@@ -13,6 +13,7 @@ Dagster instance (DAGSTER_HOME) and a real DuckDB file:
 A reader holding the warehouse read-only is also how the tests pin a run inside a step holding the pool.
 """
 
+import re
 import signal
 import subprocess
 import sys
@@ -58,9 +59,9 @@ def hold_warehouse(path: str, seconds: float, read_only: bool = True) -> subproc
     return proc
 
 
-def start_run(tmp_path: Path, env: dict, name: str) -> tuple[subprocess.Popen, Path]:
+def start_run(tmp_path: Path, env: dict, name: str, *args: str) -> tuple[subprocess.Popen, Path]:
     log = tmp_path / f"{name}.log"
-    proc = subprocess.Popen([*FOREGROUND, "run"], cwd=tmp_path, env=env, stdout=log.open("w"),
+    proc = subprocess.Popen([*FOREGROUND, "run", *args], cwd=tmp_path, env=env, stdout=log.open("w"),
                             stderr=subprocess.STDOUT)
     return proc, log
 
@@ -135,8 +136,10 @@ def test_a_killed_run_is_marked_failed_and_its_slot_freed_by_the_next_run(tmp_pa
 
     second = subprocess.run([*HITCRAFT, "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-3000:]
-    assert (f"marked run {dead.run_id} FAILURE (it was STARTED): the process that ran it (pid {first.pid}) is "
-            f"gone; freed its slot in the duckdb pool (step raw_events)") in second.stdout
+    # the first step to take the duckdb pool: raw_events or user_profiles (raw_downloads holds the mixpanel pool)
+    assert re.search(re.escape(f"marked run {dead.run_id} FAILURE (it was STARTED): the process that ran it (pid "
+                               f"{first.pid}) is gone; freed its slot in the duckdb pool (step ")
+                     + r"(raw_events|user_profiles)\)", second.stdout), second.stdout[-2000:]
     assert " succeeded in " in second.stdout
     assert instance.get_run_by_id(dead.run_id).status == dg.DagsterRunStatus.FAILURE
     [failure] = [e for e in instance.all_logs(dead.run_id)
@@ -154,13 +157,13 @@ def test_sigint_and_sigterm_stop_a_run_within_seconds_and_free_its_slot(tmp_path
     reader = hold_warehouse(warehouse, 120)
     instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
     try:
-        holder, _ = start_run(tmp_path, env, "holder")     # inside raw_events, waiting for the reader
+        holder, _ = start_run(tmp_path, env, "holder")     # inside its first duckdb step, waiting for the reader
         held = wait_for(lambda: holding_run(instance, holder), 60, "the first run to hold the duckdb pool")
         waiter, waiter_log = start_run(tmp_path, env, "waiter")   # waits for the pool behind it
         wait_for(lambda: "waiting for the duckdb pool" in waiter_log.read_text(), 60, "the waiting message")
         assert (f"waiting for the duckdb pool: held by run {held.run_id[:8]}… (pid {holder.pid}, started "
                 in waiter_log.read_text())
-        assert "step raw_events" in waiter_log.read_text()
+        assert re.search(r"step (raw_events|user_profiles)\)", waiter_log.read_text())
         # waiting costs no CPU (Dagster's in-process executor alone spins at 100% here)
         before, t0 = cpu_seconds(waiter.pid), time.monotonic()
         time.sleep(2)
@@ -295,3 +298,58 @@ def test_reaping_touches_only_hitcraft_runs_whose_process_is_gone():
     assert found[ids["foreign"]].action == "reported"
     assert f"dagster run delete {ids['foreign']}" in found[ids["foreign"]].message
     assert holders == {ids["alive"], ids["foreign"]}
+
+
+def test_the_analysis_of_loaded_days_completes_while_a_download_waits_for_mixpanel(tmp_path):
+    """Issue 15 §2: a download holds the `mixpanel` pool, not the `duckdb` one. A `hitcraft run` whose export
+    request Mixpanel keeps waiting (Hold) does not stop another run from analysing the days already loaded."""
+    import threading
+
+    from hitcraft_assets.analysis.assets import daily_metrics, sessions
+    from hitcraft_assets_tests.fake_mixpanel import FakeMixpanel, Hold
+
+    days = {d: [event_line(("Sign Up", "Login", "Production Started")[k % 3], f"u{k % 7}",
+                           ms(date.fromisoformat(d), 9 + k // 10, k % 60), f"{d}-{k}", **{"$os": "iOS"})
+                for k in range(40)] for d in ("2026-03-18", "2026-03-19", "2026-03-20")}
+    release = threading.Event()
+    with FakeMixpanel(events=days, service_account=("sa.user", "sa-secret-123"), project_id="77") as fake:
+        env = env_for(tmp_path, HITCRAFT_SOURCE="mixpanel", HITCRAFT_START_DATE="2026-03-18",
+                      MIXPANEL_EXPORT_URL=fake.export_url, MIXPANEL_API_URL=fake.api_url, MIXPANEL_PROJECT_ID="77",
+                      MIXPANEL_SERVICE_ACCOUNT_USERNAME="sa.user", MIXPANEL_SERVICE_ACCOUNT_SECRET="sa-secret-123")
+        first = subprocess.run([*HITCRAFT, "run", "--from", "2026-03-18", "--to", "2026-03-19"], cwd=tmp_path,
+                               env=env, capture_output=True, text=True, timeout=300)
+        assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+        assert "raw_downloads" in first.stdout
+
+        fake.script("2026-03-20", [Hold(release)])
+        instance = dg.DagsterInstance.from_config(env["DAGSTER_HOME"])
+        downloading, log = start_run(tmp_path, env, "downloading", "--from", "2026-03-20", "--to", "2026-03-20")
+        analysis: dict = {}
+        try:
+            # the run is inside its download: the request is in flight and the mixpanel pool's slot is its
+            wait_for(lambda: any(r.finished is None for r in fake.export_requests("2026-03-20")), 120,
+                     "the held export request")
+            run = wait_for(lambda: run_of(instance, downloading.pid), 30, "the downloading run")
+            slots = instance.event_log_storage.get_concurrency_info("mixpanel").claimed_slots
+            assert [s.run_id for s in slots] == [run.run_id]
+            assert instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots == []
+
+            def analyse():
+                analysis["result"] = dg.materialize(
+                    [sessions, daily_metrics], partition_key="2026-03-18", instance=instance, raise_on_error=False,
+                    resources={"duckdb": WarehouseResource(database=env["HITCRAFT_DUCKDB_PATH"])})
+
+            worker = threading.Thread(target=analyse)
+            worker.start()
+            worker.join(timeout=120)
+            assert not worker.is_alive(), "the analysis waited for the download"
+            assert analysis["result"].success
+            assert all(r.finished is None for r in fake.export_requests("2026-03-20")[-1:])   # still downloading
+        finally:
+            release.set()
+        assert downloading.wait(timeout=300) == 0, log.read_text()[-3000:]
+    with duckdb.connect(env["HITCRAFT_DUCKDB_PATH"], read_only=True) as conn:
+        loaded = dict(conn.execute("select event_date::varchar, count(*) from raw.events group by 1").fetchall())
+    assert set(loaded) == set(days) and all(loaded.values())
+    assert_nothing_left(instance)
+    instance.dispose()

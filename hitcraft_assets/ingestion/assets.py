@@ -1,4 +1,9 @@
-"""Ingestion assets: raw_events (daily, UTC) and user_profiles (snapshot)."""
+"""Ingestion assets: raw_downloads and raw_events (daily, UTC), and user_profiles (snapshot).
+
+A Mixpanel day is downloaded by `raw_downloads`, which holds the `mixpanel` pool and never opens the
+warehouse, then loaded by `raw_events`, which holds the `duckdb` pool only while it loads: a backfill that
+waits for Mixpanel's rate limit (60 export requests an hour) does not keep the analysis waiting.
+"""
 
 
 from datetime import date
@@ -10,7 +15,7 @@ from hitcraft_assets.config import load_config
 from hitcraft_assets.ingestion import checks
 from hitcraft_assets.ingestion.loader import LoadStats, load_day
 from hitcraft_assets.ingestion.mixpanel import MixpanelConfigError, MixpanelRequestError
-from hitcraft_assets.ingestion.sources import ExportSourceResource
+from hitcraft_assets.ingestion.sources import ExportSourceResource, FetchedDay
 from hitcraft_assets.partitions import RAW_DAILY
 from hitcraft_assets.progress import report_progress
 from hitcraft_assets.retries import NETWORK_RETRY, only_transient_retries
@@ -38,28 +43,82 @@ def _stats_metadata(stats: LoadStats) -> dict:
     }
 
 
-def load_partition(context, duckdb: WarehouseResource, export_source: ExportSourceResource, day: date,
-                   config) -> tuple[LoadStats, str]:
-    """Fetch and load one day; a fault that retrying cannot fix becomes a dg.Failure without retries."""
+def fetch_partition(context, export_source: ExportSourceResource, day: date, download: bool = False) -> FetchedDay:
+    """Fetch one day (``download``: into staging, with its manifest); a fault that retrying cannot fix
+    becomes a dg.Failure without retries."""
     with only_transient_retries(f"fetching {day}", day=day.isoformat()):
         try:
-            fetched = export_source.fetch_day(day, log=context.log)
+            if download:
+                return export_source.download_day(day, log=context.log)
+            return export_source.fetch_day(day, log=context.log)
         except (MixpanelRequestError, MixpanelConfigError) as exc:
             raise dg.Failure(description=str(exc), metadata={"day": day.isoformat(), "code": exc.code},
                              allow_retries=False) from None
+
+
+def load_partition(context, duckdb: WarehouseResource, export_source: ExportSourceResource, day: date,
+                   config) -> tuple[LoadStats, str]:
+    """Load one day: the body `raw_downloads` staged for it, or, with none, fetched here (raw_events
+    materialized on its own, or the files source). A staged body is removed once loaded; a load that fails
+    leaves it for the retry."""
+    fetched = export_source.staged_day(day) if export_source.downloads else None
+    note_prefix = "downloaded by raw_downloads: " if fetched is not None else ""
+    if fetched is None:
+        fetched = fetch_partition(context, export_source, day)
+    loaded = False
     try:
         with only_transient_retries(f"loading {day} from {fetched.source}", day=day.isoformat()):
             with duckdb.get_connection() as conn:
                 stats = load_day(conn, day, fetched.path, source=fetched.source, bytes_read=fetched.bytes_read,
                                  tolerance_s=config.time_tolerance_minutes * 60,
-                                 project_tz=config.mixpanel_project_timezone)
+                                 project_tz=config.mixpanel_project_timezone, body_sha256=fetched.sha256)
+        loaded = True
     finally:
-        if fetched.is_staged and fetched.path is not None:
-            Path(fetched.path).unlink(missing_ok=True)
-    return stats, fetched.note
+        if fetched.is_staged and (loaded or not note_prefix):
+            export_source.discard_staged(day)
+            if fetched.path is not None:
+                Path(fetched.path).unlink(missing_ok=True)
+    return stats, note_prefix + fetched.note
 
 
 @dg.asset(
+    partitions_def=RAW_DAILY,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    retry_policy=NETWORK_RETRY,
+    pool="mixpanel",
+    group_name="ingestion",
+    kinds={"python"},
+    owners=OWNERS,
+    tags={"stage": "ingestion"},
+)
+def raw_downloads(context: dg.AssetExecutionContext, export_source: ExportSourceResource) -> dg.MaterializeResult:
+    """Each day's Raw Export body downloaded into the staging folder, verified, for `raw_events` to load.
+
+    Holds the `mixpanel` concurrency pool (one download at a time across runs, as Mixpanel counts export
+    requests per project), never the `duckdb` one: while a backfill waits for Mixpanel's rate limit, the
+    analysis of the days already loaded goes on. Grain: one staged file per day (`<day>.jsonl` and its
+    manifest `<day>.json` in HITCRAFT_STAGING_DIR), removed once `raw_events` has loaded it. With the
+    files source there is nothing to download: the export files are read where they are.
+    """
+    days = [date.fromisoformat(k) for k in context.partition_keys]
+    if not export_source.downloads:
+        for day in days:
+            context.add_asset_metadata({"source": "files", "staged": False,
+                                        "note": "export files are read where they are by raw_events"},
+                                       partition_key=day.isoformat())
+        return dg.MaterializeResult()
+    for i, day in enumerate(days, start=1):
+        fetched = fetch_partition(context, export_source, day, download=True)
+        meta = {"source": fetched.source, "staged": True, "bytes_read": fetched.bytes_read,
+                "attempts": fetched.attempts, "note": fetched.note}
+        context.add_asset_metadata(meta, partition_key=day.isoformat())
+        context.log.info(f"{day}: downloaded {fetched.bytes_read} bytes ({fetched.note})")
+        report_progress("raw_downloads", i, len(days), day.isoformat(), {"bytes_read": fetched.bytes_read})
+    return dg.MaterializeResult()
+
+
+@dg.asset(
+    deps=[raw_downloads],
     partitions_def=RAW_DAILY,
     backfill_policy=dg.BackfillPolicy.single_run(),
     retry_policy=NETWORK_RETRY,
@@ -78,7 +137,8 @@ def raw_events(
     Grain: one row per event (Mixpanel's dedup key: event, distinct_id, time, $insert_id; the latest
     `mp_processing_time_ms` wins). A partition is a UTC day, or for a legacy Mixpanel project (config
     `mixpanel_project_timezone`) a day of the project's timezone, as the export API slices it; `time` is
-    always true UTC. Source: the Raw Export API (one request per day) or a folder of export files. Lines
+    always true UTC. Source: the body `raw_downloads` staged (the Raw Export API, one request per day),
+    fetched here when none is staged (this asset materialized alone), or a folder of export files. Lines
     that fail validation go to `raw.rejected_events` with their reason; nothing is dropped. Each day is
     replaced in one transaction and judged by the quality gate: a day that is clearly broken is held back
     from analysis (raw.load_log.gate = 'held') while the other days go on.

@@ -109,12 +109,14 @@ def load_day(
     bytes_read: int = 0,
     tolerance_s: int = DEFAULT_TOLERANCE_S,
     project_tz: str | None = None,
+    body_sha256: str | None = None,
 ) -> LoadStats:
     """Replace the partition `day` with the rows of `path` (None: an empty day), atomically, and record the
     load and the quality gate's verdict in raw.load_log.
 
     On any error the transaction rolls back and the previous rows of the day stay as they were. A body that
-    cannot be read whole is not an error: what could be read is loaded and the day is held.
+    cannot be read whole is not an error: what could be read is loaded and the day is held. ``body_sha256``:
+    the body's digest when the download computed it (see :func:`fingerprint`).
     """
     ensure_schema(conn)
     start, end = day_window(day, project_tz)
@@ -125,7 +127,7 @@ def load_day(
         _run(conn, macro, params)
     if path is not None and not Path(path).is_file():
         raise LoadError(f"SOURCE_UNREADABLE: {source} for {day} is not a readable file")
-    digest = fingerprint(day, path, source, tolerance_s, project_tz)
+    digest = fingerprint(day, path, source, tolerance_s, project_tz, body_sha256)
     previous = _unchanged(conn, day, digest)
     if previous is not None:
         return previous
@@ -156,17 +158,24 @@ def _code_digest() -> bytes:
     return h.digest()
 
 
-def fingerprint(day: date, path: Path | None, source: str, tolerance_s: int, project_tz: str | None) -> str:
-    """sha256 of what a load of `day` reads: the body's bytes (as stored, compressed or not; None: an empty
-    day), the day, the source, the time tolerance, the project's timezone and the loader's code."""
+def fingerprint(day: date, path: Path | None, source: str, tolerance_s: int, project_tz: str | None,
+                body_sha256: str | None = None) -> str:
+    """sha256 of what a load of `day` reads: the sha256 of the body's bytes (as stored, compressed or not;
+    None: an empty day), the day, the source, the time tolerance, the project's timezone and the loader's
+    code. ``body_sha256``: the body's digest when the download computed it while writing the body
+    (:func:`body_digest` otherwise reads the file once more: about 0.4 s for a 542 MB day)."""
     h = hashlib.sha256(_code_digest())
     h.update(f"{day.isoformat()}|{source}|{tolerance_s}|{project_tz or ''}|".encode())
-    if path is None:
-        h.update(b"<empty day>")
-    else:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+    h.update(b"<empty day>" if path is None else (body_sha256 or body_digest(path)).encode())
+    return h.hexdigest()
+
+
+def body_digest(path: Path) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
     return h.hexdigest()
 
 

@@ -21,6 +21,7 @@ What the established extractors get wrong, and this client does instead (see
 
 import base64
 import email.utils
+import hashlib
 import json
 import logging
 import os
@@ -97,7 +98,9 @@ class ExportResult:
 
     ``lines`` counts the body's lines (blank or malformed ones included: the file holds the body as
     sent); ``bytes_read`` counts bytes on the wire (compressed when ``gzip``), ``bytes_written`` the
-    decompressed bytes in ``path``; ``attempts`` includes the successful one.
+    decompressed bytes in ``path``; ``attempts`` includes the successful one; ``sha256`` is the hex digest
+    of the bytes in ``path``, computed while they were written (the loader's fingerprint uses it rather
+    than reading the body once more).
     """
 
     day: date
@@ -107,6 +110,7 @@ class ExportResult:
     bytes_written: int
     attempts: int
     gzip: bool
+    sha256: str = ""
 
 
 class _Retry(Exception):
@@ -561,7 +565,7 @@ class MixpanelClient:
 
             done = False
             try:
-                (lines, wire, written, gz), attempts = self._with_retries(what, limiter, log, attempt)
+                (lines, wire, written, gz, digest), attempts = self._with_retries(what, limiter, log, attempt)
                 # _stream_to_part left a complete, valid body in `part`
                 os.replace(part, dest)
                 done = True
@@ -574,11 +578,12 @@ class MixpanelClient:
         )
         return ExportResult(
             day=day, path=dest, lines=lines, bytes_read=wire, bytes_written=written,
-            attempts=attempts, gzip=gz,
+            attempts=attempts, gzip=gz, sha256=digest,
         )
 
-    def _stream_to_part(self, resp: requests.Response, part: Path) -> tuple[int, int, int, bool]:
-        """Stream a 200 body to ``part``; return (lines, wire bytes, bytes written, gzip).
+    def _stream_to_part(self, resp: requests.Response, part: Path) -> tuple[int, int, int, bool, str]:
+        """Stream a 200 body to ``part``; return (lines, wire bytes, bytes written, gzip, sha256 of the bytes
+        written).
 
         Raises ``_Retry`` (after deleting ``part``) when the body is cut or ends ``terminated early``.
         """
@@ -589,6 +594,7 @@ class MixpanelClient:
         decoder = zlib.decompressobj(16 + zlib.MAX_WBITS) if gz else None
         wire = written = newlines = 0
         tail = b""
+        digest = hashlib.sha256()
         problem: str | None = None
         try:
             with open(part, "wb") as f:
@@ -597,6 +603,7 @@ class MixpanelClient:
                     nonlocal written, newlines, tail
                     if data:
                         f.write(data)
+                        digest.update(data)
                         written += len(data)
                         newlines += data.count(b"\n")
                         tail = (tail + data)[-256:]
@@ -629,7 +636,7 @@ class MixpanelClient:
             part.unlink(missing_ok=True)
             raise _Retry(problem)
         lines = newlines + (1 if tail and not tail.endswith(b"\n") else 0)
-        return lines, wire, written, gz
+        return lines, wire, written, gz, digest.hexdigest()
 
     # -- engage ------------------------------------------------------------------------------
 
