@@ -5,6 +5,14 @@ materialization into a real DuckDB file), against two baselines measured in the 
   (b) a json.loads + pandas loader (parse every line in Python, build a DataFrame, drop duplicates on
       Mixpanel's key, insert into DuckDB), the way a simple extractor would do it.
 
+  (c) a straightforward DuckDB script: `read_ndjson` of the event and its properties, Mixpanel's dedup
+      (`qualify row_number()` on its key, the latest `mp_processing_time_ms` first), stored as a table of a
+      DuckDB file; no validation, no quarantine, no load log (issue 15's yardstick);
+  (d) the same script writing one zstd Parquet file instead (the layout of a lake partition).
+
+The asset is also materialized once for a day without a file, in the same process before the timed day:
+its seconds are Dagster's own cost of a partition, and the day's seconds beyond them are the load's.
+
 Each measurement runs in its own process, so its peak RSS is its own. Usage:
 
     python bench/ingest.py                 # 1M events
@@ -40,13 +48,43 @@ resources = {"duckdb": WarehouseResource(database=db),
                                                    staging_dir=export_dir + "/staging", mixpanel=MixpanelResource())}
 with dg.instance_for_test() as instance:
     t0 = time.perf_counter()
+    empty = dg.materialize([raw_events], partition_key="2026-01-01", resources=resources, instance=instance)
+    empty_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
     result = dg.materialize([raw_events], partition_key=day, resources=resources, instance=instance,
                             raise_on_error=False)
     elapsed = time.perf_counter() - t0
 mat = result.asset_materializations_for_node("raw_events")[0]
-print({"seconds": elapsed, "rows": mat.metadata["rows"].value, "lines": mat.metadata["lines"].value,
-       "rejected": mat.metadata["rejected"].value, "duplicates": mat.metadata["duplicates_removed"].value,
-       "success": result.success})
+print({"seconds": elapsed, "empty_day_seconds": empty_s, "rows": mat.metadata["rows"].value,
+       "lines": mat.metadata["lines"].value, "rejected": mat.metadata["rejected"].value,
+       "duplicates": mat.metadata["duplicates_removed"].value, "success": result.success and empty.success})
+"""
+
+PLAIN_SELECT = """
+select event, properties->>'distinct_id' as distinct_id,
+       to_timestamp(try_cast(properties->>'time' as double) / 1000) as time, properties->>'$."$insert_id"' as insert_id,
+       properties->>'$."$device_id"' as device_id, properties->>'$."$user_id"' as user_id, properties
+from read_ndjson(?, columns={event: 'VARCHAR', properties: 'JSON'}, ignore_errors=true)
+where event is not null and properties->>'distinct_id' is not null and try_cast(properties->>'time' as double) is not null
+qualify row_number() over (partition by event, distinct_id, time, insert_id
+                           order by try_cast(properties->>'mp_processing_time_ms' as bigint) desc nulls last) = 1
+"""
+
+PLAIN_DUCKDB = """
+import sys, time, duckdb
+path, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+select = sys.argv[4]
+t0 = time.perf_counter()
+conn = duckdb.connect(out if mode == "table" else ":memory:")
+conn.execute("set memory_limit = '512MB'")
+if mode == "table":
+    conn.execute("create table events as " + select, [path])
+    (n,) = conn.execute("select count(*) from events").fetchone()
+else:
+    conn.execute(f"copy ({select}) to '{out}' (format parquet, compression zstd)", [path])
+    (n,) = conn.execute("select count(*) from read_parquet(?)", [out]).fetchone()
+conn.close()
+print({"seconds": time.perf_counter() - t0, "rows": n})
 """
 
 PARSE_FLOOR = """
@@ -127,13 +165,23 @@ def main() -> int:
     lines = sum(1 for _ in open(day_file, "rb"))
     print(f"input: {lines:,} lines, {size_mb:,.0f} MB, {os.cpu_count()} cores")
 
-    for stale in args.workdir.glob("bench-*.duckdb*"):
+    for stale in [*args.workdir.glob("bench-*.duckdb*"), *args.workdir.glob("bench-*.parquet")]:
         stale.unlink()
     env_start = {"HITCRAFT_START_DATE": "2026-01-01"}
     os.environ.update(env_start)
     ours = measure_rss(ASSET_PATH, str(export_dir), str(args.workdir / "bench-asset.duckdb"), BENCH_DAY.isoformat())
     floor = measure_rss(PARSE_FLOOR, str(day_file))
-    rows = [("raw_events asset (materialize)", ours), ("parse floor: count(*) read_ndjson", floor)]
+    t0 = time.perf_counter()
+    table = measure_rss(PLAIN_DUCKDB, str(day_file), str(args.workdir / "bench-plain.duckdb"), "table", PLAIN_SELECT)
+    table["process_seconds"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    parquet = measure_rss(PLAIN_DUCKDB, str(day_file), str(args.workdir / "bench-plain.parquet"), "parquet",
+                          PLAIN_SELECT)
+    parquet["process_seconds"] = time.perf_counter() - t0
+    beyond = dict(ours, seconds=ours["seconds"] - ours["empty_day_seconds"])
+    rows = [("raw_events asset (materialize)", ours), ("  the same beyond an empty day", beyond),
+            ("parse floor: count(*) read_ndjson", floor),
+            ("plain DuckDB script -> table", table), ("plain DuckDB script -> Parquet", parquet)]
     baseline = None
     if not args.skip_baseline:
         baseline = measure_rss(PANDAS_BASELINE, str(day_file), str(args.workdir / "bench-pandas.duckdb"))
@@ -144,7 +192,13 @@ def main() -> int:
         print(f"{name:<36} {r['seconds']:>8.2f} {lines / r['seconds']:>12,.0f} {r['peak_rss_mib']:>13,.0f}")
     print(f"\nasset: {ours['rows']:,} rows stored, {ours['rejected']} rejected, {ours['duplicates']:,} duplicates "
           f"removed (run success: {ours['success']})")
+    print(f"empty-day materialization: {ours['empty_day_seconds']:.2f} s; plain scripts with their process start: "
+          f"table {table['process_seconds']:.2f} s ({table['rows']:,} rows), Parquet "
+          f"{parquet['process_seconds']:.2f} s ({parquet['rows']:,} rows, "
+          f"{(args.workdir / 'bench-plain.parquet').stat().st_size / 1e6:,.0f} MB)")
     print(f"ratio asset / parse floor:      {ours['seconds'] / floor['seconds']:.2f}x slower")
+    print(f"ratio asset beyond empty / plain table script: {beyond['seconds'] / table['seconds']:.2f}; "
+          f"/ plain Parquet script: {beyond['seconds'] / parquet['seconds']:.2f}")
     if baseline:
         print(f"ratio pandas baseline / asset:  {baseline['seconds'] / ours['seconds']:.2f}x faster")
     return 0
