@@ -139,3 +139,59 @@ def test_a_cohort_still_converting_is_not_a_collapse_and_a_real_break_is_found(t
                                "where metric like 'funnel:%' and status = 'new'").fetchall()
     assert [(d, direction) for d, direction, _ in flagged] == [(broken + timedelta(days=1), "down")]
     assert flagged[0][2] < 0.1
+
+
+def test_trends_of_a_day_whose_inputs_did_not_change_are_left_as_they_are(tmp_path):
+    """Issue 15: the daily lookback recomputes 8 days, most of them unchanged. A day whose series (over the 120
+    days up to it) and detector code are those of its last run keeps its rows; a change to one day's value
+    makes that day and the days after it run again, and the result is what a full recompute gives."""
+    db = tmp_path / "w.duckdb"
+    build_warehouse(db)
+    first, last = START + timedelta(days=60), START + timedelta(days=DAYS - 1)
+    changed = START + timedelta(days=65)
+    res = {"duckdb": WarehouseResource(database=str(db))}
+    tags = {"dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat()}
+
+    def run(instance) -> dict[str, bool]:
+        result = dg.materialize([trends], resources=res, instance=instance, tags=tags)
+        assert result.success
+        return {m.partition: m.metadata["unchanged"].value for m in result.asset_materializations_for_node("trends")}
+
+    def built() -> dict:
+        with duckdb.connect(str(db), read_only=True) as conn:
+            return dict(conn.execute("select as_of_date, built_at from analytics.detection_log "
+                                     "where kind = 'trends'").fetchall())
+
+    def rows(path) -> list:
+        with duckdb.connect(str(path), read_only=True) as conn:
+            return conn.execute("select * from analytics.trends order by all").fetchall()
+
+    with dg.instance_for_test() as instance:
+        assert set(run(instance).values()) == {False}                 # first run: every day computed
+        before, first_rows = built(), rows(db)
+        assert set(run(instance).values()) == {True}                  # nothing changed: every day left alone
+        assert built() == before and rows(db) == first_rows
+
+        with duckdb.connect(str(db)) as conn:
+            conn.execute("update analytics.daily_metrics set value = value + 80 where metric_date = ? "
+                         "and segment = 'iOS'", [changed])
+        again = run(instance)
+        assert {d for d, same in again.items() if not same} == {
+            (changed + timedelta(days=k)).isoformat() for k in range((last - changed).days + 1)}
+        after = built()
+        assert all((after[d] == before[d]) == (d < changed) for d in before)
+
+        # the same as recomputing every day from scratch
+        full = tmp_path / "full.duckdb"
+        with duckdb.connect(str(db)) as conn:
+            conn.execute(f"attach '{full}' as f")
+            conn.execute("copy from database w to f")
+            conn.execute("detach f")
+        with duckdb.connect(str(full)) as conn:
+            conn.execute("update analytics.detection_log set input_digest = null")
+        result = dg.materialize([trends], resources={"duckdb": WarehouseResource(database=str(full))},
+                                instance=instance, tags=tags)
+        assert result.success and not any(m.metadata["unchanged"].value
+                                          for m in result.asset_materializations_for_node("trends"))
+    assert rows(full) == rows(db) and rows(db) != first_rows

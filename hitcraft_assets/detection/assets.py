@@ -65,7 +65,7 @@ def anchor(day: date) -> date:
 
 
 def _write(conn, sql_file: str, table: str, columns: list[str], day: date, rows: list[dict], kind: str,
-           tested: int, flagged: int, totals: int | None = None) -> None:
+           tested: int, flagged: int, totals: int | None = None, digest: str | None = None) -> None:
     statements = named_statements(sql_file)
     with transaction(conn):
         conn.execute(statements["delete_day"], {"day": day.isoformat()})
@@ -75,7 +75,7 @@ def _write(conn, sql_file: str, table: str, columns: list[str], day: date, rows:
         log = named_statements("detection/anomalies.sql")
         conn.execute(log["delete_log"], {"day": day.isoformat(), "kind": kind})
         conn.execute(log["insert_log"], {"day": day.isoformat(), "kind": kind, "tested": tested, "flagged": flagged,
-                                         "totals": totals})
+                                         "totals": totals, "digest": digest})
 
 
 def _skip_held(context, name: str, day: date, reason: str, i: int, n: int) -> None:
@@ -145,6 +145,17 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> d
     return dg.MaterializeResult()
 
 
+def _trend_logs(conn, days: list[date]) -> dict[date, tuple[int, int, str]]:
+    """day -> (series tested, significant, input digest) of each day's last trends run whose rows are all
+    still there (rows deleted by hand make the day run again)."""
+    rows = conn.execute(
+        "select l.as_of_date, l.series_tested, l.series_flagged, l.input_digest from analytics.detection_log l "
+        "where l.kind = 'trends' and l.input_digest is not null and l.as_of_date between ? and ? and "
+        "l.series_tested = (select count(*) from analytics.trends t where t.as_of_date = l.as_of_date)",
+        [days[0], days[-1]]).fetchall()
+    return {day: (int(tested), int(flagged), digest) for day, tested, flagged, digest in rows}
+
+
 @dg.asset(**KW)
 def trends(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.MaterializeResult:
     """Trends of every metric x segment series, as of each day: Mann-Kendall with Sen's slope over the
@@ -152,28 +163,45 @@ def trends(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg.M
     prior window, and change points (PELT, penalty k·sigma²·log n with a robust sigma) of the trailing
     90 days with the date and size of each level shift.
 
-    Grain: one row per series and day (`analytics.trends`); q-values across the day's series.
+    Grain: one row per series and day (`analytics.trends`); q-values across the day's series. A day whose
+    inputs (every series over the 120 days up to it, and the detectors' code) are those of its last run is
+    left as it is (metadata `unchanged`): the daily lookback recomputes 8 days, most of them unchanged.
     """
     days = sorted(date.fromisoformat(k) for k in context.partition_keys)
     with duckdb.get_connection() as conn:
         _prepare(conn)
         series, _ = load_series(conn, days[0] - timedelta(days=scan.HISTORY_DAYS - 1), days[-1])
         held = held_local_days(conn, days, load_config())
+        logs = _trend_logs(conn, days)
     sizes = scan.segment_sizes(series)
+    unchanged = 0
     for i, day in enumerate(days, start=1):
         if day in held:
             _skip_held(context, "trends", day, held[day], i, len(days))
+            continue
+        digest = scan.trend_inputs_digest(day, series)
+        if digest is not None and logs.get(day, (0, 0, None))[2] == digest:
+            tested, significant, _ = logs[day]
+            unchanged += 1
+            context.add_asset_metadata({"series_tested": tested, "significant_trends": significant,
+                                        "unchanged": True,
+                                        "note": "the same inputs as its last run (series, history and code): "
+                                                "left as it is"}, partition_key=day.isoformat())
+            report_progress("trends", i, len(days), day.isoformat(), {"tested": tested, "unchanged": 1})
             continue
         rows = scan.trends_for_day(day, series, sizes)
         significant = sum(1 for r in rows if r["q_value"] is not None and r["q_value"] <= scan.FDR_ALPHA)
         with duckdb.get_connection() as conn:
             _write(conn, "detection/trends.sql", "analytics.trends", TREND_COLUMNS, day, rows, "trends",
-                   len(rows), significant, sum(r["dimension"] == "all" for r in rows))
+                   len(rows), significant, sum(r["dimension"] == "all" for r in rows), digest)
         with_cps = sum(1 for r in rows if r["last_change_date"] is not None)
         context.add_asset_metadata({"series_tested": len(rows), "significant_trends": significant,
-                                    "series_with_change_points": with_cps}, partition_key=day.isoformat())
+                                    "series_with_change_points": with_cps, "unchanged": False},
+                                   partition_key=day.isoformat())
         report_progress("trends", i, len(days), day.isoformat(),
                         {"tested": len(rows), "significant": significant, "change_points": with_cps})
+    if unchanged:
+        context.log.info(f"trends: {unchanged} of {len(days)} days had the same inputs as their last run: left as they are")
     return dg.MaterializeResult()
 
 

@@ -21,11 +21,14 @@ segments) is at most `FDR_ALPHA`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -399,6 +402,40 @@ def _full_windows(s: Series) -> np.ndarray:
     values = s.values.copy()
     values[: max(0, first + need - 1)] = np.nan
     return values
+
+
+@lru_cache(maxsize=1)
+def _detection_code_digest() -> bytes:
+    """The detectors' own code (every module of this package and the shared number formatting): a change to
+    any of them makes every day's trends run again."""
+    from hitcraft_assets import numbers
+
+    h = hashlib.sha256()
+    for f in sorted(Path(__file__).parent.glob("*.py")) + [Path(numbers.__file__)]:
+        h.update(f.read_bytes())
+    return h.digest()
+
+
+def trend_inputs_digest(day: date, series: Sequence[Series]) -> str | None:
+    """sha256 of everything :func:`trends_for_day` reads for `day`: each series' key, first day of data,
+    values and volumes over the HISTORY_DAYS up to the day (the most it reads back: the change-point
+    window, the 28-day windows and the segment sizes all lie within them), and the detectors' code. The
+    same digest gives the same rows. None when the day is not on the series' calendar."""
+    h = hashlib.sha256(_detection_code_digest())
+    h.update(day.isoformat().encode())
+    for s in sorted(series, key=lambda s: s.key):
+        if day not in s.dates:
+            return None
+        i = s.dates.index(day)
+        lo = max(0, i - HISTORY_DAYS + 1)
+        first = s.first_day
+        if first is None:      # _full_windows then counts from the first loaded value, which may lie before lo
+            seen = np.flatnonzero(np.isfinite(s.values))
+            first = s.dates[int(seen[0])] if seen.size else None
+        h.update(repr((s.key, first.isoformat() if first else None, s.dates[lo].isoformat())).encode())
+        h.update(np.ascontiguousarray(s.values[lo:i + 1]).tobytes())
+        h.update(np.ascontiguousarray(s.volume[lo:i + 1]).tobytes())
+    return h.hexdigest()
 
 
 def trends_for_day(day: date, series: Sequence[Series],

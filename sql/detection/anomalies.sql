@@ -32,6 +32,9 @@ create table if not exists analytics.detection_log (
 );
 -- of series_tested, the totals (dimension 'all'); the rest are segments (false alerts per series, evaluate)
 alter table analytics.detection_log add column if not exists totals_tested bigint;
+-- a digest of what the day's judgement read (trends: scan.trend_inputs_digest), so that a day whose inputs did
+-- not change is left as it is; null: always recomputed
+alter table analytics.detection_log add column if not exists input_digest varchar;
 
 -- name: delete_day
 delete from analytics.anomalies where metric_date = $day::date;
@@ -40,5 +43,6 @@ delete from analytics.anomalies where metric_date = $day::date;
 delete from analytics.detection_log where as_of_date = $day::date and kind = $kind;
 
 -- name: insert_log
-insert into analytics.detection_log (as_of_date, kind, series_tested, series_flagged, built_at, totals_tested)
-values ($day::date, $kind, $tested, $flagged, now(), $totals);
+insert into analytics.detection_log (as_of_date, kind, series_tested, series_flagged, built_at, totals_tested,
+                                     input_digest)
+values ($day::date, $kind, $tested, $flagged, now(), $totals, $digest);
