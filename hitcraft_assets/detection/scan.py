@@ -419,8 +419,9 @@ def _detection_code_digest() -> bytes:
 def trend_inputs_digest(day: date, series: Sequence[Series]) -> str | None:
     """sha256 of everything :func:`trends_for_day` reads for `day`: each series' key, first day of data,
     values and volumes over the HISTORY_DAYS up to the day (the most it reads back: the change-point
-    window, the 28-day windows and the segment sizes all lie within them), and the detectors' code. The
-    same digest gives the same rows. None when the day is not on the series' calendar."""
+    window, the 28-day windows and the segment sizes all lie within them), to 12 significant digits, and the
+    detectors' code. The same digest gives the same rows (to the last digits a recompute of the same inputs
+    changes anyway). None when the day is not on the series' calendar."""
     h = hashlib.sha256(_detection_code_digest())
     h.update(day.isoformat().encode())
     for s in sorted(series, key=lambda s: s.key):
@@ -433,9 +434,25 @@ def trend_inputs_digest(day: date, series: Sequence[Series]) -> str | None:
             seen = np.flatnonzero(np.isfinite(s.values))
             first = s.dates[int(seen[0])] if seen.size else None
         h.update(repr((s.key, first.isoformat() if first else None, s.dates[lo].isoformat())).encode())
-        h.update(np.ascontiguousarray(s.values[lo:i + 1]).tobytes())
-        h.update(np.ascontiguousarray(s.volume[lo:i + 1]).tobytes())
+        h.update(_significant(s.values[lo:i + 1]).tobytes())
+        h.update(_significant(s.volume[lo:i + 1]).tobytes())
     return h.hexdigest()
+
+
+DIGEST_DIGITS = 12   # values are compared to 12 significant digits in a digest
+
+
+def _significant(x: np.ndarray) -> np.ndarray:
+    """The values rounded to DIGEST_DIGITS significant digits (NaN, 0 and infinities as they are). DuckDB's
+    parallel aggregates are not bit-for-bit repeatable: a mean session length recomputed from the same
+    sessions differed in the 13th digit (4.5e-13 s), which would make every day look changed."""
+    x = np.asarray(x, dtype=float)
+    out = x.copy()
+    ok = np.isfinite(x) & (x != 0)
+    if ok.any():
+        scale = 10.0 ** (DIGEST_DIGITS - 1 - np.floor(np.log10(np.abs(x[ok]))))
+        out[ok] = np.round(x[ok] * scale) / scale
+    return np.ascontiguousarray(out)
 
 
 def trends_for_day(day: date, series: Sequence[Series],
