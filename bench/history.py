@@ -2,13 +2,14 @@
 
 A demo of flat volume (`generate_demo(..., flat=True)`: as many daily users at the end as at the start, so
 the two days differ only in how much history lies behind them) goes into two warehouses: one backfilled up
-to the day before day EARLY, one up to the day before the last day. Then the daily run of each of the two
-days is timed as the schedule runs it (its raw events, then every local day they change, with every daily
-asset including detection and insights: 8 days here), alternating, REPEATS times each, in one process (a
-run of a day recomputes the same days each time, so repeats are alike). Printed: the median seconds of
-each day's run, the ratio last / early (issue 15's target is at most 1.2), the peak RSS of the process
-during the runs (sampled from /proc every 50 ms), and each asset's median seconds (its step's start to its
-end) on both days, with their ratio, so that the history-bound steps show.
+to the day before day EARLY, one up to the day before the last REPEATS days. Then REPEATS consecutive
+mornings of each are timed as the schedule runs them, each after the run of the morning before (its raw
+events, then every local day they change, with every daily asset including detection and insights: 8 days
+here), alternating early and late, in one process; the timed runs go into copies of the two warehouses, so
+that --reuse starts from the backfills again. Printed: the median seconds of each warehouse's mornings, the
+ratio late / early (issue 15's target is at most 1.2), the peak RSS of the process during the runs (sampled
+from /proc every 50 ms), and each asset's median seconds (its step's start to its end) on both, with their
+ratio, so that the history-bound steps show.
 
 Usage: PYTHONPATH=. python bench/history.py [--days 365] [--early 30] [--users 5000] [--seed 3]
 [--repeats 3] [--keep DIR [--reuse]]. The year's backfill takes most of it (about 35 minutes on 2 cores);
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -151,22 +153,28 @@ def main() -> int:
     if date.fromisoformat(truth["end_date"]) != END or truth.get("growth") != "flat" or \
             (END - start).days + 1 != args.days:
         raise SystemExit(f"{folder / 'export'} holds another demo: run without --reuse")
-    early, last = start + timedelta(days=args.early - 1), END
+    n = args.repeats
+    early, last = start + timedelta(days=args.early - 1), END - timedelta(days=n - 1)
     print(f"flat demo: {args.days} days ({start} .. {END}), {sum(truth['events'].values()):,} events, "
           f"{truth['users']:,} users", flush=True)
-    days = [(f"day {args.early}", early, "early.duckdb"), (f"day {args.days}", last, "late.duckdb")]
+    days = [(f"day {args.early}" + (f"-{args.early + n - 1}" if n > 1 else ""), early, "early.duckdb"),
+            (f"day {args.days - n + 1}" + (f"-{args.days}" if n > 1 else ""), last, "late.duckdb")]
     timed: dict[str, list[tuple[float, int, dict[str, float]]]] = {label: [] for label, _, _ in days}
     with dg.instance_for_test() as instance:
-        for label, day, warehouse in days:   # each warehouse holds every day before its timed day
+        for label, day, warehouse in days:   # each warehouse holds every day before its first timed day
             if (folder / warehouse).exists() and args.reuse:
                 continue
             t1 = time.perf_counter()
             _run(instance, _resources(folder, warehouse), start, day - timedelta(days=1))
             print(f"backfill {start} .. {day - timedelta(days=1)} ({warehouse}): {time.perf_counter() - t1:.0f} s",
                   flush=True)
-        for k in range(args.repeats):        # alternating, so that a noisy neighbour hits both alike
-            for label, day, warehouse in days:
-                seconds, peak, steps, window = daily_run(instance, _resources(folder, warehouse), day, start)
+        for _, _, warehouse in days:         # the timed runs go into copies: --reuse starts from the backfill again
+            for f in folder.glob(f"{warehouse}*"):
+                shutil.copyfile(f, folder / f.name.replace(warehouse, "run-" + warehouse))
+        for k in range(n):                   # alternating, so that a noisy neighbour hits both alike
+            for label, first_day, warehouse in days:
+                day = first_day + timedelta(days=k)   # consecutive mornings, each after the day before's run
+                seconds, peak, steps, window = daily_run(instance, _resources(folder, "run-" + warehouse), day, start)
                 timed[label].append((seconds, peak, steps))
                 print(f"{label} ({day}, recomputes {window[0]} .. {window[1]}), run {k + 1}: {seconds:.1f} s, "
                       f"peak RSS {peak / 2**20:,.0f} MiB", flush=True)

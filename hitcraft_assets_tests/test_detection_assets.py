@@ -200,3 +200,49 @@ def test_trends_of_a_day_whose_inputs_did_not_change_are_left_as_they_are(tmp_pa
         assert result.success and not any(m.metadata["unchanged"].value
                                           for m in result.asset_materializations_for_node("trends"))
     assert rows(full) == rows(db) and rows(db) != first_rows
+
+
+def test_anomaly_walks_resume_from_the_last_run_and_give_the_rows_of_a_walk_from_the_start(tmp_path):
+    """Issue 15: a day's scan walks every series from its scan start (120-147 days back). The next run goes on
+    from where the last one stopped for every series whose first days are unchanged; one whose earlier value
+    changed is walked from the start. Either way the rows are those of a run without stored walks."""
+    db, fresh = tmp_path / "w.duckdb", tmp_path / "fresh.duckdb"
+    build_warehouse(db)
+    build_warehouse(fresh)
+
+    def run(path, first: int, last: int) -> list[int]:
+        tags = {"dagster/asset_partition_range_start": (START + timedelta(days=first)).isoformat(),
+                "dagster/asset_partition_range_end": (START + timedelta(days=last)).isoformat()}
+        result = dg.materialize([anomalies], resources={"duckdb": WarehouseResource(database=str(path))},
+                                instance=instance, tags=tags)
+        assert result.success
+        return [m.metadata["series_walks_resumed"].value for m in result.asset_materializations_for_node("anomalies")]
+
+    def rows(path) -> list:
+        with duckdb.connect(str(path), read_only=True) as conn:
+            return conn.execute("select * exclude (root_cause), root_cause::varchar from analytics.anomalies "
+                                "order by all").fetchall()
+
+    def forget_walks(path) -> None:
+        with duckdb.connect(str(path)) as conn:
+            conn.execute("delete from analytics.anomaly_walks")
+
+    with dg.instance_for_test() as instance:
+        # the lookback of day 52, then of day 53: the second run resumes all three series (dau total, iOS, Android)
+        assert set(run(db, DROP - 6, DROP + 1)) == {0}
+        assert set(run(db, DROP - 5, DROP + 2)) == {3}
+        run(fresh, DROP - 6, DROP + 1)
+        forget_walks(fresh)
+        assert set(run(fresh, DROP - 5, DROP + 2)) == {0}
+        assert rows(db) == rows(fresh)
+        assert any(r[3] == "Android" and r[12] == "new" for r in rows(db))    # the planted drop is there
+
+        # an earlier iOS value changes: iOS and the total are walked from the start, Android goes on
+        for path in (db, fresh):
+            with duckdb.connect(str(path)) as conn:
+                conn.execute("update analytics.daily_metrics set value = value + 90 where metric_date = ? "
+                             "and metric = 'dau' and segment in ('iOS', 'all')", [START + timedelta(days=DROP - 2)])
+        forget_walks(fresh)
+        assert set(run(db, DROP - 5, DROP + 2)) == {1}
+        assert set(run(fresh, DROP - 5, DROP + 2)) == {0}
+        assert rows(db) == rows(fresh)

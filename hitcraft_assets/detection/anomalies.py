@@ -571,6 +571,26 @@ def exact_count_z(k: float, mu: float, scale: float) -> float:
     return min(0.0, float(special.ndtri(max(tail, 1e-300))))
 
 
+@dataclass
+class WalkState:
+    """Where :func:`assess_series` stopped: everything its day loop carries from one day to the next (the
+    days a baseline may use, the regime, the open episode), after judging the days before ``next_index``,
+    and the last ``TAIL_POINTS`` judgements (an episode's start is found by walking back over them). Given
+    the same values up to ``next_index``, a walk resumed from it judges every later day exactly as a walk
+    from the start does."""
+
+    next_index: int
+    usable: np.ndarray           # the first next_index days: may a baseline use them
+    regime_start: int
+    regime_ref: _Baseline | None
+    episode: _Episode | None
+    tail: list[PointAssessment]  # the judgements of the days just before next_index
+
+
+TAIL_POINTS = 28                 # judgements a WalkState keeps (a lookback's days and their episodes' starts)
+NOT_RECOMPUTED = "not_recomputed"  # a day before a resumed walk's tail: judged by an earlier run
+
+
 def assess_series(dates: Sequence[Any], values: Sequence[float] | np.ndarray,
                   options: AnomalyOptions | None = None, *, weights: Sequence[float] | np.ndarray | None = None,
                   **overrides: Any) -> list[PointAssessment]:
@@ -587,6 +607,15 @@ def assess_series(dates: Sequence[Any], values: Sequence[float] | np.ndarray,
     opts = options or AnomalyOptions()
     if overrides:
         opts = AnomalyOptions(**{**asdict(opts), **overrides})
+    return walk_series(dates, values, opts, weights=weights)[0]
+
+
+def walk_series(dates: Sequence[Any], values: Sequence[float] | np.ndarray, opts: AnomalyOptions, *,
+                weights: Sequence[float] | np.ndarray | None = None, resume: WalkState | None = None
+                ) -> tuple[list[PointAssessment], WalkState]:
+    """:func:`assess_series`, optionally resumed from the state a walk over the same first days stopped in,
+    and the state it stops in after the last day. Resumed, the days before the state's tail are not judged
+    again: their points have status ``not_recomputed`` (the caller has their earlier judgements)."""
     s = _Series(dates, values, opts, weights)
     usable = s.valid.copy()        # days a baseline may use (transient anomalies are removed)
     regime_start = 0
@@ -594,6 +623,16 @@ def assess_series(dates: Sequence[Any], values: Sequence[float] | np.ndarray,
     episode: _Episode | None = None
     thr = opts.threshold
     out: list[PointAssessment] = []
+    first = 0
+    if resume is not None:
+        first = resume.next_index
+        if not 0 <= first <= len(dates) or len(resume.tail) > first:
+            raise ValueError(f"DETECTION_RESUME: a state at day {first} does not fit {len(dates)} days")
+        usable[:first] = resume.usable
+        regime_start, regime_ref = resume.regime_start, resume.regime_ref
+        episode = replace(resume.episode) if resume.episode is not None else None
+        out = [PointAssessment(dates[i], None, None, None, None, None, None, None, False, NOT_RECOMPUTED)
+               for i in range(first - len(resume.tail))] + list(resume.tail)
 
     def not_judged(i: int, date: Any, status: str) -> PointAssessment:
         observed = float(s.x[i]) if s.valid[i] else None
@@ -617,7 +656,8 @@ def assess_series(dates: Sequence[Any], values: Sequence[float] | np.ndarray,
         return young
 
     seen = np.cumsum(s.valid) - s.valid      # days with data before each day
-    for i, date in enumerate(dates):
+    for i in range(first, len(dates)):
+        date = dates[i]
         if not s.valid[i]:
             out.append(not_judged(i, date, MISSING))
             continue
@@ -657,7 +697,10 @@ def assess_series(dates: Sequence[Any], values: Sequence[float] | np.ndarray,
             out.append(s.assessment(i, date, fc, s.alert_status(fc, sign)))
         else:
             out.append(s.assessment(i, date, fc, NORMAL))
-    return out
+    n = len(dates)
+    state = WalkState(n, usable.copy(), regime_start, regime_ref,
+                      replace(episode) if episode is not None else None, out[max(0, n - TAIL_POINTS):])
+    return out, state
 
 
 def assess_latest(dates: Sequence[Any], values: Sequence[float] | np.ndarray,

@@ -7,7 +7,7 @@ import dagster as dg
 from hitcraft_assets.analysis.assets import daily_metrics, funnels, held_metadata
 from hitcraft_assets.analysis.days import held_local_days
 from hitcraft_assets.config import load_config
-from hitcraft_assets.detection import scan
+from hitcraft_assets.detection import scan, walks
 from hitcraft_assets.lazy import lazy
 from hitcraft_assets.partitions import DAILY
 from hitcraft_assets.progress import report_progress
@@ -89,6 +89,7 @@ def _prepare(conn) -> None:
     ensure_schema(conn)
     conn.execute(named_statements("detection/anomalies.sql")["schema"])
     conn.execute(named_statements("detection/trends.sql")["schema"])
+    walks.ensure_walks(conn)
 
 
 @dg.asset(**KW)
@@ -100,6 +101,11 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> d
     that day (Benjamini-Hochberg); for totals, the segments that explain the change (root cause). A new
     alert has status `new`; the following days that stay beyond the band are `continuing` rows of the same
     episode (not new alerts). Days whose export file was missing are left out of every series.
+
+    Each series is walked from its scan start (`anchor`); where the walk stopped is stored
+    (`analytics.anomaly_walks`), and the next run goes on from there for every series whose first days did
+    not change (metadata `series_walks_resumed`): the same rows as a walk from the start, at the cost of the
+    new days only.
     """
     days = sorted(date.fromisoformat(k) for k in context.partition_keys)
     with duckdb.get_connection() as conn:
@@ -108,7 +114,7 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> d
     groups: dict[date, list[date]] = {}
     for day in days:
         groups.setdefault(anchor(day), []).append(day)
-    tested_total = flagged_total = 0
+    tested_total = flagged_total = resumed_total = walked_total = 0
     i = 0
     for start, group in groups.items():
         with duckdb.get_connection() as conn:
@@ -118,7 +124,12 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> d
                 "select metric, dimension, segment, metric_date, q_value from analytics.anomalies "
                 "where status = 'new' and metric_date between ? and ?",
                 [calendar[0], group[0] - timedelta(days=1)]).fetchall()}
-        assessed = scan.assess_all(series)
+            resume = walks.resumable(conn, series, calendar, group[0])
+        assessed = scan.assess_all(series, resume)
+        with duckdb.get_connection() as conn:
+            walks.save(conn, series, calendar, assessed.states)
+        resumed_total += assessed.resumed
+        walked_total += len(assessed.points)
         for day in group:
             i += 1
             if day in held:
@@ -135,13 +146,16 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> d
             top = sorted(new, key=lambda r: -abs(r["score"] or 0))[:5]
             meta = {"series_tested": tested, "series_flagged": len(new),
                     "series_continuing": len(rows) - len(new),
+                    # series whose walk went on from the state an earlier run stored, not from the scan start
+                    "series_walks_resumed": assessed.resumed,
                     "top": dg.MetadataValue.md("\n".join(
                         f"- {r['metric']} [{r['dimension']}={r['segment']}] {r['direction']} "
                         f"{r['observed']:.4g} vs {r['expected']:.4g} (z {r['score']:.1f})" for r in top) or "none")}
             context.add_asset_metadata(meta, partition_key=day.isoformat())
             report_progress("anomalies", i, len(days), day.isoformat(),
                             {"tested": tested, "flagged": len(new), "continuing": len(rows) - len(new)})
-    context.log.info(f"anomalies: {tested_total} series tested, {flagged_total} flagged over {len(days)} days")
+    context.log.info(f"anomalies: {tested_total} series tested, {flagged_total} flagged over {len(days)} days; "
+                     f"{resumed_total} of {walked_total} series walks resumed from an earlier run's state")
     return dg.MaterializeResult()
 
 

@@ -37,8 +37,10 @@ from hitcraft_assets.detection.anomalies import (
     CONTINUATION,
     AnomalyOptions,
     PointAssessment,
+    WalkState,
     assess_series,
     fdr_decision,
+    walk_series,
 )
 from hitcraft_assets.detection.changepoints import find_change_points
 from hitcraft_assets.detection.rates import assess_rate_series
@@ -219,13 +221,20 @@ class Assessed:
     # the values of the segments' count series, tested or not: a segment that appears (a new channel) has no
     # judgement yet, but it can be the cause of a total's anomaly
     counts: dict[SeriesKey, np.ndarray] = field(default_factory=dict)
+    # where each series' walk stopped (not for conversions): the next run over the same start resumes from it
+    states: dict[SeriesKey, WalkState] = field(default_factory=dict)
+    resumed: int = 0                          # series whose walk resumed from a stored state
 
 
-def assess_all(series: Sequence[Series]) -> Assessed:
+def assess_all(series: Sequence[Series], resume: dict[SeriesKey, WalkState] | None = None) -> Assessed:
     """Every day of every series judged from its own past only (no look-ahead), so one pass over a range
     serves every day of a backfill; which series a day tests (size, trials) also follows only the days up to
-    it, so a backfill tests on each day what that day's own run tests."""
-    points, tested, counts = {}, {}, {}
+    it, so a backfill tests on each day what that day's own run tests. `resume`: per series, the state an
+    earlier walk over the same first days stopped in (see :func:`walk_digest`); the walk goes on from there
+    (conversions are always walked whole: their pooled windows are not resumable)."""
+    resume = resume or {}
+    points, tested, counts, states = {}, {}, {}, {}
+    resumed = 0
     sizes = segment_sizes(series)
     for s in series:
         if s.key[1] != "all" and is_count(s.metric):
@@ -236,10 +245,28 @@ def assess_all(series: Sequence[Series]) -> Assessed:
         if is_rate(s.metric):
             points[s.key] = _assess_rate(s, gate)
         else:
-            points[s.key] = assess_series(s.dates, _full_windows(s), anomaly_options(s.metric),
-                                          weights=weights(s))
+            state = resume.get(s.key)
+            resumed += state is not None
+            points[s.key], states[s.key] = walk_series(s.dates, _full_windows(s), anomaly_options(s.metric),
+                                                       weights=weights(s), resume=state)
         tested[s.key] = gate
-    return Assessed(points, tested, counts)
+    return Assessed(points, tested, counts, states, resumed)
+
+
+def walk_digest(s: Series, n: int) -> str:
+    """sha256 of what a series' anomaly walk reads on its first `n` days: the detectors' code, its key, first
+    day of data (trailing-window metrics start at their first full window), calendar start, and values and
+    volumes (weights) of those days to DIGEST_DIGITS significant digits. A walk stopped after day n - 1 may be
+    resumed by a run whose series has the same digest."""
+    h = hashlib.sha256(_detection_code_digest())
+    first = s.first_day
+    if first is None:
+        seen = np.flatnonzero(np.isfinite(s.values))
+        first = s.dates[int(seen[0])] if seen.size else None
+    h.update(repr((s.key, first.isoformat() if first else None, s.dates[0].isoformat(), n)).encode())
+    h.update(_significant(s.values[:n]).tobytes())
+    h.update(_significant(s.volume[:n]).tobytes())
+    return h.hexdigest()
 
 
 def _root_cause(metric: str, day_index: int, assessed: Assessed, total: PointAssessment) -> list[dict[str, Any]]:

@@ -46,3 +46,39 @@ delete from analytics.detection_log where as_of_date = $day::date and kind = $ki
 insert into analytics.detection_log (as_of_date, kind, series_tested, series_flagged, built_at, totals_tested,
                                      input_digest)
 values ($day::date, $kind, $tested, $flagged, now(), $totals, $digest);
+
+-- name: walks_schema
+-- Where each series' anomaly walk from a scan start stopped (detection/walks.py): the next run over the same
+-- start resumes there when the series' first days are the same (digest), instead of walking 120-147 days
+-- again. A cache: deleting rows only makes the next run walk from the start.
+create table if not exists analytics.anomaly_walks (
+    walk_start  date not null,      -- the scan's first day (detection.assets.anchor)
+    metric      varchar not null,
+    dimension   varchar not null,
+    segment     varchar not null,
+    next_date   date not null,      -- the first day not judged yet
+    digest      varchar not null,   -- scan.walk_digest of the days before next_date
+    state       blob not null       -- the pickled anomalies.WalkState (read only when the digest matches)
+);
+
+-- name: stored_walks
+select metric, dimension, segment, next_date, digest, state
+from analytics.anomaly_walks
+where walk_start = $start::date;
+
+-- name: replace_walks
+-- The new states of a scan start, unless a state further on is stored for the series (an older range run
+-- again); the starts that no run reads any more (two scan grids back) are dropped.
+delete from analytics.anomaly_walks w
+using hc_walks n
+where w.walk_start = n.walk_start and w.metric = n.metric and w.dimension = n.dimension
+  and w.segment = n.segment and w.next_date <= n.next_date;
+
+-- name: insert_walks
+insert into analytics.anomaly_walks
+select n.* from hc_walks n
+anti join analytics.anomaly_walks w
+  on w.walk_start = n.walk_start and w.metric = n.metric and w.dimension = n.dimension and w.segment = n.segment;
+
+-- name: drop_old_walks
+delete from analytics.anomaly_walks where walk_start < $start::date - 56;
