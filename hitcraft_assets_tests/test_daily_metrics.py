@@ -269,3 +269,64 @@ def test_dau_wau_mau_by_platform_match_polars_on_demo(tmp_path):
     assert got[(end, "dau", "all", "all")] > 100
     sessions = conn.execute("select count(*) from core.sessions where session_date = ?", [end]).fetchall()[0][0]
     assert got[(end, "sessions", "all", "all")] == sessions
+
+
+def test_first_days_kept_incrementally_match_a_rebuild_from_every_user_day(tmp_path):
+    """Issue 15: new users are read from core.user_first_days (each user-key/device pair and its first day),
+    kept up to date as days are built, rebuilt and built out of order, not from every earlier user-day. After
+    each of those, the table is row for row what a rebuild from core.user_days gives, and every day's
+    new_users is the count of users with no earlier user-day, re-resolved through the identity map."""
+    end = date(2026, 3, 12)
+    generate_demo(tmp_path / "export", days=12, users=300, end_date=end, seed=11)
+    conn = fresh_warehouse(tmp_path / "demo.duckdb")
+    days = [end - timedelta(days=11 - i) for i in range(12)]
+    for day in days:
+        file = tmp_path / "export" / f"{day.isoformat()}.jsonl"
+        if file.exists():
+            load_day(conn, day, file, source="demo")
+    rebuild_identity(conn)
+
+    def check() -> None:
+        kept = conn.execute("select * from core.user_first_days order by all").fetchall()
+        rebuilt = conn.execute("select user_key, device_id, min(activity_date) from core.user_days "
+                               "group by all order by all").fetchall()
+        assert kept == rebuilt and len(kept) > 100
+        expected = dict(conn.execute("""
+            with resolved as (select ud.activity_date, coalesce(m.user_id, ud.user_key) as user_key
+                              from core.user_days ud left join core.identity_map m on m.device_id = ud.device_id)
+            select activity_date, count(distinct user_key) filter (where user_key not in (
+                       select r.user_key from resolved r where r.activity_date < d.activity_date))
+            from resolved d group by activity_date""").fetchall())
+        got = dict(conn.execute("select metric_date, value from analytics.daily_metrics where metric = 'new_users' "
+                                "and dimension = 'all'").fetchall())
+        assert {d: got[d] for d in expected} == {d: float(v) for d, v in expected.items()}
+
+    for day in days[6:]:            # out of order: day 7 first builds days 1-6 on the way
+        compute_day(conn, day)
+    for day in days[:6]:
+        compute_day(conn, day)
+    check()
+    # a user whose first day was day 3 loses that day's events (the day is rebuilt without them): their first
+    # day moves to a later one; another of day 3's users now shows up on day 2 first (and still on day 3)
+    moved, earlier = conn.execute("""
+        select (select f.user_key from core.user_first_days f where f.first_date = $d3
+                and exists (select 1 from core.user_days u where u.user_key = f.user_key and u.activity_date > $d3)
+                order by f.user_key limit 1),
+               (select u.user_key from core.user_days u where u.activity_date = $d3 and u.events >= 2
+                and u.user_key in (select user_key from core.user_first_days where first_date = $d3)
+                order by u.user_key desc limit 1)
+        """, {"d3": days[2]}).fetchall()[0]
+    assert moved and earlier and moved != earlier
+    conn.execute("delete from raw.events where distinct_id = ? and event_date = ?", [moved, days[2]])
+    # one of their events a day earlier (the others stay on day 3)
+    conn.execute("update raw.events set time = time - interval 1 day, event_date = event_date - 1 "
+                 "where distinct_id = ? and event_date = ? and time = (select min(time) from raw.events "
+                 "where distinct_id = ? and event_date = ?)", [earlier, days[2], earlier, days[2]])
+    for day in (days[1], days[2]):
+        compute_day(conn, day)
+    first = dict(conn.execute("select user_key, first_date from core.user_first_days "
+                              "where user_key in (?, ?)", [moved, earlier]).fetchall())
+    assert first[moved] > days[2] and first[earlier] == days[1]
+    for day in days[3:]:
+        compute_day(conn, day)
+    check()

@@ -60,8 +60,20 @@ def _params(day: date, config: ProductConfig) -> dict:
 
 
 def _build_user_days(conn: duckdb.DuckDBPyConnection, params: dict) -> None:
-    for name in ("day_events", "delete_user_days", "delete_user_days_log", "insert_user_days", "log_user_days"):
+    """Replace the day's core.user_days rows, and keep core.user_first_days in step with them."""
+    for name in ("day_events", "delete_user_days", "delete_user_days_log", "insert_user_days", "log_user_days",
+                 "first_days_gone", "first_days_forget", "first_days_refind", "first_days_earlier", "first_days_new",
+                 "first_days_drop"):
         run_named(conn, SQL_FILE, name, params)
+
+
+def _ensure_first_days(conn: duckdb.DuckDBPyConnection) -> None:
+    """core.user_first_days from core.user_days when it is empty and they are not (built before it existed)."""
+    first_days, user_days = run_named(conn, SQL_FILE, "first_days_count", {}).fetchall()[0]
+    if first_days == 0 and user_days > 0:
+        for statement in named_statements(SQL_FILE)["first_days_rebuild"].split(";"):
+            if statement.strip():
+                conn.execute(statement)
 
 
 def _days_to_backfill(conn: duckdb.DuckDBPyConnection, day: date, config: ProductConfig) -> list[date]:
@@ -89,6 +101,7 @@ def compute_daily_metrics(conn: duckdb.DuckDBPyConnection, day: date, config: Pr
     params = _params(day, config)
     try:
         with transaction(conn):
+            _ensure_first_days(conn)
             backfilled = _days_to_backfill(conn, day, config)
             for earlier in backfilled:
                 _build_user_days(conn, _params(earlier, config))

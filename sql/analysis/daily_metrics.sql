@@ -13,6 +13,14 @@ create table if not exists core.user_days (
     events         bigint not null,
     segments       map(varchar, varchar[]) not null  -- dimension name -> every value the user touched that day
 );
+-- each (user_key, device_id) pair of core.user_days and its first day there: who was seen before a day, for
+-- new_users, without reading every earlier user-day (kept by the first_days_* statements whenever a day's
+-- user_days rows are replaced)
+create table if not exists core.user_first_days (
+    user_key    varchar not null,
+    device_id   varchar,
+    first_date  date not null
+);
 create table if not exists core.user_days_log (
     activity_date  date not null,                -- a local day whose core.user_days rows are built
     signature      varchar not null,             -- timezone and dimensions they were built with
@@ -77,6 +85,58 @@ select $day::date, p.user_key, p.device_id, p.events,
 from per_user p
 left join per_user_segments s using (user_key);
 
+-- name: first_days_gone
+-- Pairs whose first day was this day but that are no longer on it (the day was rebuilt): their first day is
+-- looked up again in core.user_days (deleted when they are nowhere).
+create or replace temp table hc_first_gone as
+select f.user_key, f.device_id
+from core.user_first_days f
+where f.first_date = $day::date
+  and not exists (select 1 from core.user_days u
+                  where u.activity_date = $day::date and u.user_key = f.user_key
+                    and u.device_id is not distinct from f.device_id);
+
+-- name: first_days_forget
+delete from core.user_first_days f
+where f.first_date = $day::date
+  and exists (select 1 from hc_first_gone g where g.user_key = f.user_key and g.device_id is not distinct from f.device_id);
+
+-- name: first_days_refind
+insert into core.user_first_days
+select u.user_key, u.device_id, min(u.activity_date)
+from core.user_days u
+where exists (select 1 from hc_first_gone g where g.user_key = u.user_key and g.device_id is not distinct from u.device_id)
+group by u.user_key, u.device_id;
+
+-- name: first_days_earlier
+-- The day's pairs seen first on a later day: this day is their first now.
+update core.user_first_days f
+set first_date = $day::date
+where f.first_date > $day::date
+  and exists (select 1 from core.user_days u
+              where u.activity_date = $day::date and u.user_key = f.user_key
+                and u.device_id is not distinct from f.device_id);
+
+-- name: first_days_new
+insert into core.user_first_days
+select distinct u.user_key, u.device_id, $day::date
+from core.user_days u
+where u.activity_date = $day::date
+  and not exists (select 1 from core.user_first_days f
+                  where f.user_key = u.user_key and f.device_id is not distinct from u.device_id);
+
+-- name: first_days_drop
+drop table if exists temp.hc_first_gone;
+
+-- name: first_days_count
+select (select count(*) from core.user_first_days), (select count(*) from core.user_days);
+
+-- name: first_days_rebuild
+-- The whole table from core.user_days (a warehouse built before the table existed).
+delete from core.user_first_days;
+insert into core.user_first_days
+select user_key, device_id, min(activity_date) from core.user_days group by user_key, device_id;
+
 -- name: log_user_days
 insert into core.user_days_log
 select $day::date, $signature, count(*), coalesce(sum(events), 0), now()
@@ -121,11 +181,11 @@ user_segments as (
     from (select activity_date, user_key, unnest(map_entries(segments)) as entry from window_users)
     where list_contains($dim_names::varchar[], entry.key)
 ),
-earlier_users as (
-    select distinct coalesce(m.user_id, ud.user_key) as user_key
-    from core.user_days ud
-    left join core.identity_map m on m.device_id = ud.device_id
-    where ud.activity_date < $day::date
+earlier_users as (  -- every pair of core.user_days seen before the day (core.user_first_days), re-resolved
+    select distinct coalesce(m.user_id, f.user_key) as user_key
+    from core.user_first_days f
+    left join core.identity_map m on m.device_id = f.device_id
+    where f.first_date < $day::date
 ),
 new_users as (
     select distinct w.user_key
