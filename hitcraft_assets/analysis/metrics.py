@@ -67,6 +67,13 @@ def _build_user_days(conn: duckdb.DuckDBPyConnection, params: dict) -> None:
         run_named(conn, SQL_FILE, name, params)
 
 
+def ensure_first_days(conn: duckdb.DuckDBPyConnection) -> None:
+    """core.user_first_days exists and holds every pair of core.user_days (for readers that may run on a
+    warehouse whose daily metrics were built before the table existed)."""
+    conn.execute(named_statements(SQL_FILE)["schema"])
+    _ensure_first_days(conn)
+
+
 def _ensure_first_days(conn: duckdb.DuckDBPyConnection) -> None:
     """core.user_first_days from core.user_days when it is empty and they are not (built before it existed)."""
     first_days, user_days = run_named(conn, SQL_FILE, "first_days_count", {}).fetchall()[0]

@@ -131,6 +131,8 @@ def returned_by_segment(conn: duckdb.DuckDBPyConnection, day: date, config: Prod
         "return_from_ms": int(return_from.total_seconds() * 1000),
         "return_to_ms": int(return_to.total_seconds() * 1000),
         "end_ts": local_day(day, config.timezone).end,
+        "births_from": local_day(first_birth_day, config.timezone).start,
+        "births_to": local_day(last_birth_day, config.timezone).end,
         "dim_names": [d.name for d in config.dimensions],
         "dim_paths": property_pairs(d.property for d in config.dimensions),
         "not_set": NOT_SET,

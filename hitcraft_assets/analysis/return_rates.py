@@ -25,6 +25,7 @@ from datetime import date, timedelta
 import duckdb
 
 from hitcraft_assets.analysis import stats
+from hitcraft_assets.analysis.metrics import ensure_first_days
 from hitcraft_assets.analysis.retention import NOT_SET, returned_by_segment
 from hitcraft_assets.config import ProductConfig
 from hitcraft_assets.analysis.return_change import judge
@@ -52,6 +53,7 @@ def series_rows(conn: duckdb.DuckDBPyConnection, day: date, config: ProductConfi
     out += [(FIRST_WEEK, r.dimension, r.segment, cohort, cohort, r.users, r.retained) for r in segments]
     if "core.user_days" not in existing_tables(conn):
         return out
+    ensure_first_days(conn)
     week_a = (day - timedelta(days=13), day - timedelta(days=7))
     for dim, seg, n, x in run_sql(conn, statements["weekly"], {
             "dim_names": [d.name for d in config.dimensions], "not_set": NOT_SET, "day": day.isoformat(),

@@ -87,22 +87,30 @@ order by g.cohort_week, m.measure, g.weeks_since;
 -- segments sum to more than the cohort: cohort_users and cohort_retained are the cohort's own totals
 -- (each user once). Parameters also: $dim_names and $dim_paths (JSON pointer pairs of the dimension
 -- properties, in the same order).
-with births as (
+-- The cohort is found without a pass over every user's history: a user born on those days has a birth event
+-- in [$births_from, $births_to) (their start and end instants) and none before it; every other read is
+-- bounded in time too (birth values at the birth instants, returns within the return windows), so the cost
+-- follows the cohort's days, not the warehouse's age.
+with in_window as (
     select user_key, min(time) as birth
     from core.identified_events
-    where time < $end_ts and ($birth_event is null or event = $birth_event)
+    where time >= $births_from and time < $births_to and time < $end_ts
+      and ($birth_event is null or event = $birth_event)
     group by user_key
 ),
 cohort as (
-    select user_key, birth
-    from births
-    where timezone($tz, birth)::date between $first_birth_day::date and $last_birth_day::date
+    select w.user_key, w.birth
+    from in_window w
+    where not exists (select 1 from core.identified_events e
+                      where e.user_key = w.user_key and e.time < $births_from
+                        and ($birth_event is null or e.event = $birth_event))
 ),
 birth_values as (
     select c.user_key, arg_min(hc_segment_lists(e.properties, $dim_paths::varchar[][]), e.event) as dim_values
     from cohort c
     join core.identified_events e on e.user_key = c.user_key and e.time = c.birth
-    where $birth_event is null or e.event = $birth_event
+    where ($birth_event is null or e.event = $birth_event)
+      and e.time >= $births_from and e.time < $births_to
     group by c.user_key
 ),
 retained as (
@@ -110,6 +118,8 @@ retained as (
     from cohort c
     join core.identified_events e on e.user_key = c.user_key
     where e.time < $end_ts
+      and e.time >= $births_from + to_milliseconds($return_from_ms)
+      and e.time < $births_to + to_milliseconds($return_to_ms)
       and ($return_event is null or e.event = $return_event)
       and epoch_ms(e.time) - epoch_ms(c.birth) >= $return_from_ms
       and epoch_ms(e.time) - epoch_ms(c.birth) < $return_to_ms

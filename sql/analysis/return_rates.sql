@@ -43,10 +43,11 @@ with week_a as (
     select user_key, segments from core.user_days
     where activity_date between $week_a_from::date and $week_a_to::date
 ),
-earlier as (   -- users active before week A: returning users, not the week's new ones
-    select distinct d.user_key
-    from core.user_days d semi join week_a a on a.user_key = d.user_key
-    where d.activity_date < $week_a_from::date
+earlier as (   -- users active before week A: returning users, not the week's new ones (core.user_first_days:
+               -- the first day of each of core.user_days' users, so no pass over every earlier user-day)
+    select distinct f.user_key
+    from core.user_first_days f semi join week_a a on a.user_key = f.user_key
+    where f.first_date < $week_a_from::date
 ),
 returned as (
     select distinct user_key from core.user_days
