@@ -937,3 +937,27 @@ def test_new_users_are_not_judged_while_the_warehouse_fills():
     assert all(p.p_value is None for p in new[:43])              # 29 days masked, then 14 of history
     assert new[70].flagged and new[70].direction == "down"
     assert assessed.points[("sessions", "all", "all")][20].p_value is not None   # other counts: judged
+
+
+def test_pelt_gives_ruptures_breakpoints_on_every_kind_of_series():
+    """The change-point search's own PELT loop replaces ruptures' (4-6 times slower, dict copies per
+    candidate): the same breakpoints on noise, counts, steps and rounded values with ties, for every
+    min_size and penalty the detector uses and more."""
+    from hitcraft_assets.detection.changepoints import _pelt, _pelt_ruptures
+
+    rng = np.random.default_rng(0)
+    found = 0
+    for trial in range(1000):
+        n = int(rng.integers(10, 200))
+        y = [rng.normal(0, 1, n), rng.poisson(3, n).astype(float), rng.normal(0, 1, n),
+             np.round(rng.normal(0, 1, n))][trial % 4]
+        if trial % 4 == 2:
+            y[int(rng.integers(1, n)):] += rng.normal(0, 3)
+        if trial % 4 == 3:
+            y[: n // 2] += 2
+        min_size = int(rng.choice([1, 2, 5, 7]))
+        penalty = float(rng.choice([0.5, 2.0, 5.0, 3 * math.log(n), 20.0]))
+        ours = _pelt(y, min_size, penalty)
+        assert ours == _pelt_ruptures(y, min_size, penalty), (trial, n, min_size, penalty)
+        found += len(ours)
+    assert found > 1000      # not a comparison of empty answers
