@@ -21,7 +21,8 @@ Method (analytics-methods.md §2g):
 2. **PELT with an L2 (mean-shift) cost** from ``ruptures`` (``min_size=5`` days, ``jump=1`` because the
    default ``jump=5`` only allows change points on multiples of 5). The cost is ruptures' ``CostL2``
    (sum of squared deviations from the segment mean) computed from cumulative sums: the same numbers,
-   O(1) per segment instead of O(segment length), about 10x faster on 90-365 days.
+   O(1) per segment instead of O(segment length), about 10x faster on 90-365 days. The PELT loop is
+   ruptures' own, rewritten without its dict copies (:func:`_pelt`; tested against ruptures).
 3. **Noise scale** (:func:`noise_scale`). Daily metrics are autocorrelated: a slow wander around the
    level that first differences do not see. The noise is read as an AR(1): for lags k = 1..4,
    Var(x_t - x_t-k) = 2 sigma^2 (1 - phi^k), fitted to robust variances of the differences (the mean of
