@@ -1,7 +1,7 @@
 """Heavy libraries imported where they are first used, not when a module that may use them is imported.
 
 ``sps = lazy("scipy.stats")`` at the top of a module reads like ``from scipy import stats as sps``, but
-scipy.stats (about 1 s on 2 cores), openai (about 0.9 s), polars and ruptures load on the first attribute
+scipy.stats (about 1 s on 2 cores), openai (about 0.9 s) and polars load on the first attribute
 access: a Dagster step, a CLI command or the API server pays only for what it runs, and loading the
 Dagster definitions (every step's process does) pays for none of them. Thread-safe: the first access
 imports under a lock (``importlib.import_module`` also holds the interpreter's import lock per module).

@@ -78,9 +78,7 @@ def _ensure_first_days(conn: duckdb.DuckDBPyConnection) -> None:
     """core.user_first_days from core.user_days when it is empty and they are not (built before it existed)."""
     first_days, user_days = run_named(conn, SQL_FILE, "first_days_count", {}).fetchall()[0]
     if first_days == 0 and user_days > 0:
-        for statement in named_statements(SQL_FILE)["first_days_rebuild"].split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        conn.execute(named_statements(SQL_FILE)["first_days_rebuild"])
 
 
 def _days_to_backfill(conn: duckdb.DuckDBPyConnection, day: date, config: ProductConfig) -> list[date]:

@@ -259,14 +259,21 @@ def walk_digest(s: Series, n: int) -> str:
     volumes (weights) of those days to DIGEST_DIGITS significant digits. A walk stopped after day n - 1 may be
     resumed by a run whose series has the same digest."""
     h = hashlib.sha256(_detection_code_digest())
+    _hash_span(h, s, 0, n, n)
+    return h.hexdigest()
+
+
+def _hash_span(h, s: Series, lo: int, hi: int, *extra: Any) -> None:
+    """Feed `h` what a detector reads of series `s` on its days lo..hi-1: its key, first day of data (else its
+    first loaded value's: _full_windows counts from it, and it may lie before lo), the span's first date,
+    `extra`, and the values and volumes to DIGEST_DIGITS significant digits."""
     first = s.first_day
     if first is None:
         seen = np.flatnonzero(np.isfinite(s.values))
         first = s.dates[int(seen[0])] if seen.size else None
-    h.update(repr((s.key, first.isoformat() if first else None, s.dates[0].isoformat(), n)).encode())
-    h.update(_significant(s.values[:n]).tobytes())
-    h.update(_significant(s.volume[:n]).tobytes())
-    return h.hexdigest()
+    h.update(repr((s.key, first.isoformat() if first else None, s.dates[lo].isoformat(), *extra)).encode())
+    h.update(_significant(s.values[lo:hi]).tobytes())
+    h.update(_significant(s.volume[lo:hi]).tobytes())
 
 
 def _root_cause(metric: str, day_index: int, assessed: Assessed, total: PointAssessment) -> list[dict[str, Any]]:
@@ -455,14 +462,7 @@ def trend_inputs_digest(day: date, series: Sequence[Series]) -> str | None:
         if day not in s.dates:
             return None
         i = s.dates.index(day)
-        lo = max(0, i - HISTORY_DAYS + 1)
-        first = s.first_day
-        if first is None:      # _full_windows then counts from the first loaded value, which may lie before lo
-            seen = np.flatnonzero(np.isfinite(s.values))
-            first = s.dates[int(seen[0])] if seen.size else None
-        h.update(repr((s.key, first.isoformat() if first else None, s.dates[lo].isoformat())).encode())
-        h.update(_significant(s.values[lo:i + 1]).tobytes())
-        h.update(_significant(s.volume[lo:i + 1]).tobytes())
+        _hash_span(h, s, max(0, i - HISTORY_DAYS + 1), i + 1)
     return h.hexdigest()
 
 
