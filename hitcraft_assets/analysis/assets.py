@@ -6,6 +6,7 @@ from datetime import date
 
 import dagster as dg
 
+from hitcraft_assets.analysis import inputs
 from hitcraft_assets.analysis.days import held_local_days
 from hitcraft_assets.analysis.funnels import compute_funnels
 from hitcraft_assets.analysis.identity import rebuild_identity
@@ -37,13 +38,23 @@ def held_metadata(reason: str) -> dict:
     return {"held": True, "held_because": reason}
 
 
-def _per_day(context: dg.AssetExecutionContext, duckdb: WarehouseResource, name: str, compute) -> dg.MaterializeResult:
+def _per_day(context: dg.AssetExecutionContext, duckdb: WarehouseResource, name: str, compute,
+             digest_fn=None) -> dg.MaterializeResult:
     """Run `compute(conn, day, config)` for every partition of the step, one transaction each. A day that
-    overlaps a raw day held by the quality gate is not computed: its previous rows stay as they were."""
+    overlaps a raw day held by the quality gate is not computed: its previous rows stay as they were.
+
+    `digest_fn(conn, day_inputs, day, config)`: the digest of what a day reads (inputs.py); a day whose
+    digest equals the one recorded with its last computation, with its rows all still there, is left as it
+    is (metadata `unchanged: true`, and that computation's figures)."""
     config = load_config()
     days = [date.fromisoformat(k) for k in context.partition_keys]
     with duckdb.get_connection() as conn:
         held = held_local_days(conn, days, config)
+        if digest_fn is not None:
+            spans = [inputs.scan_days(d, config) for d in days]
+            day_inputs = inputs.DayInputs(conn, min(a for a, _ in spans), max(b for _, b in spans))
+            logs = inputs.logged(conn, name, days)
+    unchanged = 0
     for i, day in enumerate(days, start=1):
         if day in held:
             context.add_asset_metadata(held_metadata(held[day]), partition_key=day.isoformat())
@@ -51,11 +62,37 @@ def _per_day(context: dg.AssetExecutionContext, duckdb: WarehouseResource, name:
             report_progress(name, i, len(days), day.isoformat(), {"held": 1})
             continue
         with duckdb.get_connection() as conn:
+            digest = digest_fn(conn, day_inputs, day, config) if digest_fn is not None else None
+            if digest is not None and logs.get(day, (None, None))[0] == digest:
+                unchanged += 1
+                context.add_asset_metadata(dict(logs[day][1]) | {
+                    "timezone": config.timezone, "unchanged": True,
+                    "note": "the same inputs as its last computation (raw days, identity, config, code): left as it is"},
+                    partition_key=day.isoformat())
+                report_progress(name, i, len(days), day.isoformat(), {"unchanged": 1})
+                continue
             stats = compute(conn, day, config)
+            if digest_fn is not None:
+                inputs.record(conn, name, day, digest, stats)
         numeric = {k: v for k, v in stats.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        context.add_asset_metadata(dict(stats) | {"timezone": config.timezone}, partition_key=day.isoformat())
+        context.add_asset_metadata(dict(stats) | {"timezone": config.timezone,
+                                                  **({"unchanged": False} if digest_fn else {})},
+                                   partition_key=day.isoformat())
         report_progress(name, i, len(days), day.isoformat(), numeric)
+    if unchanged:
+        context.log.info(f"{name}: {unchanged} of {len(days)} days had the same inputs as their last computation: "
+                         "left as they are")
     return dg.MaterializeResult()
+
+
+def _sessions_digest(conn, day_inputs: inputs.DayInputs, day: date, config) -> str | None:
+    return inputs.digest("sessions", day, config, day_inputs.raw_part(*inputs.scan_days(day, config)))
+
+
+def _metrics_digest(conn, day_inputs: inputs.DayInputs, day: date, config) -> str | None:
+    """Its own raw days, its sessions, and the user-days of every earlier day (WAU, MAU, new users)."""
+    return inputs.digest("daily_metrics", day, config, day_inputs.raw_part(*inputs.scan_days(day, config)),
+                         inputs.digest_of(conn, "sessions", day), inputs.digests_before(conn, "daily_metrics", day))
 
 
 @dg.asset(deps=["raw_events"], pool="duckdb", group_name=GROUP, kinds=KINDS, owners=OWNERS,
@@ -86,7 +123,7 @@ def sessions(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> dg
     Grain: one row per session (`core.sessions`), partitioned by the local day it lies in; start, end,
     duration, event count, first event and the first event's platform, country, channel and segments.
     """
-    return _per_day(context, duckdb, "sessions", compute_sessions)
+    return _per_day(context, duckdb, "sessions", compute_sessions, _sessions_digest)
 
 
 @dg.asset(deps=[dg.AssetDep("raw_events", partition_mapping=raw_days_of_local_day()), sessions], **DAILY_KW)
@@ -98,7 +135,7 @@ def daily_metrics(context: dg.AssetExecutionContext, duckdb: WarehouseResource) 
     stickiness, new users, sessions, session duration (median, mean), events per session, and the count and
     unique users of every event name. Also keeps `core.user_days` (one row per user per active day).
     """
-    return _per_day(context, duckdb, "daily_metrics", compute_daily_metrics)
+    return _per_day(context, duckdb, "daily_metrics", compute_daily_metrics, _metrics_digest)
 
 
 @dg.asset(deps=[dg.AssetDep("raw_events", partition_mapping=raw_days_of_local_day(extra_days_after=load_config().max_window_days)),

@@ -1,0 +1,127 @@
+"""Issue 15: the daily lookback re-materializes a day of `sessions` or `daily_metrics` only when what it reads
+changed (hitcraft_assets/analysis/inputs.py). A demo warehouse is run morning after morning as the schedule
+runs it, next to a twin whose every day is recomputed (its compute log cleared before each morning); the
+rows must be identical, the untouched days must say `unchanged`, and a day whose export file gained an event
+overnight must run again, with every later day of daily_metrics (WAU, MAU and who is new read earlier
+days)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+
+import dagster as dg
+import duckdb
+
+from hitcraft_assets.analysis.assets import daily_metrics, identity_map, sessions
+from hitcraft_assets.demo.simulator import generate_demo
+from hitcraft_assets.ingestion.assets import raw_events
+from hitcraft_assets.ingestion.mixpanel import MixpanelResource
+from hitcraft_assets.ingestion.sources import ExportSourceResource
+from hitcraft_assets.schedules import analysis_range
+from hitcraft_assets.warehouse import WarehouseResource
+from hitcraft_assets_tests.test_as_of import _same
+
+END = date(2026, 2, 19)
+DAYS = 14
+START = END - timedelta(days=DAYS - 1)
+ASSETS = [raw_events, identity_map, sessions, daily_metrics]
+TABLES = {"core.sessions": "session_date, session_id", "core.user_days": "activity_date, user_key, device_id",
+          "core.user_first_days": "user_key, device_id", "analytics.daily_metrics": "metric_date, metric, dimension, segment"}
+
+
+def _resources(tmp_path, db):
+    return {"duckdb": WarehouseResource(database=str(db)),
+            "export_source": ExportSourceResource(source="files", export_dir=str(tmp_path / "export"),
+                                                  staging_dir=str(tmp_path / f"staging-{db.stem}"),
+                                                  mixpanel=MixpanelResource())}
+
+
+def _run(instance, resources, first: date, last: date) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(ASSETS, instance=instance, resources=resources, selection=ASSETS,
+                            tags={"dagster/asset_partition_range_start": first.isoformat(),
+                                  "dagster/asset_partition_range_end": last.isoformat()})
+    assert result.success
+    return result
+
+
+def _unchanged(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, bool]:
+    """partition -> its metadata's `unchanged`, for the asset's materializations of the run."""
+    return {m.partition: m.metadata["unchanged"].value for m in result.asset_materializations_for_node(asset)}
+
+
+def _rows(db) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return {t: conn.execute(f"select * from {t} order by {o}").fetchall() for t, o in TABLES.items()}
+
+
+def _add_late_event(export_dir, day: date) -> None:
+    """One more event in the day's export file, as a late upload would bring."""
+    path = export_dir / f"{day.isoformat()}.jsonl"
+    first = json.loads(path.read_text().splitlines()[0])
+    props = dict(first["properties"], time=first["properties"]["time"] + 60, **{"$insert_id": "late-arrival-1"})
+    with path.open("a") as f:
+        f.write(json.dumps({"event": "Late Upload", "properties": props}) + "\n")
+
+
+def test_unchanged_days_are_left_alone_and_the_rows_equal_a_recompute_of_every_day(tmp_path):
+    generate_demo(tmp_path / "export", days=DAYS, end_date=END, users=300, seed=5)
+    skip, full = tmp_path / "skip.duckdb", tmp_path / "full.duckdb"
+    mornings = [END - timedelta(days=1), END]
+    with dg.instance_for_test() as instance:
+        for db in (skip, full):
+            _run(instance, _resources(tmp_path, db), START, mornings[0] - timedelta(days=1))
+        results, windows = [], []
+        for k, day in enumerate(mornings):
+            if k == 1:
+                _add_late_event(tmp_path / "export", day - timedelta(days=5))
+            window = analysis_range(day, day, "UTC", 7, START)
+            windows.append(window)
+            with duckdb.connect(str(full)) as conn:
+                conn.execute("delete from analytics.compute_log")   # the twin recomputes every day
+            results.append(_run(instance, _resources(tmp_path, skip), *window))
+            _run(instance, _resources(tmp_path, full), *window)
+    got, want = _rows(skip), _rows(full)
+    for table in TABLES:
+        assert len(want[table]) > 0, table
+        assert len(got[table]) == len(want[table]), table
+        for g, w in zip(got[table], want[table]):
+            assert _same(g, w), (table, g, w)
+    first, second = results
+    # first morning: only the new day and the day before it (its events may lie in the new file, within
+    # the load's time tolerance) are computed
+    new, before = mornings[0].isoformat(), (mornings[0] - timedelta(days=1)).isoformat()
+    for asset in ("sessions", "daily_metrics"):
+        flags = _unchanged(first, asset)
+        assert len(flags) == (windows[0][1] - windows[0][0]).days + 1, (asset, flags)
+        assert {p for p, same in flags.items() if not same} == {new, before}, (asset, flags)
+    # second morning: the day that gained a late event runs again, with its neighbours for sessions and
+    # every later day for daily_metrics
+    late = mornings[1] - timedelta(days=5)
+    changed = {d.isoformat() for d in (late - timedelta(days=1), late, late + timedelta(days=1))} | \
+        {mornings[1].isoformat(), (mornings[1] - timedelta(days=1)).isoformat()}
+    assert {p for p, same in _unchanged(second, "sessions").items() if not same} == changed
+    later = {(late - timedelta(days=1) + timedelta(days=i)).isoformat() for i in range(7)}
+    assert {p for p, same in _unchanged(second, "daily_metrics").items() if not same} == later
+    with duckdb.connect(str(skip), read_only=True) as conn:
+        assert conn.execute("select count(*) from core.sessions s where session_date = ? and exists "
+                            "(select 1 from raw.events e where e.insert_id = 'late-arrival-1')",
+                            [late]).fetchone()[0] > 0
+
+
+def test_a_day_whose_rows_were_deleted_is_computed_again(tmp_path):
+    generate_demo(tmp_path / "export", days=4, end_date=END, users=300, seed=2)
+    db = tmp_path / "w.duckdb"
+    with dg.instance_for_test() as instance:
+        _run(instance, _resources(tmp_path, db), END - timedelta(days=3), END)
+        with duckdb.connect(str(db)) as conn:
+            day, before = conn.execute("select session_date, count(*) from core.sessions group by 1 "
+                                       "order by 2 desc, 1 limit 1").fetchone()
+            conn.execute("delete from core.sessions where session_date = ?", [day])
+        again = _run(instance, _resources(tmp_path, db), END - timedelta(days=3), END)
+    assert before > 0
+    flags = _unchanged(again, "sessions")
+    assert [p for p, same in flags.items() if not same] == [day.isoformat()]
+    assert all(_unchanged(again, "daily_metrics").values())
+    with duckdb.connect(str(db), read_only=True) as conn:
+        assert conn.execute("select count(*) from core.sessions where session_date = ?", [day]).fetchone()[0] == before
