@@ -7,7 +7,7 @@ from datetime import date
 import dagster as dg
 
 from hitcraft_assets.analysis import inputs
-from hitcraft_assets.analysis.days import held_local_days
+from hitcraft_assets.analysis.days import held_local_days, scan_days
 from hitcraft_assets.analysis.funnels import compute_funnels
 from hitcraft_assets.analysis.identity import rebuild_identity
 from hitcraft_assets.analysis.metrics import compute_daily_metrics
@@ -51,7 +51,7 @@ def _per_day(context: dg.AssetExecutionContext, duckdb: WarehouseResource, name:
     with duckdb.get_connection() as conn:
         held = held_local_days(conn, days, config)
         if digest_fn is not None:
-            spans = [inputs.scan_days(d, config) for d in days]
+            spans = [scan_days(d, config) for d in days]
             day_inputs = inputs.DayInputs(conn, min(a for a, _ in spans), max(b for _, b in spans))
             logs = inputs.logged(conn, name, days)
     unchanged = 0
@@ -86,12 +86,12 @@ def _per_day(context: dg.AssetExecutionContext, duckdb: WarehouseResource, name:
 
 
 def _sessions_digest(conn, day_inputs: inputs.DayInputs, day: date, config) -> str | None:
-    return inputs.digest("sessions", day, config, day_inputs.raw_part(*inputs.scan_days(day, config)))
+    return inputs.digest("sessions", day, config, day_inputs.raw_part(*scan_days(day, config)))
 
 
 def _metrics_digest(conn, day_inputs: inputs.DayInputs, day: date, config) -> str | None:
     """Its own raw days, its sessions, and the user-days of every earlier day (WAU, MAU, new users)."""
-    return inputs.digest("daily_metrics", day, config, day_inputs.raw_part(*inputs.scan_days(day, config)),
+    return inputs.digest("daily_metrics", day, config, day_inputs.raw_part(*scan_days(day, config)),
                          inputs.digest_of(conn, "sessions", day), inputs.digests_before(conn, "daily_metrics", day))
 
 

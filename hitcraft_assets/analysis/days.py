@@ -57,6 +57,13 @@ def filed_days(start: datetime, end: datetime, config, margin: timedelta = timed
             (end - timedelta(microseconds=1) + margin).astimezone(zone).date())
 
 
+def scan_days(day: date, config) -> tuple[date, date]:
+    """The raw partitions a local day's readers scan: the filed days of its interval, widened by the load's
+    time tolerance (a file may hold events up to that far outside its day)."""
+    ld = local_day(day, config.timezone)
+    return filed_days(ld.start, ld.end, config, timedelta(minutes=max(config.time_tolerance_minutes, 0)))
+
+
 def held_raw_days(conn) -> dict[date, str]:
     """Raw days the quality gate holds back from analysis, with the reason (raw.load_log.gate = 'held')."""
     tables = {r[0] for r in conn.execute("select schema_name || '.' || table_name from duckdb_tables()").fetchall()}

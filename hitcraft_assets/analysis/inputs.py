@@ -35,7 +35,6 @@ from pathlib import Path
 
 import duckdb
 
-from hitcraft_assets.analysis.days import filed_days, local_day
 from hitcraft_assets.config import ProductConfig
 from hitcraft_assets.analysis.identity import ensure_identity
 from hitcraft_assets.warehouse import ensure_schema, existing_tables, sql_dir
@@ -137,7 +136,8 @@ def digest(asset: str, day: date, config: ProductConfig, raw: str | None, *extra
 
 
 def logged(conn: duckdb.DuckDBPyConnection, asset: str, days: list[date]) -> dict[date, tuple[str, dict]]:
-    """day -> (input digest, stats) of each day's last computation whose rows are all still there."""
+    """day -> (input digest, stats) of each day's last computation whose rows are all still there. Creates
+    the log when it is missing: a step calls this first, and the other readers and `record` after it."""
     ensure_log(conn)
     table, column = TABLES[asset]
     if table not in existing_tables(conn):
@@ -153,14 +153,12 @@ def logged(conn: duckdb.DuckDBPyConnection, asset: str, days: list[date]) -> dic
 def digests_before(conn: duckdb.DuckDBPyConnection, asset: str, day: date) -> str:
     """An order-free digest of the recorded inputs of every day of `asset` before `day` (daily_metrics'
     user-days of earlier days: WAU, MAU and who is new), or '' when there are none."""
-    ensure_log(conn)
     row = conn.execute("select count(*), bit_xor(hash(day, input_digest)) from analytics.compute_log "
                        "where asset = ? and day < ?", [asset, day]).fetchone()
     return f"{row[0]}:{row[1]}"
 
 
 def digest_of(conn: duckdb.DuckDBPyConnection, asset: str, day: date) -> str | None:
-    ensure_log(conn)
     row = conn.execute("select input_digest from analytics.compute_log where asset = ? and day = ?",
                        [asset, day]).fetchone()
     return row[0] if row else None
@@ -169,7 +167,6 @@ def digest_of(conn: duckdb.DuckDBPyConnection, asset: str, day: date) -> str | N
 def record(conn: duckdb.DuckDBPyConnection, asset: str, day: date, input_digest: str | None, stats: dict) -> None:
     """Record a day's computation (its digest, rows and metadata); a day computed without a digest forgets
     any earlier record, so that it is computed again next time."""
-    ensure_log(conn)
     table, column = TABLES[asset]
     conn.execute("delete from analytics.compute_log where asset = ? and day = ?", [asset, day])
     if input_digest is None:
@@ -177,10 +174,3 @@ def record(conn: duckdb.DuckDBPyConnection, asset: str, day: date, input_digest:
     (rows,) = conn.execute(f"select count(*) from {table} where {column} = ?", [day]).fetchone()  # noqa: S608
     conn.execute("insert into analytics.compute_log values (?, ?, ?, ?, ?, now())",
                  [asset, day, input_digest, rows, json.dumps(stats, default=str)])
-
-
-def scan_days(day: date, config: ProductConfig) -> tuple[date, date]:
-    """The export days a local day's readers scan (the scan range of sessions.day_params)."""
-    margin = timedelta(minutes=max(config.time_tolerance_minutes, 0))
-    ld = local_day(day, config.timezone)
-    return filed_days(ld.start, ld.end, config, margin)

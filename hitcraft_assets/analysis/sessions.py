@@ -18,11 +18,11 @@ configured property: literal top-level key first, else the nested path of a dott
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 import duckdb
 
-from hitcraft_assets.analysis.days import filed_days, local_day, sql_params
+from hitcraft_assets.analysis.days import local_day, scan_days, sql_params
 from hitcraft_assets.analysis.identity import ensure_identity
 from hitcraft_assets.config import ProductConfig, property_path
 from hitcraft_assets.warehouse import ensure_schema, named_statements, run_named, transaction
@@ -67,11 +67,9 @@ def day_params(day: date, config: ProductConfig) -> dict:
     """Everything a statement of local day `day` may take: the local day's UTC bounds, the export days to
     scan (widened by the load's time tolerance: a file may hold events up to that far outside its day), the
     session timeout, the dimensions."""
-    ld = local_day(day, config.timezone)
-    margin = timedelta(minutes=max(config.time_tolerance_minutes, 0))
-    params = sql_params(ld)
+    params = sql_params(local_day(day, config.timezone))
     params.update(dimension_params(config))
-    scan_from, scan_to = filed_days(ld.start, ld.end, config, margin)
+    scan_from, scan_to = scan_days(day, config)
     params.update({"scan_from": scan_from.isoformat(), "scan_to": scan_to.isoformat(),
                    "timeout_s": config.session_timeout_minutes * 60})
     return params
