@@ -18,14 +18,14 @@ DROP = 50           # day index where Android loses 60% of its users
 MISSING = 30        # day index whose export file was missing
 
 
-def build_warehouse(path) -> None:
+def build_warehouse(path, days: int = DAYS) -> None:
     rng = np.random.default_rng(7)
     conn = duckdb.connect(str(path))
     ensure_schema(conn)
     conn.execute("create table analytics.daily_metrics (metric_date date, metric varchar, dimension varchar, "
                  "segment varchar, value double)")
     rows, log = [], []
-    for i in range(DAYS):
+    for i in range(days):
         day = START + timedelta(days=i)
         weekly = 0.8 if day.weekday() >= 5 else 1.0
         ios = rng.poisson(600 * weekly)
@@ -200,6 +200,42 @@ def test_trends_of_a_day_whose_inputs_did_not_change_are_left_as_they_are(tmp_pa
         assert result.success and not any(m.metadata["unchanged"].value
                                           for m in result.asset_materializations_for_node("trends"))
     assert rows(full) == rows(db) and rows(db) != first_rows
+
+
+def test_the_next_mornings_lookback_leaves_the_days_it_shares_with_the_last_one_alone(tmp_path):
+    """Issue 15: each morning's range starts a day later, so its series are loaded from a day later. A day's
+    trends do not depend on where the load starts (they read the 120 days up to the day), and neither may its
+    digest: the next morning leaves the days both ranges hold alone, and their rows are what a recompute from
+    the new range gives. (The digest once hashed each series' first loaded day, which moves with the range,
+    so every day of every morning ran again.)"""
+    db, full = tmp_path / "w.duckdb", tmp_path / "full.duckdb"
+    build_warehouse(db, days=140)                # the 120-day load starts inside the data, not before it
+    mornings = [(START + timedelta(days=130), START + timedelta(days=138)),
+                (START + timedelta(days=131), START + timedelta(days=139))]
+
+    def run(path, first: date, last: date, instance) -> dict[str, bool]:
+        result = dg.materialize([trends], resources={"duckdb": WarehouseResource(database=str(path))},
+                                instance=instance, tags={"dagster/asset_partition_range_start": first.isoformat(),
+                                                         "dagster/asset_partition_range_end": last.isoformat()})
+        assert result.success
+        return {m.partition: m.metadata["unchanged"].value for m in result.asset_materializations_for_node("trends")}
+
+    def rows(path) -> list:
+        with duckdb.connect(str(path), read_only=True) as conn:
+            return conn.execute("select * from analytics.trends order by all").fetchall()
+
+    with dg.instance_for_test() as instance:
+        assert set(run(db, *mornings[0], instance).values()) == {False}
+        second = run(db, *mornings[1], instance)
+        assert {d for d, same in second.items() if not same} == {mornings[1][1].isoformat()}
+        with duckdb.connect(str(db)) as conn:
+            conn.execute(f"attach '{full}' as f")
+            conn.execute("copy from database w to f")
+            conn.execute("detach f")
+        with duckdb.connect(str(full)) as conn:
+            conn.execute("update analytics.detection_log set input_digest = null")
+        assert set(run(full, *mornings[1], instance).values()) == {False}
+    assert rows(full) == rows(db) and len(rows(db)) >= 3 * 9
 
 
 def test_anomaly_walks_resume_from_the_last_run_and_give_the_rows_of_a_walk_from_the_start(tmp_path):

@@ -451,18 +451,26 @@ def _detection_code_digest() -> bytes:
 
 
 def trend_inputs_digest(day: date, series: Sequence[Series]) -> str | None:
-    """sha256 of everything :func:`trends_for_day` reads for `day`: each series' key, first day of data,
-    values and volumes over the HISTORY_DAYS up to the day (the most it reads back: the change-point
-    window, the 28-day windows and the segment sizes all lie within them), to 12 significant digits, and the
-    detectors' code. The same digest gives the same rows (to the last digits a recompute of the same inputs
-    changes anyway). None when the day is not on the series' calendar."""
+    """sha256 of everything :func:`trends_for_day` reads for `day`: each series' key, values (as loaded,
+    and without the days whose trailing window is not yet full) and volumes over the HISTORY_DAYS up to
+    the day (the most it reads back: the change-point window, the 28-day windows and the segment sizes all
+    lie within them), to 12 significant digits, and the detectors' code. The same digest gives the same rows
+    (to the last digits a recompute of the same inputs changes anyway). None when the day is not on the
+    series' calendar.
+
+    The series' first day of data is not hashed as such: trends read it only through the days it masks
+    (`_full_windows`), and a series without a recorded first day counts from its first loaded value, which
+    moves with the range a run loads; hashing that date made every day of every run look changed."""
     h = hashlib.sha256(_detection_code_digest())
     h.update(day.isoformat().encode())
     for s in sorted(series, key=lambda s: s.key):
         if day not in s.dates:
             return None
         i = s.dates.index(day)
-        _hash_span(h, s, max(0, i - HISTORY_DAYS + 1), i + 1)
+        lo = max(0, i - HISTORY_DAYS + 1)
+        h.update(repr((s.key, s.dates[lo].isoformat())).encode())
+        for values in (s.values, _full_windows(s), s.volume):
+            h.update(_significant(values[lo:i + 1]).tobytes())
     return h.hexdigest()
 
 
