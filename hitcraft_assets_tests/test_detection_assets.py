@@ -18,7 +18,26 @@ DROP = 50           # day index where Android loses 60% of its users
 MISSING = 30        # day index whose export file was missing
 
 
-def build_warehouse(path, days: int = DAYS) -> None:
+def _funnel_steps(conn, days: int) -> None:
+    """A two-step funnel: the total with about 70 entrants a day (judged one day at a time), Android with
+    about 12 (pooled windows), iOS growing from 15 to 45 (pooled, then one day at a time once its median
+    reaches 30: both of a conversion's walks)."""
+    rng = np.random.default_rng(11)
+    conn.execute("create table analytics.funnel_steps (funnel varchar, cohort_date date, dimension varchar, "
+                 "segment varchar, step integer, users_1d bigint, conversion_1d_from_prev double)")
+    rows = []
+    for i in range(days):
+        day = START + timedelta(days=i)
+        for dimension, segment, entrants in (("all", "all", 70), ("platform", "Android", 12),
+                                             ("platform", "iOS", 15 + 30 * i / days)):
+            n = max(1, int(rng.poisson(entrants)))
+            k = int(rng.binomial(n, 0.6))
+            rows += [("checkout", day, dimension, segment, 1, n, None),
+                     ("checkout", day, dimension, segment, 2, k, k / n)]
+    conn.executemany("insert into analytics.funnel_steps values (?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def build_warehouse(path, days: int = DAYS, funnel: bool = False) -> None:
     rng = np.random.default_rng(7)
     conn = duckdb.connect(str(path))
     ensure_schema(conn)
@@ -36,6 +55,8 @@ def build_warehouse(path, days: int = DAYS) -> None:
                  (day, "dau", "platform", "Android", android)]
         log.append((day, i != MISSING))
     conn.executemany("insert into analytics.daily_metrics values (?, ?, ?, ?, ?)", rows)
+    if funnel:
+        _funnel_steps(conn, days)
     conn.executemany("insert into raw.load_log (event_date, loaded_at, source, source_found, lines, rows_loaded, "
                      "rejected, duplicates_removed, distinct_users, bytes_read) values (?, now(), 'test', ?, 0, 0, 0, 0, 0, 0)", log)
     conn.close()
@@ -241,10 +262,12 @@ def test_the_next_mornings_lookback_leaves_the_days_it_shares_with_the_last_one_
 def test_anomaly_walks_resume_from_the_last_run_and_give_the_rows_of_a_walk_from_the_start(tmp_path):
     """Issue 15: a day's scan walks every series from its scan start (120-147 days back). The next run goes on
     from where the last one stopped for every series whose first days are unchanged; one whose earlier value
-    changed is walked from the start. Either way the rows are those of a run without stored walks."""
+    changed is walked from the start. Either way the rows are those of a run without stored walks. The
+    funnel's conversions resume too: both of their walks (pooled windows on few entrants, one day at a time
+    on many)."""
     db, fresh = tmp_path / "w.duckdb", tmp_path / "fresh.duckdb"
-    build_warehouse(db)
-    build_warehouse(fresh)
+    build_warehouse(db, funnel=True)
+    build_warehouse(fresh, funnel=True)
 
     def run(path, first: int, last: int) -> list[int]:
         tags = {"dagster/asset_partition_range_start": (START + timedelta(days=first)).isoformat(),
@@ -264,21 +287,23 @@ def test_anomaly_walks_resume_from_the_last_run_and_give_the_rows_of_a_walk_from
             conn.execute("delete from analytics.anomaly_walks")
 
     with dg.instance_for_test() as instance:
-        # the lookback of day 52, then of day 53: the second run resumes all three series (dau total, iOS, Android)
+        # the lookback of day 52, then of day 53: the second run resumes all six series (dau and the
+        # funnel's conversion, each for the total, iOS and Android)
         assert set(run(db, DROP - 6, DROP + 1)) == {0}
-        assert set(run(db, DROP - 5, DROP + 2)) == {3}
+        assert set(run(db, DROP - 5, DROP + 2)) == {6}
         run(fresh, DROP - 6, DROP + 1)
         forget_walks(fresh)
         assert set(run(fresh, DROP - 5, DROP + 2)) == {0}
         assert rows(db) == rows(fresh)
         assert any(r[3] == "Android" and r[12] == "new" for r in rows(db))    # the planted drop is there
 
-        # an earlier iOS value changes: iOS and the total are walked from the start, Android goes on
+        # an earlier iOS value changes: iOS and the total are walked from the start, Android and the funnel
+        # go on
         for path in (db, fresh):
             with duckdb.connect(str(path)) as conn:
                 conn.execute("update analytics.daily_metrics set value = value + 90 where metric_date = ? "
                              "and metric = 'dau' and segment in ('iOS', 'all')", [START + timedelta(days=DROP - 2)])
         forget_walks(fresh)
-        assert set(run(db, DROP - 5, DROP + 2)) == {1}
+        assert set(run(db, DROP - 5, DROP + 2)) == {4}
         assert set(run(fresh, DROP - 5, DROP + 2)) == {0}
         assert rows(db) == rows(fresh)

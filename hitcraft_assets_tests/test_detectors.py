@@ -727,6 +727,34 @@ def test_a_funnel_with_15_entrants_a_day_is_judged_by_pooled_days():
     assert quiet_alerts <= 2                                 # over 40 x 76 judged days
 
 
+def test_a_pooled_walk_resumed_anywhere_judges_the_later_days_as_a_walk_from_the_start():
+    """Issue 15: a conversion's pooled walk stops in a state (the days a baseline may use, its regime, the
+    open episode) and goes on from it the next morning. Resumed on any day, through a break's alerts,
+    continuations, a transient dip and a new regime, every later day (and the state's tail) is judged as by
+    one walk over the whole series; a state that does not fit the series is refused."""
+    from hitcraft_assets.detection.anomalies import NOT_RECOMPUTED
+    from hitcraft_assets.detection.rates import walk_rate_series
+
+    rng = np.random.default_rng(9)
+    rates, trials = _funnel_day_counts(rng, 15, 0.6, 0.2, STEP_DAY)
+    rates[30:33] = 0.15                                   # a transient dip: left out of later baselines
+    judge = np.ones(N_DAYS, bool)
+    judge[40:44] = False                                  # days the scan does not test (a small segment)
+    whole, end = walk_rate_series(DATES, rates, trials, judge)
+    statuses = {p.status for p in whole}
+    assert {"anomaly", "continuation", "normal", "warming_up"} <= statuses, statuses
+    for k in range(N_DAYS + 1):
+        head, state = walk_rate_series(DATES[:k], rates[:k], trials[:k], judge[:k])
+        assert head == whole[:k]                          # no look-ahead: the first k days alone judge alike
+        again, end_again = walk_rate_series(DATES, rates, trials, judge, resume=state)
+        tail = len(state.tail)
+        assert again[k - tail:] == whole[k - tail:], k
+        assert all(p.status == NOT_RECOMPUTED for p in again[:k - tail])
+        assert (end_again.usable == end.usable).all() and end_again.episode == end.episode
+    with pytest.raises(ValueError, match="DETECTION_RESUME"):
+        walk_rate_series(DATES[:10], rates[:10], trials[:10], resume=state)
+
+
 def test_beta_binomial_tails_are_scipys():
     """The pooled test's tails, from one vector of the pmf, are scipy's betabinom cdf/sf and its ppf/isf
     bounds; a small upper tail is summed, not 1 minus a sum (scipy's generic sf loses it to rounding)."""

@@ -35,7 +35,8 @@ binomial noise). About 20 ms per 90-day series: the tails come from one vector o
 window (:func:`betabinom_tails`; scipy's frozen ``betabinom`` took 0.7 s a series, building a docstring per
 freeze and summing the pmf once per ``cdf`` call and per bisection step of ``ppf``).
 
-Public: :func:`assess_rate_series`, :func:`pooled_tail`, :func:`betabinom_tails`.
+Public: :func:`assess_rate_series` (:func:`walk_rate_series`: the same, resumable from a
+:class:`RateWalkState`), :func:`pooled_tail`, :func:`betabinom_tails`.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from hitcraft_assets.detection.anomalies import (
     CONTINUATION,
     MISSING,
     NORMAL,
+    NOT_RECOMPUTED,
+    TAIL_POINTS,
     WARMING_UP,
     AnomalyOptions,
     PointAssessment,
@@ -129,6 +132,23 @@ def _score(p: float, sign: int) -> float:
     return sign * min(MAX_SCORE, float(-special.ndtri(max(p / 2, 1e-300))))
 
 
+@dataclass
+class RateWalkState:
+    """Where a pooled walk stopped: what its day loop carries from one day to the next (the days a baseline
+    may use, the regime, the open episode), after judging the days before ``next_index``, and the last
+    ``TAIL_POINTS`` judgements. Given the same rates, trials and days to judge up to ``next_index``, a walk
+    resumed from it judges every later day exactly as a walk from the start does (the windows and baselines
+    it reads lie in the arrays, which the resumed walk has whole)."""
+
+    next_index: int
+    usable: np.ndarray
+    regime_start: int
+    in_regime: bool
+    episode: tuple[int, int, _Base] | None
+    judged_since: int
+    tail: list[PointAssessment]
+
+
 def assess_rate_series(dates: Sequence[Any], rates: Sequence[float] | np.ndarray,
                        trials: Sequence[float] | np.ndarray,
                        judge: Sequence[bool] | np.ndarray | None = None) -> list[PointAssessment]:
@@ -137,6 +157,15 @@ def assess_rate_series(dates: Sequence[Any], rates: Sequence[float] | np.ndarray
     days to judge (default all); the others are still part of later baselines. Returns one
     :class:`PointAssessment` per date, in order (``observed``/``expected`` are rates; ``observed`` is the
     window that decided)."""
+    return walk_rate_series(dates, rates, trials, judge)[0]
+
+
+def walk_rate_series(dates: Sequence[Any], rates: Sequence[float] | np.ndarray,
+                     trials: Sequence[float] | np.ndarray, judge: Sequence[bool] | np.ndarray | None = None, *,
+                     resume: RateWalkState | None = None) -> tuple[list[PointAssessment], RateWalkState]:
+    """:func:`assess_rate_series`, optionally resumed from the state a walk over the same first days stopped
+    in, and the state it stops in after the last day. Resumed, the days before the state's tail are not
+    judged again: their points have status ``not_recomputed``."""
     r = np.asarray(rates, dtype=float)
     n = np.asarray(trials, dtype=float)
     if r.shape != n.shape or r.ndim != 1 or len(dates) != r.size:
@@ -152,12 +181,22 @@ def assess_rate_series(dates: Sequence[Any], rates: Sequence[float] | np.ndarray
     episode: tuple[int, int, _Base] | None = None       # (start, sign, frozen baseline)
     judged_since = 0
     out: list[PointAssessment] = []
+    first = 0
+    if resume is not None:
+        first = resume.next_index
+        if not 0 <= first <= r.size or len(resume.tail) > first:
+            raise ValueError(f"DETECTION_RESUME: a state at day {first} does not fit {r.size} days")
+        usable[:first] = resume.usable
+        regime_start, in_regime, episode, judged_since = (resume.regime_start, resume.in_regime, resume.episode,
+                                                          resume.judged_since)
+        out = [PointAssessment(dates[i], None, None, None, None, None, None, None, False, NOT_RECOMPUTED)
+               for i in range(first - len(resume.tail))] + list(resume.tail)
 
     def blank(i: int, status: str) -> PointAssessment:
         return PointAssessment(dates[i], float(r[i]) if valid[i] else None, None, None, None, None, None,
                                None, False, status)
 
-    for i in range(r.size):
+    for i in range(first, r.size):
         if not valid[i]:
             out.append(blank(i, MISSING))
             continue
@@ -210,7 +249,10 @@ def assess_rate_series(dates: Sequence[Any], rates: Sequence[float] | np.ndarray
             episode, judged_since = (i, sign, base), 1
         out.append(PointAssessment(dates[i], observed, base.rate, lower, upper, _score(p, sign), p,
                                    "up" if sign > 0 else "down", status == ANOMALY, status, window))
-    return out
+    state = RateWalkState(r.size, usable.copy(), regime_start, in_regime, episode, judged_since,
+                          out[max(0, r.size - TAIL_POINTS):])
+    return out, state
 
 
-__all__ = ["assess_rate_series", "betabinom_tails", "pooled_tail", "P_THRESHOLD", "WINDOWS"]
+__all__ = ["assess_rate_series", "walk_rate_series", "RateWalkState", "betabinom_tails", "pooled_tail",
+           "P_THRESHOLD", "WINDOWS"]

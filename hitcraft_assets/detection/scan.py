@@ -38,12 +38,11 @@ from hitcraft_assets.detection.anomalies import (
     AnomalyOptions,
     PointAssessment,
     WalkState,
-    assess_series,
     fdr_decision,
     walk_series,
 )
 from hitcraft_assets.detection.changepoints import find_change_points
-from hitcraft_assets.detection.rates import assess_rate_series
+from hitcraft_assets.detection.rates import RateWalkState, walk_rate_series
 from hitcraft_assets.detection.rootcause import rank_contributors
 from hitcraft_assets.detection.trends import trend_summary, window_change
 from hitcraft_assets.lazy import lazy
@@ -194,23 +193,39 @@ def scannable(series: Series) -> np.ndarray:
     return np.ones(len(series.dates), dtype=bool)
 
 
-def _assess_rate(s: Series, gate: np.ndarray) -> list[PointAssessment]:
+@dataclass
+class RateWalks:
+    """Where a conversion series' two walks stopped (either is None when the series did not need it): the
+    per-day detector on its days with enough trials, and the pooled windows on the others."""
+    next_index: int
+    daily: WalkState | None
+    pooled: RateWalkState | None
+
+
+def _assess_rate(s: Series, gate: np.ndarray, resume: RateWalks | None = None
+                 ) -> tuple[list[PointAssessment], RateWalks]:
     """A conversion series: a day whose median trials over the 28 days up to it reach MIN_TRIALS is judged
     on its own by the robust detector (a day with fewer trials is not a data point there); a day with
-    fewer, by pooled windows against the 28 days before them (`rates.assess_rate_series`)."""
+    fewer, by pooled windows against the 28 days before them (`rates.assess_rate_series`). `resume`: where
+    both walks stopped on an earlier run over the same first days (a walk the earlier run did not need
+    starts from the beginning)."""
     daily = trailing_median(s.volume) >= MIN_TRIALS
     per_day = pooled = None
+    daily_state = pooled_state = None
     if daily.any():
         values = s.values.copy()
         values[~(s.volume >= MIN_TRIALS)] = np.nan
-        per_day = assess_series(s.dates, values, anomaly_options(s.metric))
+        per_day, daily_state = walk_series(s.dates, values, anomaly_options(s.metric),
+                                           resume=resume.daily if resume is not None else None)
     if (gate & ~daily).any():
-        pooled = assess_rate_series(s.dates, s.values, s.volume, judge=gate & ~daily)
+        pooled, pooled_state = walk_rate_series(s.dates, s.values, s.volume, judge=gate & ~daily,
+                                                resume=resume.pooled if resume is not None else None)
+    state = RateWalks(len(s.dates), daily_state, pooled_state)
     if pooled is None:
-        return per_day
+        return per_day, state
     if per_day is None:
-        return pooled
-    return [a if use_daily else b for a, b, use_daily in zip(per_day, pooled, daily)]
+        return pooled, state
+    return [a if use_daily else b for a, b, use_daily in zip(per_day, pooled, daily)], state
 
 
 @dataclass
@@ -221,17 +236,17 @@ class Assessed:
     # the values of the segments' count series, tested or not: a segment that appears (a new channel) has no
     # judgement yet, but it can be the cause of a total's anomaly
     counts: dict[SeriesKey, np.ndarray] = field(default_factory=dict)
-    # where each series' walk stopped (not for conversions): the next run over the same start resumes from it
-    states: dict[SeriesKey, WalkState] = field(default_factory=dict)
+    # where each series' walk stopped: the next run over the same start resumes from it
+    states: dict[SeriesKey, WalkState | RateWalks] = field(default_factory=dict)
     resumed: int = 0                          # series whose walk resumed from a stored state
 
 
-def assess_all(series: Sequence[Series], resume: dict[SeriesKey, WalkState] | None = None) -> Assessed:
+def assess_all(series: Sequence[Series], resume: dict[SeriesKey, WalkState | RateWalks] | None = None
+               ) -> Assessed:
     """Every day of every series judged from its own past only (no look-ahead), so one pass over a range
     serves every day of a backfill; which series a day tests (size, trials) also follows only the days up to
     it, so a backfill tests on each day what that day's own run tests. `resume`: per series, the state an
-    earlier walk over the same first days stopped in (see :func:`walk_digest`); the walk goes on from there
-    (conversions are always walked whole: their pooled windows are not resumable)."""
+    earlier walk over the same first days stopped in (see :func:`walk_digest`); the walk goes on from there."""
     resume = resume or {}
     points, tested, counts, states = {}, {}, {}, {}
     resumed = 0
@@ -239,27 +254,37 @@ def assess_all(series: Sequence[Series], resume: dict[SeriesKey, WalkState] | No
     for s in series:
         if s.key[1] != "all" and is_count(s.metric):
             counts[s.key] = s.values
-        gate = scannable(s) & big_enough(s, sizes)
+        gate = scan_gate(s, sizes)
         if not gate.any():
             continue
+        state = resume.get(s.key)
+        resumed += state is not None
         if is_rate(s.metric):
-            points[s.key] = _assess_rate(s, gate)
+            points[s.key], states[s.key] = _assess_rate(s, gate, state if isinstance(state, RateWalks) else None)
         else:
-            state = resume.get(s.key)
-            resumed += state is not None
             points[s.key], states[s.key] = walk_series(s.dates, _full_windows(s), anomaly_options(s.metric),
-                                                       weights=weights(s), resume=state)
+                                                       weights=weights(s),
+                                                       resume=state if isinstance(state, WalkState) else None)
         tested[s.key] = gate
     return Assessed(points, tested, counts, states, resumed)
 
 
-def walk_digest(s: Series, n: int) -> str:
+def scan_gate(s: Series, sizes: dict[tuple[str, str], np.ndarray]) -> np.ndarray:
+    """Per day, whether the anomaly scan tests the series (it may still walk the days it does not test)."""
+    return scannable(s) & big_enough(s, sizes)
+
+
+def walk_digest(s: Series, n: int, sizes: dict[tuple[str, str], np.ndarray]) -> str:
     """sha256 of what a series' anomaly walk reads on its first `n` days: the detectors' code, its key, first
     day of data (trailing-window metrics start at their first full window), calendar start, and values and
-    volumes (weights) of those days to DIGEST_DIGITS significant digits. A walk stopped after day n - 1 may be
-    resumed by a run whose series has the same digest."""
+    volumes (weights: a conversion's trials) of those days to DIGEST_DIGITS significant digits; for a
+    conversion also the days it tests (its segment's size: the pooled walk judges only those). A walk
+    stopped after day n - 1 may be resumed by a run whose series has the same digest. `sizes`: the
+    scan's `segment_sizes`."""
     h = hashlib.sha256(_detection_code_digest())
     _hash_span(h, s, 0, n, n)
+    if is_rate(s.metric):
+        h.update(np.packbits(scan_gate(s, sizes)[:n]).tobytes())
     return h.hexdigest()
 
 

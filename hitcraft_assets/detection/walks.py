@@ -4,11 +4,12 @@ A day's anomaly scan walks every series from its scan start (`detection.assets.a
 to the day, because the detector carries state along a series (regimes, episodes, the days a baseline may
 use). The next morning's run has the same start for 27 days of 28, and the same values on all but its
 newest days; so each series' state after the last day judged is stored (`analytics.anomaly_walks`), and
-a run whose series has the same first days (`scan.walk_digest`: values, volumes, first day of data and the
-detectors' code) goes on from it: it judges only the days after the state, with the judgements of the
+a run whose series has the same first days (`scan.walk_digest`: values, volumes, first day of data, for a
+conversion the days it tests, and the detectors' code) goes on from it: it judges only the days after the state, with the judgements of the
 days before taken from the state's tail. A series whose first days changed (a late event, a held day, a
 new segment) is walked from the start, as before; the result is the same either way (a test compares
-both, row for row).
+both, row for row). A conversion's state holds both of its walks (the per-day detector on its days with
+enough trials, the pooled windows on the others: `scan.RateWalks`).
 
 The state is pickled: it is written and read by this module only, inside the warehouse, and read only
 when its digest (which covers the detectors' code, and so the classes pickled) matches.
@@ -38,7 +39,7 @@ def ensure_walks(conn) -> None:
 
 
 def resumable(conn, series: list[scan.Series], calendar: list[date], first_written: date
-              ) -> dict[scan.SeriesKey, WalkState]:
+              ) -> dict[scan.SeriesKey, WalkState | scan.RateWalks]:
     """The stored states a scan over `calendar` may resume from, per series: same scan start, a state no
     further than the calendar's end, a tail that holds every day the run writes from `first_written` on, and
     the same digest of the days before it."""
@@ -46,6 +47,7 @@ def resumable(conn, series: list[scan.Series], calendar: list[date], first_writt
     if not rows:
         return {}
     by_key = {s.key: s for s in series}
+    sizes = scan.segment_sizes(series)
     first_index = (first_written - calendar[0]).days
     out = {}
     for metric, dimension, segment, next_date, digest, blob in rows:
@@ -53,20 +55,22 @@ def resumable(conn, series: list[scan.Series], calendar: list[date], first_writt
         n = (next_date - calendar[0]).days
         if s is None or n > len(calendar) or n - TAIL_POINTS + EPISODE_LOOKBACK > first_index:
             continue
-        if scan.walk_digest(s, n) == digest:
+        if scan.walk_digest(s, n, sizes) == digest:
             state = pickle.loads(blob)
-            if isinstance(state, WalkState) and state.next_index == n:
+            if isinstance(state, (WalkState, scan.RateWalks)) and state.next_index == n:
                 out[s.key] = state
     return out
 
 
-def save(conn, series: list[scan.Series], calendar: list[date], states: dict[scan.SeriesKey, WalkState]) -> int:
+def save(conn, series: list[scan.Series], calendar: list[date],
+         states: dict[scan.SeriesKey, WalkState | scan.RateWalks]) -> int:
     """Store where each series' walk over `calendar` stopped (after its last day); returns how many."""
     by_key = {s.key: s for s in series}
+    sizes = scan.segment_sizes(series)
     start = calendar[0]
     next_date = calendar[-1] + timedelta(days=1)
     rows = [{"walk_start": start, "metric": k[0], "dimension": k[1], "segment": k[2], "next_date": next_date,
-             "digest": scan.walk_digest(by_key[k], state.next_index),
+             "digest": scan.walk_digest(by_key[k], state.next_index, sizes),
              "state": pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)}
             for k, state in states.items() if state.next_index == len(calendar)]
     schema = pa.schema([("walk_start", pa.date32()), ("metric", pa.string()), ("dimension", pa.string()),
