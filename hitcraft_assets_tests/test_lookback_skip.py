@@ -119,3 +119,86 @@ def test_a_day_whose_rows_were_deleted_is_computed_again(tmp_path):
     assert all(_unchanged(again, "daily_metrics").values())
     with duckdb.connect(str(db), read_only=True) as conn:
         assert conn.execute("select count(*) from core.sessions where session_date = ?", [day]).fetchone()[0] == before
+
+
+# --- identity: only the days loaded since the last run are read ------------------------------------------
+
+IDENTITY = ("core.identity_map", "core.identity_device_days", "core.identity_edges", "core.identity_clusters")
+# a twin that builds identity from scratch: no day read yet, no mode chosen yet (the map is then built whole)
+FORGET_IDENTITY = "delete from core.identity_days; delete from core.identity_device_days; delete from core.identity_state"
+
+
+def _identity(db) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return {t: conn.execute(f"select * from {t} order by all").fetchall() for t in IDENTITY}
+
+
+def _whole_map(db) -> list[tuple]:
+    """The map as its definition gives it, from every stored event (sql/analysis/identity_map.sql, rebuild)."""
+    from hitcraft_assets.warehouse import named_statements
+    with duckdb.connect(str(db), read_only=True) as conn:
+        return conn.execute(f"select * from ({named_statements('analysis/identity_map.sql')['rebuild']}) "
+                            "order by all".replace(";)", ")")).fetchall()
+
+
+def _update(result: dg.ExecuteInProcessResult) -> str:
+    return next(m.metadata["identity_update"].value for m in result.asset_materializations_for_node("identity_map"))
+
+
+def _move_a_sign_up_earlier(export_dir, day: date) -> str:
+    """A late upload on `day`: a device's sign-up (its first event with a $user_id) under another user, a
+    second before the real one, so the device's map row must change. Returns the device."""
+    path = export_dir / f"{day.isoformat()}.jsonl"
+    signup = next(e for e in map(json.loads, path.read_text().splitlines()) if e["event"] == "Sign Up")
+    props = dict(signup["properties"], time=signup["properties"]["time"] - 1,
+                 **{"$insert_id": "late-signup-1", "$user_id": "someone-else"})
+    with path.open("a") as f:
+        f.write(json.dumps({"event": "Sign Up", "properties": props}) + "\n")
+    return props["$device_id"]
+
+
+def test_identity_reads_only_the_changed_days_and_equals_the_map_of_every_event(tmp_path):
+    """Issue 15: identity_map read every stored event each morning. Now each day's device rows are kept and
+    only days loaded since are read; morning after morning, with a late sign-up five days back that gives a
+    device another first user, then a day held by the quality gate and released, the map equals its
+    definition over every event and the tables of a twin that reads every day again, row for row."""
+    generate_demo(tmp_path / "export", days=DAYS, end_date=END, users=300, seed=5)
+    kept, full = tmp_path / "kept.duckdb", tmp_path / "full.duckdb"
+    mornings = [END - timedelta(days=2), END - timedelta(days=1), END]
+    late = END - timedelta(days=6)
+    updates = []
+    with dg.instance_for_test() as instance:
+        for db in (kept, full):
+            _run(instance, _resources(tmp_path, db), START, mornings[0] - timedelta(days=1))
+        assert _identity(kept)["core.identity_map"] == _whole_map(kept) != []
+        for k, day in enumerate(mornings):
+            if k == 1:
+                device = _move_a_sign_up_earlier(tmp_path / "export", late)
+                before = dict((r[0], r[1]) for r in _identity(kept)["core.identity_map"])[device]
+            window = analysis_range(day, day, "UTC", 7, START)
+            with duckdb.connect(str(full)) as conn:                   # the twin reads every day again
+                conn.execute(FORGET_IDENTITY)
+            updates.append(_update(_run(instance, _resources(tmp_path, kept), *window)))
+            _run(instance, _resources(tmp_path, full), *window)
+            assert _identity(kept) == _identity(full)
+            assert _identity(kept)["core.identity_map"] == _whole_map(kept)
+        after = dict((r[0], r[1]) for r in _identity(kept)["core.identity_map"])[device]
+        assert (before, after) == (before, "someone-else") and before != after
+        # the new day only (and the day before it, its last hours), then the reloaded day as well
+        assert updates[0].startswith("incremental (simplified: 1 changed days"), updates
+        assert updates[1].startswith("incremental (simplified: 2 changed days"), updates
+        # a day held by the quality gate leaves the map, and comes back when released
+        for gate in ("held", "pass"):
+            for db in (kept, full):
+                with duckdb.connect(str(db)) as conn:
+                    conn.execute("update raw.load_log set gate = ? where event_date = ?", [gate, late])
+                    if db == full:
+                        conn.execute(FORGET_IDENTITY)
+                rebuild = _update(dg.materialize([identity_map], instance=instance,
+                                                 resources={"duckdb": WarehouseResource(database=str(db))}))
+                if db == kept:
+                    assert rebuild.startswith("incremental (simplified: 1 changed days"), rebuild
+            assert _identity(kept) == _identity(full)
+            assert _identity(kept)["core.identity_map"] == _whole_map(kept)
+            held = dict((r[0], r[1]) for r in _identity(kept)["core.identity_map"]).get(device)
+            assert (held == "someone-else") == (gate == "pass")

@@ -104,9 +104,11 @@ def identity_map(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -
     Grain: Simplified, one row per device (`core.identity_map`); Original, one row per edge
     (`core.identity_edges`) and per id (`core.identity_clusters`, its cluster's `user_key`). The mode is the
     config's `identity`, or detected from the data when unset. The view `core.identified_events` gives each
-    event its `user_key`. Kept current as days arrive (original clusters incrementally when the new edges
-    come last, else rebuilt), so a merge seen today re-attributes earlier events, as Mixpanel's retroactive
-    merge does.
+    event its `user_key`. Kept current as days arrive: only the days loaded since the last run are read
+    (each day's device rows and edges are kept, `core.identity_device_days`, `core.identity_days`), the
+    simplified map rows of the devices they touch are recomputed, and original clusters are updated
+    incrementally when the new edges come last, else rebuilt from the stored edges; so a merge seen today
+    re-attributes earlier events, as Mixpanel's retroactive merge does, without reading every event.
     """
     config = load_config()
     with duckdb.get_connection() as conn:

@@ -1,8 +1,8 @@
-"""Identity: which ids are one user. Rebuilds core.identity_map and the core.identified_events view (a
-`user_key` per event) for either of Mixpanel's ID merge systems.
+"""Identity: which ids are one user. Keeps core.identity_map and the core.identified_events view (a
+`user_key` per event) up to date for either of Mixpanel's ID merge systems.
 
 - **Simplified ID Merge** (today's projects): a `$device_id` belongs to the first `$user_id` seen with it;
-  the exported distinct_id is already canonical (sql/analysis/identity_map.sql, `rebuild`).
+  the exported distinct_id is already canonical (sql/analysis/identity_map.sql, `rebuild` defines it).
 - **Original ID Merge** (legacy projects): the exported distinct_id is the one sent, and three events join
   ids: `$identify` (`$anon_distinct_id` or `$anon_id`, `$identified_id`), `$create_alias` (`alias`,
   `distinct_id`) and `$merge` (`$distinct_ids`). Their edges (core.identity_edges) are applied in time order
@@ -11,6 +11,13 @@
 The mode is the config's `identity`, or, when unset, detected: original when any such event (with its ids)
 was loaded. Clusters are updated incrementally when every new edge is later than the last one applied,
 and rebuilt from all stored edges otherwise (an earlier day reloaded, changed or held).
+
+Only the days loaded since the last run are read (issue 15): each UTC day's device rows
+(core.identity_device_days: a device's first $user_id that day) and edges (core.identity_edges) are kept,
+with what the day was read from (core.identity_days: raw.load_log's loaded_at and fingerprint, and its
+ID-management events); a day loaded, reloaded, held or released since is read again, and in Simplified mode
+only the map rows of the devices it touches are recomputed, from their rows of every day. The result is the
+whole map's definition (`rebuild` in the SQL; a test compares the two morning after morning).
 """
 
 from __future__ import annotations
@@ -163,12 +170,18 @@ def ensure_identity(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def rebuild_identity(conn: duckdb.DuckDBPyConnection, mode: str | None = None) -> dict:
-    """Bring identity up to date with every stored event; returns what the asset reports. `mode` is the
-    config's `identity` (simplified | original); None detects it from the data."""
+    """Bring identity up to date with every stored event, reading only the days loaded since the last run;
+    returns what the asset reports. `mode` is the config's `identity` (simplified | original); None detects
+    it from the data."""
     ensure_identity(conn)
     statements = named_statements(SQL_FILE)
     with transaction(conn):
+        conn.execute(statements["changed_days"])
+        (changed,) = conn.execute("select count(*) from hc_identity_changed").fetchone()
         conn.execute(statements["special_events"])
+        conn.execute(statements["fresh_device_days"])
+        conn.execute(statements["update_device_days"])
+        conn.execute(statements["update_days"])
         counts = dict(conn.execute(statements["special_counts"]).fetchall())
         chosen, why = choose_mode(mode, counts)
         previous = conn.execute("select max(mode) from core.identity_state").fetchone()[0]
@@ -180,13 +193,21 @@ def rebuild_identity(conn: duckdb.DuckDBPyConnection, mode: str | None = None) -
         if chosen == "original":
             update = _update_clusters(conn, statements, previous, added, removed, last)
             conn.execute(statements["original_map"])
-        else:
-            conn.execute(statements["rebuild"])
+        elif previous == "simplified":
+            conn.execute(statements["update_map"])
             conn.execute(statements["clear_clusters"])
-            update = "rebuild (simplified: the device map is rebuilt from every stored event)"
+            (devices,) = conn.execute("select count(*) from hc_identity_devices").fetchone()
+            update = (f"incremental (simplified: {changed:,} changed days read again, "
+                      f"{devices:,} devices' rows updated)") if changed else "unchanged (no changed days)"
+        else:
+            conn.execute(statements["whole_map"])
+            conn.execute(statements["clear_clusters"])
+            update = f"rebuild (simplified: every device's map row, from the device rows of {changed:,} days read)"
         run_sql(conn, statements["set_state"], {"mode": chosen, "source": "configured" if mode else "detected"})
         conn.execute(statements["identified_events"])
-        conn.execute("drop table if exists temp.hc_identity_special; drop table if exists temp.hc_identity_edges")
+        for table in ("hc_identity_special", "hc_identity_edges", "hc_identity_changed", "hc_identity_fresh",
+                      "hc_identity_devices"):
+            conn.execute(f"drop table if exists temp.{table}")
     devices, users = conn.execute(
         "select count(*), count(distinct user_id) from core.identity_map").fetchall()[0]
     clusters, merged, edges = conn.execute(

@@ -33,19 +33,102 @@ create table if not exists core.identity_state (
     source       varchar not null,         -- how the mode was chosen: configured | detected
     updated_at   timestamptz not null
 );
+create table if not exists core.identity_device_days (
+    event_date   date not null,            -- a UTC export day (raw.events.event_date), not held
+    device_id    varchar not null,
+    user_id      varchar not null,         -- the day's first $user_id with this device (ties: the smallest)
+    first_time   timestamptz not null      -- the time of that event
+);
+create table if not exists core.identity_days (
+    event_date   date not null,            -- a day whose ids are in core.identity_device_days and core.identity_edges
+    loaded_at    timestamptz,              -- raw.load_log's loaded_at and fingerprint when the day was read
+    fingerprint  varchar,                  -- (null: the day had no log row, and is read again every run)
+    identify_events bigint not null,       -- its $identify, $create_alias and $merge events with their ids
+    alias_events    bigint not null,
+    merge_events    bigint not null
+);
 
 -- name: rebuild
--- Rebuilt whole from raw.events (two narrow columns): a merge seen on a later day re-attributes earlier
--- anonymous events too, as Mixpanel's retroactive merge does.
-create or replace table core.identity_map as
-select device_id, arg_min(user_id, time) as user_id, min(time) as merged_at
+-- The whole map from raw.events, the definition the kept map must equal (a test compares them): each device's
+-- first $user_id (ties in time: the smallest), over every day not held. A merge seen on a later day
+-- re-attributes earlier anonymous events too, as Mixpanel's retroactive merge does.
+select device_id, min({'t': time, 'u': user_id}).u as user_id, min(time) as merged_at
 from raw.events
 where device_id is not null and user_id is not null
   and event_date not in (select event_date from raw.load_log where gate = 'held')
 group by device_id;
 
+-- name: changed_days
+-- The UTC days whose ids must be read again: loaded (or reloaded, or released by the gate) since they were
+-- last read, without a log row, newly held, or gone. Every other day's device rows and edges are kept.
+create or replace temp table hc_identity_changed as
+with current_days as (
+    select d.event_date, l.loaded_at, l.fingerprint
+    from (select distinct event_date from raw.events) d
+    left join raw.load_log l on l.event_date = d.event_date
+    where coalesce(l.gate, 'pass') <> 'held'
+)
+select c.event_date from current_days c
+where c.loaded_at is null
+   or not exists (select 1 from core.identity_days r
+                  where r.event_date = c.event_date and r.loaded_at = c.loaded_at
+                    and r.fingerprint is not distinct from c.fingerprint)
+union
+select event_date from core.identity_days where event_date not in (select event_date from current_days)
+union
+select distinct event_date from core.identity_device_days where event_date not in (select event_date from current_days);
+
+-- name: fresh_device_days
+-- The changed days' device rows, read from their events.
+create or replace temp table hc_identity_fresh as
+select event_date, device_id, min({'t': time, 'u': user_id}) as first
+from raw.events
+where event_date in (select event_date from hc_identity_changed)
+  and event_date not in (select event_date from raw.load_log where gate = 'held')
+  and device_id is not null and user_id is not null
+group by event_date, device_id;
+
+-- name: update_device_days
+-- Devices with a row on a changed day, before or after: only their map rows can change.
+create or replace temp table hc_identity_devices as
+select device_id from core.identity_device_days where event_date in (select event_date from hc_identity_changed)
+union
+select device_id from hc_identity_fresh;
+delete from core.identity_device_days where event_date in (select event_date from hc_identity_changed);
+insert into core.identity_device_days select event_date, device_id, first.u, first.t from hc_identity_fresh;
+
+-- name: update_days
+-- What each changed day was read from, and its ID-management events (for choosing the mode).
+delete from core.identity_days where event_date in (select event_date from hc_identity_changed);
+insert into core.identity_days
+select c.event_date, l.loaded_at, l.fingerprint,
+       (select count(*) from hc_identity_special s where s.event_date = c.event_date and s.event = '$identify'),
+       (select count(*) from hc_identity_special s where s.event_date = c.event_date and s.event = '$create_alias'),
+       (select count(*) from hc_identity_special s where s.event_date = c.event_date and s.event = '$merge')
+from hc_identity_changed c
+left join raw.load_log l on l.event_date = c.event_date
+where c.event_date in (select event_date from raw.events)
+  and c.event_date not in (select event_date from raw.load_log where gate = 'held');
+
+-- name: update_map
+-- Simplified mode, the map kept up to date: the rows of the devices a changed day touched, from their
+-- device rows of every day.
+delete from core.identity_map where device_id in (select device_id from hc_identity_devices);
+insert into core.identity_map
+select device_id, min({'t': first_time, 'u': user_id}).u, min(first_time)
+from core.identity_device_days
+where device_id in (select device_id from hc_identity_devices)
+group by device_id;
+
+-- name: whole_map
+-- Simplified mode after the original one (whose map is the clusters'), or on its first build: every device.
+create or replace table core.identity_map as
+select device_id, min({'t': first_time, 'u': user_id}).u as user_id, min(first_time) as merged_at
+from core.identity_device_days
+group by device_id;
+
 -- name: special_events
--- The ID-management events of every day not held, with their ids (empty and missing ids dropped): an
+-- The ID-management events of the changed days (not held), with their ids (empty and missing ids dropped): an
 -- $identify needs its anon id ($anon_distinct_id, or $anon_id as the HTTP spec names it) and
 -- $identified_id, a $create_alias its alias and distinct_id, a $merge two or more distinct $distinct_ids.
 create or replace temp table hc_identity_special as
@@ -64,6 +147,7 @@ with special as (
            end as ids
     from raw.events
     where event in ('$identify', '$create_alias', '$merge')
+      and event_date in (select event_date from hc_identity_changed)
       and event_date not in (select event_date from raw.load_log where gate = 'held')
 )
 select event_date, time, insert_id, event, ids
@@ -72,7 +156,10 @@ where case when event = '$merge' then len(ids) >= 2
            else ids[1] is not null and ids[2] is not null end;
 
 -- name: special_counts
-select event, count(*) from hc_identity_special group by event;
+-- Every kept day's ID-management events (after update_days).
+select '$identify', sum(identify_events) from core.identity_days
+union all select '$create_alias', sum(alias_events) from core.identity_days
+union all select '$merge', sum(merge_events) from core.identity_days;
 
 -- name: current_edges
 -- The edges of those events (self-edges dropped), in the order they are applied: event time, then insert_id.
@@ -83,6 +170,9 @@ from (select event_date, time, insert_id, ids, ids[1] as a,
              unnest(case when event = '$merge' then range(1, len(ids)) else [0] end)::integer as seq
       from hc_identity_special)
 where a <> case when kind = 'merge' then ids[seq + 1] else ids[2] end;
+-- with the stored edges of the days that did not change: every current edge
+insert into hc_identity_edges
+select * from core.identity_edges where event_date not in (select event_date from hc_identity_changed);
 
 -- name: added_edges
 -- Edges not applied yet, in applying order.
