@@ -13,7 +13,9 @@ from datetime import date, timedelta
 import dagster as dg
 import duckdb
 
-from hitcraft_assets.analysis.assets import daily_metrics, identity_map, sessions
+from hitcraft_assets.analysis.assets import daily_metrics, identity_map, retention, sessions
+from hitcraft_assets.analysis.retention import compute_retention
+from hitcraft_assets.config import load_config
 from hitcraft_assets.demo.simulator import generate_demo
 from hitcraft_assets.ingestion.assets import raw_events
 from hitcraft_assets.ingestion.mixpanel import MixpanelResource
@@ -37,8 +39,8 @@ def _resources(tmp_path, db):
                                                   mixpanel=MixpanelResource())}
 
 
-def _run(instance, resources, first: date, last: date) -> dg.ExecuteInProcessResult:
-    result = dg.materialize(ASSETS, instance=instance, resources=resources, selection=ASSETS,
+def _run(instance, resources, first: date, last: date, assets=ASSETS) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(assets, instance=instance, resources=resources, selection=assets,
                             tags={"dagster/asset_partition_range_start": first.isoformat(),
                                   "dagster/asset_partition_range_end": last.isoformat()})
     assert result.success
@@ -141,6 +143,17 @@ def _whole_map(db) -> list[tuple]:
                             "order by all".replace(";)", ")")).fetchall()
 
 
+def _retention_both_ways(db) -> tuple[list[tuple], list[tuple]]:
+    """analytics.retention as the asset left it (from the kept day summaries), and as computed from every
+    event."""
+    def rows(conn):
+        return conn.execute("select * from analytics.retention order by all").fetchall()
+    with duckdb.connect(str(db)) as conn:
+        kept = rows(conn)
+        compute_retention(conn, load_config(), from_events=True)
+        return kept, rows(conn)
+
+
 def _update(result: dg.ExecuteInProcessResult) -> str:
     return next(m.metadata["identity_update"].value for m in result.asset_materializations_for_node("identity_map"))
 
@@ -157,19 +170,20 @@ def _move_a_sign_up_earlier(export_dir, day: date) -> str:
     return props["$device_id"]
 
 
-def test_identity_reads_only_the_changed_days_and_equals_the_map_of_every_event(tmp_path):
-    """Issue 15: identity_map read every stored event each morning. Now each day's device rows are kept and
-    only days loaded since are read; morning after morning, with a late sign-up five days back that gives a
-    device another first user, then a day held by the quality gate and released, the map equals its
-    definition over every event and the tables of a twin that reads every day again, row for row."""
+def test_identity_and_retention_read_only_the_changed_days_and_equal_what_every_event_gives(tmp_path):
+    """Issue 15: identity_map and retention read every stored event each morning. Now each day's device rows
+    and retention summary are kept and only days loaded since are read; morning after morning, with a late
+    sign-up five days back that gives a device another first user, then a day held by the quality gate and
+    released, the map equals its definition over every event and the tables of a twin that reads every day
+    again, and the retention matrix equals the one computed from every event, row for row."""
     generate_demo(tmp_path / "export", days=DAYS, end_date=END, users=300, seed=5)
     kept, full = tmp_path / "kept.duckdb", tmp_path / "full.duckdb"
     mornings = [END - timedelta(days=2), END - timedelta(days=1), END]
     late = END - timedelta(days=6)
-    updates = []
+    updates, summarized = [], []
     with dg.instance_for_test() as instance:
         for db in (kept, full):
-            _run(instance, _resources(tmp_path, db), START, mornings[0] - timedelta(days=1))
+            _run(instance, _resources(tmp_path, db), START, mornings[0] - timedelta(days=1), assets=ASSETS[:2])
         assert _identity(kept)["core.identity_map"] == _whole_map(kept) != []
         for k, day in enumerate(mornings):
             if k == 1:
@@ -178,15 +192,25 @@ def test_identity_reads_only_the_changed_days_and_equals_the_map_of_every_event(
             window = analysis_range(day, day, "UTC", 7, START)
             with duckdb.connect(str(full)) as conn:                   # the twin reads every day again
                 conn.execute(FORGET_IDENTITY)
-            updates.append(_update(_run(instance, _resources(tmp_path, kept), *window)))
-            _run(instance, _resources(tmp_path, full), *window)
+            result = _run(instance, _resources(tmp_path, kept), *window, assets=[*ASSETS[:2], retention])
+            updates.append(_update(result))
+            summarized.append(next(m.metadata["days_summarized"].value
+                                   for m in result.asset_materializations_for_node("retention")))
+            _run(instance, _resources(tmp_path, full), *window, assets=ASSETS[:2])
             assert _identity(kept) == _identity(full)
             assert _identity(kept)["core.identity_map"] == _whole_map(kept)
+            kept_rows, from_events = _retention_both_ways(kept)
+            assert kept_rows == from_events != []
         after = dict((r[0], r[1]) for r in _identity(kept)["core.identity_map"])[device]
         assert (before, after) == (before, "someone-else") and before != after
         # the new day only (and the day before it, its last hours), then the reloaded day as well
         assert updates[0].startswith("incremental (simplified: 1 changed days"), updates
         assert updates[1].startswith("incremental (simplified: 2 changed days"), updates
+        with duckdb.connect(str(kept), read_only=True) as conn:
+            (passed,) = conn.execute("select count(*) from raw.load_log where coalesce(gate, 'pass') <> 'held' "
+                                     "and rows_loaded > 0 and event_date < ?", [mornings[1]]).fetchone()
+        # retention's first run reads every day it may (not held); then the new day, and the reloaded one
+        assert summarized == [passed, 2, 1], summarized
         # a day held by the quality gate leaves the map, and comes back when released
         for gate in ("held", "pass"):
             for db in (kept, full):
@@ -194,11 +218,13 @@ def test_identity_reads_only_the_changed_days_and_equals_the_map_of_every_event(
                     conn.execute("update raw.load_log set gate = ? where event_date = ?", [gate, late])
                     if db == full:
                         conn.execute(FORGET_IDENTITY)
-                rebuild = _update(dg.materialize([identity_map], instance=instance,
+                rebuild = _update(dg.materialize([identity_map, retention], instance=instance,
                                                  resources={"duckdb": WarehouseResource(database=str(db))}))
                 if db == kept:
                     assert rebuild.startswith("incremental (simplified: 1 changed days"), rebuild
             assert _identity(kept) == _identity(full)
             assert _identity(kept)["core.identity_map"] == _whole_map(kept)
+            kept_rows, from_events = _retention_both_ways(kept)
+            assert kept_rows == from_events
             held = dict((r[0], r[1]) for r in _identity(kept)["core.identity_map"]).get(device)
             assert (held == "someone-else") == (gate == "pass")

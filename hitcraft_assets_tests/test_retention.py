@@ -193,3 +193,32 @@ def test_week1_retention_by_segment(conn):
     }
     assert {r for r in got if r.dimension == "country"} == {
         SegmentRetention("country", "DE", 1, 0), SegmentRetention("country", NOT_SET, 4, 2)}
+
+
+def test_the_kept_day_summaries_give_the_matrix_of_every_event(conn):
+    """Issue 15: retention reads each UTC day once into a summary (per day and ids: first and last birth and
+    return event) rather than every event every run. A day's returns that straddle a week boundary count in
+    both weeks (the two ends of the day), and an event of the last day's file past the cutoff (within the
+    loader's time tolerance) is not seen, as from the events; for every config and as-of tried, the matrix
+    equals the one computed from every event, row for row."""
+    load_journeys(conn, {
+        "S": [("Sign Up", "2026-03-02T10:00:00+00:00"),
+              ("Play", "2026-03-09T09:00:00+00:00"), ("Play", "2026-03-09T11:00:00+00:00"),   # weeks 0 and 1
+              ("Play", "2026-03-16T09:30:00+00:00"), ("Play", "2026-03-16T10:30:00+00:00")],  # weeks 1 and 2
+        "T": [("Sign Up", "2026-03-13T23:00:00+00:00")],
+        "X": [("Play", "2026-03-20T12:00:00+00:00")],
+    })
+    # T's return 7 days and 70 minutes after birth, in the file of 20 March: past the cutoff (21 March 00:00)
+    conn.execute("insert into raw.events values (date '2026-03-20', 'Play', 'T', timestamptz '2026-03-21 00:10:00+00', "
+                 "'late-1', null, null, '{}', now())")
+    compute_retention(conn, config(), weeks=3)
+    got = {(c.cohort_week, c.weeks_since, c.measure): c.retained for c in matrix(conn)}
+    assert [got[(date(2026, 3, 2), n, "on")] for n in range(3)] == [1, 1, 1]
+    assert got[(date(2026, 3, 9), 1, "on")] == 0
+    for cfg, as_of in [(config(), None), (config(), date(2026, 3, 9)), (config(birth_event=None), None),
+                       (config(birth_event=None, return_event="Play"), date(2026, 3, 16)),
+                       (config(tz="America/Los_Angeles"), None)]:
+        compute_retention(conn, cfg, as_of=as_of, weeks=3)
+        kept = matrix(conn)
+        compute_retention(conn, cfg, as_of=as_of, weeks=3, from_events=True)
+        assert kept == matrix(conn) != set(), (cfg.retention, as_of)

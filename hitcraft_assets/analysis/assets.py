@@ -161,7 +161,8 @@ def retention(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> d
     "on" week N.
 
     Grain: one row per (cohort week, weeks since, measure) in `analytics.retention`; buckets whose period
-    is not over yet are flagged incomplete.
+    is not over yet are flagged incomplete. Each UTC day's events are read once into a summary
+    (`core.retention_id_days`), again only when the day is reloaded (metadata `days_summarized`).
     """
     with duckdb.get_connection() as conn:
         stats = compute_retention(conn, load_config())

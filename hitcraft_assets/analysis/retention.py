@@ -48,9 +48,20 @@ def data_cutoff(conn: duckdb.DuckDBPyConnection, tz: str, as_of: date | None) ->
     return min(local_day(as_of, tz).end, horizon)
 
 
+def _run_each(conn: duckdb.DuckDBPyConnection, sql: str, params: dict) -> None:
+    """Each `;`-ended statement of `sql` with the parameters it names."""
+    for statement in (part.strip() for part in sql.split(";\n")):
+        if statement and not all(line.startswith("--") for line in statement.splitlines()):
+            run_sql(conn, statement, params)
+
+
 def compute_retention(conn: duckdb.DuckDBPyConnection, config: ProductConfig, as_of: date | None = None,
-                      weeks: int = DEFAULT_WEEKS) -> dict:
-    """Rebuild analytics.retention whole, in one transaction; returns numbers for the asset's metadata."""
+                      weeks: int = DEFAULT_WEEKS, from_events: bool = False) -> dict:
+    """Compute analytics.retention whole, in one transaction; returns numbers for the asset's metadata.
+
+    Each user's birth and return weeks come from a per-day summary kept up to date by reading only the days
+    loaded since the last run (core.retention_id_days, core.retention_days); `from_events` reads every event
+    instead (the definition the summary must equal, for tests and checks)."""
     if weeks < 1:
         raise ValueError(f"RETENTION_WEEKS: weeks must be at least 1, got {weeks}")
     ensure_schema(conn)
@@ -58,10 +69,21 @@ def compute_retention(conn: duckdb.DuckDBPyConnection, config: ProductConfig, as
     statements = named_statements(SQL_FILE)
     cutoff = data_cutoff(conn, config.timezone, as_of)
     params = {**event_params(config), "tz": config.timezone, "cutoff": cutoff, "weeks": weeks}
+    summarized = 0
     with transaction(conn):
         conn.execute(statements["create_table"])
         if cutoff is not None:
+            if from_events:
+                _run_each(conn, statements["births_returns_from_events"], params)
+            else:
+                conn.execute(statements["summary_schema"])
+                _run_each(conn, statements["summary_changed"], params)
+                (summarized,) = conn.execute("select count(*) from hc_retention_changed").fetchone()
+                _run_each(conn, statements["summary_update"], params)
+                _run_each(conn, statements["births_returns"], params)
             run_sql(conn, statements["insert"], params)
+            for table in ("hc_retention_changed", "hc_retention_rows", "hc_retention_births", "hc_retention_returns"):
+                conn.execute(f"drop table if exists temp.{table}")
     rows, cohorts, users, complete = conn.execute(
         "select count(*), count(distinct cohort_week), "
         "coalesce(sum(cohort_size) filter (where weeks_since = 0 and measure = 'on'), 0), count_if(complete) "
@@ -75,6 +97,7 @@ def compute_retention(conn: duckdb.DuckDBPyConnection, config: ProductConfig, as
         "users": int(users),
         "complete_rows": complete,
         "cutoff": cutoff.isoformat() if cutoff else None,
+        "days_summarized": summarized,   # UTC days read from their events this run (the others were kept)
         "weeks": weeks,
         "birth_event": params["birth_event"] or "(any event)",
         "return_event": params["return_event"] or "(any event)",

@@ -20,22 +20,134 @@ create or replace table analytics.retention (
 -- Raw partitions are whole UTC days: the data is complete up to the end of the last loaded UTC day.
 select max(event_date) from raw.events;
 
+-- name: summary_schema
+-- What retention keeps of each UTC day (issue 15: not every event every morning): per day and raw ids, the
+-- first and last birth event and return event (the config's; any event when unset). Keyed by raw ids, not
+-- user_key, so an identity merge never makes it stale: the user_key is applied when retention is computed.
+create table if not exists core.retention_id_days (
+    event_date   date not null,
+    distinct_id  varchar not null,
+    device_id    varchar,
+    birth_first  timestamptz,          -- the day's first and last birth events of these ids
+    birth_last   timestamptz,
+    return_first timestamptz,          -- the day's first and last return events
+    return_last  timestamptz
+);
+create table if not exists core.retention_days (
+    event_date   date not null,        -- a day summarized in core.retention_id_days
+    loaded_at    timestamptz,          -- raw.load_log's loaded_at and fingerprint when it was read (null: no log row)
+    fingerprint  varchar,
+    birth_event  varchar,              -- the config's events it was summarized for ('' for any event)
+    return_event varchar
+);
+
+-- name: summary_changed
+-- Days to summarize again: loaded, reloaded, held or released since, without a log row, summarized for other
+-- birth or return events, or gone.
+create or replace temp table hc_retention_changed as
+with current_days as (
+    select d.event_date, l.loaded_at, l.fingerprint
+    from (select distinct event_date from raw.events) d
+    left join raw.load_log l on l.event_date = d.event_date
+    where coalesce(l.gate, 'pass') <> 'held'
+)
+select c.event_date from current_days c
+where c.loaded_at is null
+   or not exists (select 1 from core.retention_days r
+                  where r.event_date = c.event_date and r.loaded_at = c.loaded_at
+                    and r.fingerprint is not distinct from c.fingerprint
+                    and r.birth_event = coalesce($birth_event, '') and r.return_event = coalesce($return_event, ''))
+union
+select event_date from core.retention_days where event_date not in (select event_date from current_days)
+union
+select distinct event_date from core.retention_id_days where event_date not in (select event_date from current_days);
+
+-- name: summary_update
+delete from core.retention_id_days where event_date in (select event_date from hc_retention_changed);
+insert into core.retention_id_days
+select event_date, distinct_id, device_id,
+       min(time) filter (where $birth_event is null or event = $birth_event),
+       max(time) filter (where $birth_event is null or event = $birth_event),
+       min(time) filter (where $return_event is null or event = $return_event),
+       max(time) filter (where $return_event is null or event = $return_event)
+from raw.events
+where event_date in (select event_date from hc_retention_changed)
+  and event_date not in (select event_date from raw.load_log where gate = 'held')
+  and ($birth_event is null or $return_event is null or event in ($birth_event, $return_event))
+group by event_date, distinct_id, device_id;
+delete from core.retention_days where event_date in (select event_date from hc_retention_changed);
+insert into core.retention_days
+select c.event_date, l.loaded_at, l.fingerprint, coalesce($birth_event, ''), coalesce($return_event, '')
+from hc_retention_changed c
+left join raw.load_log l on l.event_date = c.event_date
+where c.event_date in (select event_date from raw.events)
+  and c.event_date not in (select event_date from raw.load_log where gate = 'held');
+
+-- name: births_returns
+-- Each user's birth and the rolling weeks >= 1 in which they came back, from the kept summary. A day's events
+-- of one set of ids span less than a week (a UTC day, within the loader's time tolerance), so the weeks
+-- they fall in are those of their first and last event: the two ends give every week the day's events
+-- touch. The user_key is core.identified_events' rule (kept in step with it; the test against the events
+-- below checks both). Days with an event at or after the cutoff (the last day's late hours) are read from
+-- their events instead, up to the cutoff.
+create or replace temp table hc_retention_rows as
+with late_days as (
+    select distinct event_date from core.retention_id_days
+    where greatest(birth_last, return_last) >= $cutoff
+),
+id_days as (
+    select distinct_id, device_id, birth_first, return_first, return_last
+    from core.retention_id_days
+    where event_date not in (select event_date from late_days)
+    union all
+    select distinct_id, device_id,
+           min(time) filter (where $birth_event is null or event = $birth_event),
+           min(time) filter (where $return_event is null or event = $return_event),
+           max(time) filter (where $return_event is null or event = $return_event)
+    from raw.events
+    where event_date in (select event_date from late_days) and time < $cutoff
+    group by event_date, distinct_id, device_id
+)
+select case when (select max(mode) from core.identity_state) = 'original'
+                 then coalesce(c.user_key, r.distinct_id)
+            when m.user_id is not null
+                 and (r.distinct_id = r.device_id or r.distinct_id = '$device:' || r.device_id)
+                 then m.user_id
+            else r.distinct_id end as user_key,
+       r.birth_first, r.return_first, r.return_last
+from id_days r
+left join core.identity_clusters c on c.distinct_id = r.distinct_id
+left join core.identity_map m on m.device_id = r.device_id;
+create or replace temp table hc_retention_births as
+select user_key, min(birth_first) as birth from hc_retention_rows where birth_first is not null group by user_key;
+create or replace temp table hc_retention_returns as
+select distinct user_key, (epoch_ms(seen) - epoch_ms(birth)) // 604800000 as bucket
+from (select b.user_key, b.birth, unnest([r.return_first, r.return_last]) as seen
+      from hc_retention_births b
+      join hc_retention_rows r on r.user_key = b.user_key)
+where seen is not null and epoch_ms(seen) - epoch_ms(birth) >= 604800000;
+
+-- name: births_returns_from_events
+-- The same two tables from every event (core.identified_events): the definition the kept summary must
+-- equal (the tests compare them).
+create or replace temp table hc_retention_births as
+select user_key, min(time) as birth
+from core.identified_events
+where time < $cutoff and ($birth_event is null or event = $birth_event)
+group by user_key;
+create or replace temp table hc_retention_returns as
+select distinct b.user_key, (epoch_ms(e.time) - epoch_ms(b.birth)) // 604800000 as bucket
+from hc_retention_births b
+join core.identified_events e on e.user_key = b.user_key
+where e.time < $cutoff
+  and ($return_event is null or e.event = $return_event)
+  and epoch_ms(e.time) - epoch_ms(b.birth) >= 604800000;
+
 -- name: insert
+-- The matrix from each user's birth (hc_retention_births) and return weeks (hc_retention_returns).
 insert into analytics.retention
-with births as (
-    select user_key, min(time) as birth
-    from core.identified_events
-    where time < $cutoff and ($birth_event is null or event = $birth_event)
-    group by user_key
-),
-returns as (  -- each rolling week >= 1 in which a user came back
-    select distinct b.user_key, (epoch_ms(e.time) - epoch_ms(b.birth)) // 604800000 as bucket
-    from births b
-    join core.identified_events e on e.user_key = b.user_key
-    where e.time < $cutoff
-      and ($return_event is null or e.event = $return_event)
-      and epoch_ms(e.time) - epoch_ms(b.birth) >= 604800000
-),
+with births as (select user_key, birth from hc_retention_births),
+returns as (select user_key, bucket from hc_retention_returns),
 per_user as (
     select b.user_key,
            date_trunc('week', timezone($tz, b.birth))::date as cohort_week,
