@@ -230,7 +230,9 @@ def test_daily_range_uses_the_utc_day_in_any_timezone():
     assert daily_range(tick, date(2026, 1, 1)) == (date(2026, 3, 3), date(2026, 3, 8))
 
 
-HEAVY = ("scipy.stats", "openai", "polars", "ruptures")
+# requests, vl_convert and jinja2 are lighter (0.05-0.08 s each) but only the download, a chart or an email
+# needs them
+HEAVY = ("scipy.stats", "openai", "polars", "ruptures", "requests", "vl_convert", "jinja2")
 
 
 def test_loading_the_definitions_imports_no_heavy_library_until_it_is_used():

@@ -21,9 +21,10 @@ from __future__ import annotations
 import math
 from datetime import date
 
-import vl_convert
-
 from hitcraft_assets.delivery.model import Series
+from hitcraft_assets.lazy import lazy
+
+vl_convert = lazy("vl_convert")   # imported when a chart is first drawn
 
 VEGA_LITE_SCHEMA = "https://vega.github.io/schema/vega-lite/v6.json"   # an identifier; nothing fetches it
 

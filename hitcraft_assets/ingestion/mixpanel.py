@@ -19,6 +19,8 @@ What the established extractors get wrong, and this client does instead (see
   ``requests`` (whose ``.request`` holds the headers) is chained onto ours.
 """
 
+from __future__ import annotations
+
 import base64
 import email.utils
 import hashlib
@@ -36,10 +38,13 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import dagster as dg
-import requests
-import urllib3.exceptions
 
 from hitcraft_assets.ingestion.ratelimit import RateLimiter, Window
+from hitcraft_assets.lazy import lazy
+
+# imported on first use: loading the code location (every step's process) need not pay for them
+requests = lazy("requests")
+urllib3_exceptions = lazy("urllib3.exceptions")
 
 _logger = logging.getLogger(__name__)
 
@@ -626,7 +631,7 @@ class MixpanelClient:
                         problem = f"gzip stream truncated after {wire} bytes"
                 f.flush()
                 os.fsync(f.fileno())
-        except (urllib3.exceptions.HTTPError, requests.RequestException) as e:
+        except (urllib3_exceptions.HTTPError, requests.RequestException) as e:
             problem = f"body cut after {wire} bytes: {self._transport_problem(e)}"
         except zlib.error as e:
             problem = f"corrupt gzip body after {wire} bytes: {e}"
@@ -739,6 +744,6 @@ def _read_error_body(resp: requests.Response) -> bytes:
             buf += chunk
             if len(buf) >= ERROR_BODY_BYTES:
                 break
-    except (requests.RequestException, urllib3.exceptions.HTTPError):
+    except (requests.RequestException, urllib3_exceptions.HTTPError):
         pass
     return buf[:ERROR_BODY_BYTES]

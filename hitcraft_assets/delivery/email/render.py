@@ -25,7 +25,6 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import css_inline
-import jinja2
 
 from hitcraft_assets.delivery import charts as charts_mod
 from hitcraft_assets.delivery.email.format import (
@@ -43,6 +42,9 @@ from hitcraft_assets.delivery.model import (
     RenderedEmail,
     Series,
 )
+from hitcraft_assets.lazy import lazy
+
+jinja2 = lazy("jinja2")   # imported when an email is first rendered
 
 TEMPLATES = Path(__file__).parent / "templates"
 TEXT_WIDTH = 78
