@@ -162,6 +162,16 @@ def test_a_cohort_still_converting_is_not_a_collapse_and_a_real_break_is_found(t
     assert flagged[0][2] < 0.1
 
 
+def _copy_without_trend_digests(db, copy) -> None:
+    """A copy of warehouse `db` (named w) whose trends days have no digest: its next run recomputes them all."""
+    with duckdb.connect(str(db)) as conn:
+        conn.execute(f"attach '{copy}' as f")
+        conn.execute("copy from database w to f")
+        conn.execute("detach f")
+    with duckdb.connect(str(copy)) as conn:
+        conn.execute("update analytics.detection_log set input_digest = null")
+
+
 def test_trends_of_a_day_whose_inputs_did_not_change_are_left_as_they_are(tmp_path):
     """Issue 15: the daily lookback recomputes 8 days, most of them unchanged. A day whose series (over the 120
     days up to it) and detector code are those of its last run keeps its rows; a change to one day's value
@@ -210,12 +220,7 @@ def test_trends_of_a_day_whose_inputs_did_not_change_are_left_as_they_are(tmp_pa
 
         # the same as recomputing every day from scratch
         full = tmp_path / "full.duckdb"
-        with duckdb.connect(str(db)) as conn:
-            conn.execute(f"attach '{full}' as f")
-            conn.execute("copy from database w to f")
-            conn.execute("detach f")
-        with duckdb.connect(str(full)) as conn:
-            conn.execute("update analytics.detection_log set input_digest = null")
+        _copy_without_trend_digests(db, full)
         result = dg.materialize([trends], resources={"duckdb": WarehouseResource(database=str(full))},
                                 instance=instance, tags=tags)
         assert result.success and not any(m.metadata["unchanged"].value
@@ -249,12 +254,7 @@ def test_the_next_mornings_lookback_leaves_the_days_it_shares_with_the_last_one_
         assert set(run(db, *mornings[0], instance).values()) == {False}
         second = run(db, *mornings[1], instance)
         assert {d for d, same in second.items() if not same} == {mornings[1][1].isoformat()}
-        with duckdb.connect(str(db)) as conn:
-            conn.execute(f"attach '{full}' as f")
-            conn.execute("copy from database w to f")
-            conn.execute("detach f")
-        with duckdb.connect(str(full)) as conn:
-            conn.execute("update analytics.detection_log set input_digest = null")
+        _copy_without_trend_digests(db, full)
         assert set(run(full, *mornings[1], instance).values()) == {False}
     assert rows(full) == rows(db) and len(rows(db)) >= 3 * 9
 

@@ -166,6 +166,7 @@ def ensure_identity(conn: duckdb.DuckDBPyConnection) -> None:
     ensure_schema(conn)
     statements = named_statements(SQL_FILE)
     conn.execute(statements["schema"])
+    conn.execute(statements["loaded_days_macro"])
     conn.execute(statements["identified_events"])
 
 

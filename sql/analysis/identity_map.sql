@@ -58,16 +58,21 @@ where device_id is not null and user_id is not null
   and event_date not in (select event_date from raw.load_log where gate = 'held')
 group by device_id;
 
+-- name: loaded_days_macro
+-- The UTC days with stored events that the quality gate does not hold, with what their load recorded
+-- (loaded_at and fingerprint; null without a log row): what identity and retention compare against the
+-- days they read last time.
+create or replace temp macro hc_loaded_days() as table
+select d.event_date, l.loaded_at, l.fingerprint
+from (select distinct event_date from raw.events) d
+left join raw.load_log l on l.event_date = d.event_date
+where coalesce(l.gate, 'pass') <> 'held';
+
 -- name: changed_days
 -- The UTC days whose ids must be read again: loaded (or reloaded, or released by the gate) since they were
 -- last read, without a log row, newly held, or gone. Every other day's device rows and edges are kept.
 create or replace temp table hc_identity_changed as
-with current_days as (
-    select d.event_date, l.loaded_at, l.fingerprint
-    from (select distinct event_date from raw.events) d
-    left join raw.load_log l on l.event_date = d.event_date
-    where coalesce(l.gate, 'pass') <> 'held'
-)
+with current_days as (select * from hc_loaded_days())
 select c.event_date from current_days c
 where c.loaded_at is null
    or not exists (select 1 from core.identity_days r

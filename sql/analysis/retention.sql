@@ -45,12 +45,7 @@ create table if not exists core.retention_days (
 -- Days to summarize again: loaded, reloaded, held or released since, without a log row, summarized for other
 -- birth or return events, or gone.
 create or replace temp table hc_retention_changed as
-with current_days as (
-    select d.event_date, l.loaded_at, l.fingerprint
-    from (select distinct event_date from raw.events) d
-    left join raw.load_log l on l.event_date = d.event_date
-    where coalesce(l.gate, 'pass') <> 'held'
-)
+with current_days as (select * from hc_loaded_days())   -- identity_map.sql, loaded_days_macro
 select c.event_date from current_days c
 where c.loaded_at is null
    or not exists (select 1 from core.retention_days r
