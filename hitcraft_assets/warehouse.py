@@ -53,6 +53,14 @@ def run_sql(conn: duckdb.DuckDBPyConnection, sql: str, params: dict) -> duckdb.D
     return conn.execute(sql, used) if used else conn.execute(sql)
 
 
+def run_statements(conn: duckdb.DuckDBPyConnection, sql: str, params: dict) -> None:
+    """Each statement of a script (statements end with `;` at the end of a line) with the parameters it
+    names: DuckDB takes prepared parameters for the last statement of an `execute` only."""
+    for statement in (part.strip() for part in sql.split(";\n")):
+        if statement and not all(line.startswith("--") for line in statement.splitlines()):
+            run_sql(conn, statement, params)
+
+
 def run_named(conn: duckdb.DuckDBPyConnection, sql_file: str, name: str, params: dict) -> duckdb.DuckDBPyConnection:
     """Run statement `name` of `sql_file` with the parameters it uses."""
     return run_sql(conn, named_statements(sql_file)[name], params)

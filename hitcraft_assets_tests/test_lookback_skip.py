@@ -138,9 +138,9 @@ def _identity(db) -> dict[str, list[tuple]]:
 def _whole_map(db) -> list[tuple]:
     """The map as its definition gives it, from every stored event (sql/analysis/identity_map.sql, rebuild)."""
     from hitcraft_assets.warehouse import named_statements
+    rebuild = named_statements("analysis/identity_map.sql")["rebuild"].rstrip(";")
     with duckdb.connect(str(db), read_only=True) as conn:
-        return conn.execute(f"select * from ({named_statements('analysis/identity_map.sql')['rebuild']}) "
-                            "order by all".replace(";)", ")")).fetchall()
+        return conn.execute(f"select * from ({rebuild}) order by all").fetchall()
 
 
 def _retention_both_ways(db) -> tuple[list[tuple], list[tuple]]:

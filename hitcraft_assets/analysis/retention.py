@@ -19,7 +19,7 @@ from hitcraft_assets.analysis.days import local_day
 from hitcraft_assets.analysis.identity import ensure_identity
 from hitcraft_assets.analysis.sessions import ensure_segment_macros, property_pairs
 from hitcraft_assets.config import ProductConfig
-from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, transaction
+from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, run_statements, transaction
 
 SQL_FILE = "analysis/retention.sql"
 DEFAULT_WEEKS = 8
@@ -48,13 +48,6 @@ def data_cutoff(conn: duckdb.DuckDBPyConnection, tz: str, as_of: date | None) ->
     return min(local_day(as_of, tz).end, horizon)
 
 
-def _run_each(conn: duckdb.DuckDBPyConnection, sql: str, params: dict) -> None:
-    """Each `;`-ended statement of `sql` with the parameters it names."""
-    for statement in (part.strip() for part in sql.split(";\n")):
-        if statement and not all(line.startswith("--") for line in statement.splitlines()):
-            run_sql(conn, statement, params)
-
-
 def compute_retention(conn: duckdb.DuckDBPyConnection, config: ProductConfig, as_of: date | None = None,
                       weeks: int = DEFAULT_WEEKS, from_events: bool = False) -> dict:
     """Compute analytics.retention whole, in one transaction; returns numbers for the asset's metadata.
@@ -74,13 +67,13 @@ def compute_retention(conn: duckdb.DuckDBPyConnection, config: ProductConfig, as
         conn.execute(statements["create_table"])
         if cutoff is not None:
             if from_events:
-                _run_each(conn, statements["births_returns_from_events"], params)
+                run_statements(conn, statements["births_returns_from_events"], params)
             else:
                 conn.execute(statements["summary_schema"])
-                _run_each(conn, statements["summary_changed"], params)
+                run_statements(conn, statements["summary_changed"], params)
                 (summarized,) = conn.execute("select count(*) from hc_retention_changed").fetchone()
-                _run_each(conn, statements["summary_update"], params)
-                _run_each(conn, statements["births_returns"], params)
+                run_statements(conn, statements["summary_update"], params)
+                run_statements(conn, statements["births_returns"], params)
             run_sql(conn, statements["insert"], params)
             for table in ("hc_retention_changed", "hc_retention_rows", "hc_retention_births", "hc_retention_returns"):
                 conn.execute(f"drop table if exists temp.{table}")

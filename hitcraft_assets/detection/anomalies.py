@@ -591,6 +591,15 @@ TAIL_POINTS = 28                 # judgements a WalkState keeps (a lookback's da
 NOT_RECOMPUTED = "not_recomputed"  # a day before a resumed walk's tail: judged by an earlier run
 
 
+def resumed_points(dates: Sequence[Any], next_index: int, tail: Sequence[PointAssessment]) -> list[PointAssessment]:
+    """The judgements a walk resumed at `next_index` starts from: `not_recomputed` for the days before the
+    stored tail, then the tail. Raises DETECTION_RESUME when the state does not fit the dates."""
+    if not 0 <= next_index <= len(dates) or len(tail) > next_index:
+        raise ValueError(f"DETECTION_RESUME: a state at day {next_index} does not fit {len(dates)} days")
+    return [PointAssessment(dates[i], None, None, None, None, None, None, None, False, NOT_RECOMPUTED)
+            for i in range(next_index - len(tail))] + list(tail)
+
+
 def assess_series(dates: Sequence[Any], values: Sequence[float] | np.ndarray,
                   options: AnomalyOptions | None = None, *, weights: Sequence[float] | np.ndarray | None = None,
                   **overrides: Any) -> list[PointAssessment]:
@@ -625,14 +634,10 @@ def walk_series(dates: Sequence[Any], values: Sequence[float] | np.ndarray, opts
     out: list[PointAssessment] = []
     first = 0
     if resume is not None:
-        first = resume.next_index
-        if not 0 <= first <= len(dates) or len(resume.tail) > first:
-            raise ValueError(f"DETECTION_RESUME: a state at day {first} does not fit {len(dates)} days")
+        first, out = resume.next_index, resumed_points(dates, resume.next_index, resume.tail)
         usable[:first] = resume.usable
         regime_start, regime_ref = resume.regime_start, resume.regime_ref
         episode = replace(resume.episode) if resume.episode is not None else None
-        out = [PointAssessment(dates[i], None, None, None, None, None, None, None, False, NOT_RECOMPUTED)
-               for i in range(first - len(resume.tail))] + list(resume.tail)
 
     def not_judged(i: int, date: Any, status: str) -> PointAssessment:
         observed = float(s.x[i]) if s.valid[i] else None

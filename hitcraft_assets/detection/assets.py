@@ -124,10 +124,11 @@ def anomalies(context: dg.AssetExecutionContext, duckdb: WarehouseResource) -> d
                 "select metric, dimension, segment, metric_date, q_value from analytics.anomalies "
                 "where status = 'new' and metric_date between ? and ?",
                 [calendar[0], group[0] - timedelta(days=1)]).fetchall()}
-            resume = walks.resumable(conn, series, calendar, group[0])
-        assessed = scan.assess_all(series, resume)
+            sizes = scan.segment_sizes(series)
+            resume = walks.resumable(conn, series, calendar, group[0], sizes)
+        assessed = scan.assess_all(series, resume, sizes)
         with duckdb.get_connection() as conn:
-            walks.save(conn, series, calendar, assessed.states)
+            walks.save(conn, series, calendar, assessed.states, sizes)
         resumed_total += assessed.resumed
         walked_total += len(assessed.points)
         for day in group:

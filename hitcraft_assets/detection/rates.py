@@ -53,11 +53,11 @@ from hitcraft_assets.detection.anomalies import (
     CONTINUATION,
     MISSING,
     NORMAL,
-    NOT_RECOMPUTED,
     TAIL_POINTS,
     WARMING_UP,
     AnomalyOptions,
     PointAssessment,
+    resumed_points,
 )
 from hitcraft_assets.lazy import lazy
 
@@ -183,14 +183,10 @@ def walk_rate_series(dates: Sequence[Any], rates: Sequence[float] | np.ndarray,
     out: list[PointAssessment] = []
     first = 0
     if resume is not None:
-        first = resume.next_index
-        if not 0 <= first <= r.size or len(resume.tail) > first:
-            raise ValueError(f"DETECTION_RESUME: a state at day {first} does not fit {r.size} days")
+        first, out = resume.next_index, resumed_points(dates, resume.next_index, resume.tail)
         usable[:first] = resume.usable
         regime_start, in_regime, episode, judged_since = (resume.regime_start, resume.in_regime, resume.episode,
                                                           resume.judged_since)
-        out = [PointAssessment(dates[i], None, None, None, None, None, None, None, False, NOT_RECOMPUTED)
-               for i in range(first - len(resume.tail))] + list(resume.tail)
 
     def blank(i: int, status: str) -> PointAssessment:
         return PointAssessment(dates[i], float(r[i]) if valid[i] else None, None, None, None, None, None,

@@ -241,16 +241,18 @@ class Assessed:
     resumed: int = 0                          # series whose walk resumed from a stored state
 
 
-def assess_all(series: Sequence[Series], resume: dict[SeriesKey, WalkState | RateWalks] | None = None
-               ) -> Assessed:
+def assess_all(series: Sequence[Series], resume: dict[SeriesKey, WalkState | RateWalks] | None = None,
+               sizes: dict[tuple[str, str], np.ndarray] | None = None) -> Assessed:
     """Every day of every series judged from its own past only (no look-ahead), so one pass over a range
     serves every day of a backfill; which series a day tests (size, trials) also follows only the days up to
     it, so a backfill tests on each day what that day's own run tests. `resume`: per series, the state an
-    earlier walk over the same first days stopped in (see :func:`walk_digest`); the walk goes on from there."""
+    earlier walk over the same first days stopped in (see :func:`walk_digest`, and `walks.resumable`, which
+    gives a conversion its two walks' state and any other series its one walk's); the walk goes on from there.
+    `sizes`: the series' `segment_sizes`, when the caller has them already."""
     resume = resume or {}
     points, tested, counts, states = {}, {}, {}, {}
     resumed = 0
-    sizes = segment_sizes(series)
+    sizes = segment_sizes(series) if sizes is None else sizes
     for s in series:
         if s.key[1] != "all" and is_count(s.metric):
             counts[s.key] = s.values
@@ -260,11 +262,10 @@ def assess_all(series: Sequence[Series], resume: dict[SeriesKey, WalkState | Rat
         state = resume.get(s.key)
         resumed += state is not None
         if is_rate(s.metric):
-            points[s.key], states[s.key] = _assess_rate(s, gate, state if isinstance(state, RateWalks) else None)
+            points[s.key], states[s.key] = _assess_rate(s, gate, state)
         else:
             points[s.key], states[s.key] = walk_series(s.dates, _full_windows(s), anomaly_options(s.metric),
-                                                       weights=weights(s),
-                                                       resume=state if isinstance(state, WalkState) else None)
+                                                       weights=weights(s), resume=state)
         tested[s.key] = gate
     return Assessed(points, tested, counts, states, resumed)
 
