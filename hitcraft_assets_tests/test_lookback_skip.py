@@ -8,12 +8,12 @@ days)."""
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 
 import dagster as dg
 import duckdb
 
-from hitcraft_assets.analysis.assets import daily_metrics, identity_map, retention, sessions
+from hitcraft_assets.analysis.assets import daily_metrics, identity_map, retention, segments, sessions
 from hitcraft_assets.analysis.retention import compute_retention
 from hitcraft_assets.config import load_config
 from hitcraft_assets.demo.simulator import generate_demo
@@ -228,3 +228,69 @@ def test_identity_and_retention_read_only_the_changed_days_and_equal_what_every_
             assert kept_rows == from_events
             held = dict((r[0], r[1]) for r in _identity(kept)["core.identity_map"]).get(device)
             assert (held == "someone-else") == (gate == "pass")
+
+
+def _cohorts_both_ways(db, days: list[date]) -> tuple[bool, list, list]:
+    """Whether the kept births are current, and the week-1 and rolling day-1..7 cohorts by segment of each day
+    as the segments step computes them (from the kept births when current) and from the events."""
+    from hitcraft_assets.analysis.retention import births_current, returned_by_segment, week1_cohort
+    cfg = load_config()
+    with duckdb.connect(str(db)) as conn:
+        current = births_current(conn, cfg, datetime.combine(max(days), time(0), tzinfo=timezone.utc))
+
+        def both(from_events: bool) -> list:
+            out = []
+            for d in days:
+                out.append(week1_cohort(conn, d, cfg, from_events=from_events))
+                out.append(returned_by_segment(conn, d, cfg, d - timedelta(days=8), d - timedelta(days=8),
+                                               timedelta(days=1), timedelta(days=8), from_events=from_events))
+            return out
+        return current, both(False), both(True)
+
+
+def _cohort_source(instance, resources) -> str:
+    """segments' metadata on END: where its week-1 cohort's births came from."""
+    result = _run(instance, resources, END, END, assets=[segments])
+    return result.asset_materializations_for_node("segments")[0].metadata["week1_cohort_from"].value
+
+
+def _sign_up_earlier(export_dir, day: date, days_earlier: int) -> date:
+    """A late upload: the first sign-up of `day` again, `days_earlier` days before, in that day's file (the
+    user is born then, not on `day`). Returns the day whose file changed."""
+    signup = next(e for e in map(json.loads, (export_dir / f"{day.isoformat()}.jsonl").read_text().splitlines())
+                  if e["event"] == "Sign Up")
+    earlier = day - timedelta(days=days_earlier)
+    props = dict(signup["properties"], time=signup["properties"]["time"] - days_earlier * 86_400_000,
+                 **{"$insert_id": "late-signup-2"})
+    with (export_dir / f"{earlier.isoformat()}.jsonl").open("a") as f:
+        f.write(json.dumps({"event": "Sign Up", "properties": props}) + "\n")
+    return earlier
+
+
+def test_the_segments_cohorts_come_from_the_kept_births_and_equal_what_every_event_gives(tmp_path):
+    """Issue 15: the segments' week-1 and rolling-day cohorts looked through every cohort user's earlier events
+    for an earlier birth, three times a day. Retention now keeps each user's birth (core.retention_births),
+    and the cohorts read it while it holds what is stored; a day reloaded since (here with a sign-up moved
+    earlier) makes them read the events again until retention runs. Each way, the cohorts equal those from
+    every event, row for row."""
+    days = 28
+    start = END - timedelta(days=days - 1)
+    generate_demo(tmp_path / "export", days=days, end_date=END, users=300, seed=5)
+    db = tmp_path / "w.duckdb"
+    resources = _resources(tmp_path, db)
+    checked = [END - timedelta(days=k) for k in range(4)]
+    with dg.instance_for_test() as instance:
+        _run(instance, resources, start, END, assets=[raw_events, identity_map, retention])
+        current, kept, from_events = _cohorts_both_ways(db, checked)
+        assert current and kept == from_events
+        assert all(total > 0 for _, total, _ in kept), kept
+        assert _cohort_source(instance, resources) == "core.retention_births"
+        # a late upload moves a checked cohort's user's birth earlier; raw_events loads it, retention has not run
+        changed = _sign_up_earlier(tmp_path / "export", END - timedelta(days=16), 6)
+        _run(instance, resources, changed, changed, assets=[raw_events, identity_map])
+        current, stale, from_events = _cohorts_both_ways(db, checked)
+        assert not current and stale == from_events != kept
+        assert _cohort_source(instance, resources).startswith("events")
+        _run(instance, resources, END, END, assets=[retention])
+        current, kept, from_events = _cohorts_both_ways(db, checked)
+        assert current and kept == from_events

@@ -75,6 +75,8 @@ def compute_retention(conn: duckdb.DuckDBPyConnection, config: ProductConfig, as
                 run_statements(conn, statements["summary_update"], params)
                 run_statements(conn, statements["births_returns"], params)
             run_sql(conn, statements["insert"], params)
+            conn.execute(statements["births_schema"])
+            run_statements(conn, statements["births_keep"], params)
             for table in ("hc_retention_changed", "hc_retention_rows", "hc_retention_births", "hc_retention_returns"):
                 conn.execute(f"drop table if exists temp.{table}")
     rows, cohorts, users, complete = conn.execute(
@@ -122,37 +124,56 @@ def week1_retention_by_segment(conn: duckdb.DuckDBPyConnection, day: date,
     return week1_cohort(conn, day, config)[0]
 
 
-def week1_cohort(conn: duckdb.DuckDBPyConnection, day: date,
-                 config: ProductConfig) -> tuple[list[SegmentRetention], int, int]:
+def week1_cohort(conn: duckdb.DuckDBPyConnection, day: date, config: ProductConfig,
+                 from_events: bool = False) -> tuple[list[SegmentRetention], int, int]:
     """week1_retention_by_segment, and the cohort's users and retained users, each user counted once (the
     total a segment is compared against: the segments of a list dimension overlap)."""
     if not config.dimensions:
         return [], 0, 0
     return returned_by_segment(conn, day, config, day - timedelta(days=WEEK1_LAST_BIRTH_DAYS_AGO + 6),
                                day - timedelta(days=WEEK1_LAST_BIRTH_DAYS_AGO), timedelta(days=7),
-                               timedelta(days=14))
+                               timedelta(days=14), from_events=from_events)
+
+
+def births_current(conn: duckdb.DuckDBPyConnection, config: ProductConfig, until: datetime) -> bool:
+    """Whether the births retention kept (core.retention_births) are those of what the warehouse holds now,
+    for every birth before `until`: the same loaded days, load log rows, identity and birth event."""
+    ensure_identity(conn)
+    statements = named_statements(SQL_FILE)
+    conn.execute(statements["births_schema"])
+    params = {**event_params(config), "births_until": until}
+    return run_sql(conn, statements["births_current"], params).fetchall()[0][0] > 0
 
 
 def returned_by_segment(conn: duckdb.DuckDBPyConnection, day: date, config: ProductConfig, first_birth_day: date,
-                        last_birth_day: date, return_from: timedelta, return_to: timedelta
-                        ) -> tuple[list[SegmentRetention], int, int]:
+                        last_birth_day: date, return_from: timedelta, return_to: timedelta,
+                        from_events: bool = False) -> tuple[list[SegmentRetention], int, int]:
     """Users born on local days first_birth_day..last_birth_day who came back in [birth + return_from,
     birth + return_to), by segment of the birth event, and the cohort's own totals; events up to the end of
-    `day` only."""
+    `day` only. The cohort comes from the births retention kept when they are current (births_current),
+    else (and with `from_events`) from the events."""
     ensure_identity(conn)
     ensure_segment_macros(conn)
+    births_to = local_day(last_birth_day, config.timezone).end
+    end_ts = local_day(day, config.timezone).end
+    kept = not from_events and births_current(conn, config, min(births_to, end_ts))
     params = {
         **event_params(config), "tz": config.timezone,
         "first_birth_day": first_birth_day.isoformat(), "last_birth_day": last_birth_day.isoformat(),
         "return_from_ms": int(return_from.total_seconds() * 1000),
         "return_to_ms": int(return_to.total_seconds() * 1000),
-        "end_ts": local_day(day, config.timezone).end,
+        "end_ts": end_ts,
         "births_from": local_day(first_birth_day, config.timezone).start,
-        "births_to": local_day(last_birth_day, config.timezone).end,
+        "births_to": births_to,
         "dim_names": [d.name for d in config.dimensions],
         "dim_paths": property_pairs(d.property for d in config.dimensions),
         "not_set": NOT_SET,
     }
-    rows = run_sql(conn, named_statements(SQL_FILE)["week1_by_segment"], params).fetchall()
+    statements = named_statements(SQL_FILE)
+    run_sql(conn, statements["cohort_from_births" if kept else "cohort_from_events"], params)
+    try:
+        rows = run_sql(conn, statements["week1_by_segment"], params).fetchall()
+    finally:
+        conn.execute("drop table if exists temp.hc_cohort")
     users, retained = (int(rows[0][4]), int(rows[0][5])) if rows else (0, 0)
     return [SegmentRetention(dim, seg, int(n), int(r)) for dim, seg, n, r, _, _ in rows], users, retained

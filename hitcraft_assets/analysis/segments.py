@@ -29,7 +29,7 @@ changes. Proportions use a z-test, chi-square (Yates) or Fisher's exact test dep
 from __future__ import annotations
 
 from dataclasses import astuple, dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import duckdb
 import numpy as np
@@ -37,7 +37,8 @@ import numpy as np
 from hitcraft_assets.analysis import stats
 from hitcraft_assets.analysis.identity import ensure_identity
 from hitcraft_assets.analysis.return_rates import compute_return_rates
-from hitcraft_assets.analysis.retention import NOT_SET, week1_cohort
+from hitcraft_assets.analysis.days import local_day
+from hitcraft_assets.analysis.retention import WEEK1_LAST_BIRTH_DAYS_AGO, NOT_SET, births_current, week1_cohort
 from hitcraft_assets.analysis.sessions import day_params, ensure_segment_macros, property_pairs
 from hitcraft_assets.config import ProductConfig
 from hitcraft_assets.warehouse import ensure_schema, named_statements, run_sql, transaction
@@ -211,8 +212,12 @@ def compute_segments(conn: duckdb.DuckDBPyConnection, day: date, config: Product
         comparisons += funnel_comparisons(conn, params)
     else:
         skipped["funnels"] = "analytics.funnel_steps does not exist yet"
+    cohorts_from = None
     if config.dimensions:
         comparisons += week1_comparisons(conn, day, config)
+        week1_births_to = local_day(day - timedelta(days=WEEK1_LAST_BIRTH_DAYS_AGO), config.timezone).end
+        cohorts_from = ("core.retention_births" if births_current(conn, config, week1_births_to)
+                        else "events (retention has not run since the last load)")
         sessions = tables.get("core.sessions")
         if sessions is None:
             skipped[METRIC_SESSION_DURATION] = "core.sessions does not exist yet"
@@ -249,6 +254,8 @@ def compute_segments(conn: duckdb.DuckDBPyConnection, day: date, config: Product
         "skipped": skipped,
         "top_findings": [describe(r) for r in significant[:5]],
         "return_rates": len(returns),
+        # where the week-1 cohort's births came from (None: no dimensions, no cohort)
+        "week1_cohort_from": cohorts_from,
         "return_rate_changes": [f"{r[1]} {r[2]}={r[3]}: {r[12] / r[11]:.3g} vs {r[16] / r[15]:.3g} "
                                 f"({r[20]}, q {r[19]:.2g})" for r in returns if r[21]][:5],
     }

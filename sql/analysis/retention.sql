@@ -185,6 +185,69 @@ from grid g
 cross join (values ('on_or_after'), ('on')) m(measure)
 order by g.cohort_week, m.measure, g.weeks_since;
 
+-- name: births_schema
+-- Each user's birth as retention last computed it (hc_retention_births), kept for the segments' week-1 and
+-- rolling-day cohorts (week1_by_segment), so they need not look through every user's history for an earlier
+-- birth. births_state says what the births were computed from; births_current tells whether that is still
+-- what the warehouse holds.
+create table if not exists core.retention_births (
+    user_key  varchar not null,
+    birth     timestamptz not null
+);
+create table if not exists core.retention_births_state (
+    cutoff       timestamptz not null,   -- births are those before this instant
+    birth_event  varchar not null,       -- the config's birth event ('' for any event)
+    identity_at  timestamptz,            -- core.identity_state.updated_at: the identity the user_keys are of
+    days_digest  varchar not null        -- md5 of the loaded days and their load log rows (hc_loaded_days)
+);
+
+-- name: births_keep
+delete from core.retention_births;
+insert into core.retention_births select user_key, birth from hc_retention_births;
+delete from core.retention_births_state;
+insert into core.retention_births_state
+select $cutoff, coalesce($birth_event, ''), (select max(updated_at) from core.identity_state),
+       (select md5(coalesce(string_agg(event_date || '|' || loaded_at || '|' || coalesce(fingerprint, ''), ','
+                                       order by event_date), ''))
+        from hc_loaded_days());
+
+-- name: births_current
+-- 1 when core.retention_births holds the births of what is stored now: the same loaded days with the same
+-- load log rows (a day without a log row could have changed unseen: never current), the same identity and
+-- birth event, and a cutoff at or after $births_until (births before it are final).
+select count(*) from core.retention_births_state s
+where s.birth_event = coalesce($birth_event, '')
+  and s.cutoff >= $births_until
+  and s.identity_at is not distinct from (select max(updated_at) from core.identity_state)
+  and not exists (select 1 from hc_loaded_days() where loaded_at is null)
+  and s.days_digest = (select md5(coalesce(string_agg(event_date || '|' || loaded_at || '|'
+                                                      || coalesce(fingerprint, ''), ',' order by event_date), ''))
+                       from hc_loaded_days());
+
+-- name: cohort_from_births
+-- The cohort of week1_by_segment from the births retention kept (when births_current says they hold what is
+-- stored now): users whose birth falls in [$births_from, $births_to), before $end_ts. No earlier event is read.
+create or replace temp table hc_cohort as
+select user_key, birth from core.retention_births
+where birth >= $births_from and birth < $births_to and birth < $end_ts;
+
+-- name: cohort_from_events
+-- The same cohort from the events: users with a birth event in [$births_from, $births_to) and none before it
+-- (a read of the cohort users' earlier events, as far back as the warehouse goes).
+create or replace temp table hc_cohort as
+with in_window as (
+    select user_key, min(time) as birth
+    from core.identified_events
+    where time >= $births_from and time < $births_to and time < $end_ts
+      and ($birth_event is null or event = $birth_event)
+    group by user_key
+)
+select w.user_key, w.birth
+from in_window w
+where not exists (select 1 from core.identified_events e
+                  where e.user_key = w.user_key and e.time < $births_from
+                    and ($birth_event is null or e.event = $birth_event));
+
 -- name: week1_by_segment
 -- Week-1 retention per dimension segment, for users born on local days $first_birth_day..$last_birth_day
 -- (their week 1 ends before $end_ts): returned in [birth + $return_from_ms, birth + $return_to_ms) (week 1:
@@ -194,24 +257,10 @@ order by g.cohort_week, m.measure, g.weeks_since;
 -- segments sum to more than the cohort: cohort_users and cohort_retained are the cohort's own totals
 -- (each user once). Parameters also: $dim_names and $dim_paths (JSON pointer pairs of the dimension
 -- properties, in the same order).
--- The cohort is found without a pass over every user's history: a user born on those days has a birth event
--- in [$births_from, $births_to) (their start and end instants) and none before it; every other read is
--- bounded in time too (birth values at the birth instants, returns within the return windows), so the cost
--- follows the cohort's days, not the warehouse's age.
-with in_window as (
-    select user_key, min(time) as birth
-    from core.identified_events
-    where time >= $births_from and time < $births_to and time < $end_ts
-      and ($birth_event is null or event = $birth_event)
-    group by user_key
-),
-cohort as (
-    select w.user_key, w.birth
-    from in_window w
-    where not exists (select 1 from core.identified_events e
-                      where e.user_key = w.user_key and e.time < $births_from
-                        and ($birth_event is null or e.event = $birth_event))
-),
+-- The cohort (hc_cohort) comes from cohort_from_births, or cohort_from_events when the kept births are not
+-- current; every other read is bounded in time (birth values at the birth instants, returns within the
+-- return windows), so with the kept births the cost follows the cohort's days, not the warehouse's age.
+with cohort as (select user_key, birth from hc_cohort),
 birth_values as (
     select c.user_key, arg_min(hc_segment_lists(e.properties, $dim_paths::varchar[][]), e.event) as dim_values
     from cohort c
