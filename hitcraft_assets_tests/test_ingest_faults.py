@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from datetime import date, timedelta
 
 import dagster as dg
@@ -193,6 +195,24 @@ def test_the_lower_bound_is_clopper_pearson():
     # 2 of 10: the exact one-sided 95% lower bound is 0.0368 (beta quantile), below 5%
     assert abs(quality.share_lower_bound(2, 10) - 0.036771) < 1e-5
     assert quality.share_lower_bound(0, 10) == 0.0
+
+
+def test_the_gate_computes_the_bound_only_for_a_share_that_could_hold_the_day():
+    # the lower bound is never above the share, so a day whose share is at most 5% is judged without it (and
+    # without importing scipy, about 1 s); the verdicts equal those that compute it for every day
+    for n in (10, 37, 200, 5_000, 1_000_000):
+        for k in sorted({0, 1, 2, 9, 10, 11, n // 40, n // 20, n // 20 + 1, n // 10, n}):
+            if 0 <= k <= n:
+                assert quality.share_lower_bound(k, n) <= k / n
+                lower = quality.share_lower_bound(k, n)
+                expected = "held" if k >= quality.MIN_REJECTED_TO_HOLD and lower > quality.HOLD_SHARE else None
+                got = quality.judge_day(lines=n, rejected=k, source_found=True).gate
+                assert (got == "held") == (expected == "held"), (k, n)
+    code = ("import sys; from hitcraft_assets.ingestion import quality; "
+            "v = quality.judge_day(lines=1_000_000, rejected=4_000, source_found=True); "
+            "print(v.gate, 'scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["warn", "False"]
 
 
 def test_an_unusable_warehouse_folder_fails_at_once_without_retries(tmp_path, export_dir, instance):

@@ -53,7 +53,9 @@ def judge_day(*, lines: int, rejected: int, source_found: bool, fault: str | Non
     if fault:
         return Verdict(HELD, f"the file could not be read whole ({fault}); replace it and load the day again")
     share = rejected / lines if lines else 0.0
-    lower = share_lower_bound(rejected, lines)
+    # the lower bound is never above the share itself, so it is computed (scipy: about 1 s to import) only
+    # for a day whose share could hold it
+    lower = share_lower_bound(rejected, lines) if rejected >= MIN_REJECTED_TO_HOLD and share > HOLD_SHARE else 0.0
     if rejected >= MIN_REJECTED_TO_HOLD and lower > HOLD_SHARE:
         return Verdict(HELD, f"{rejected:,} of {lines:,} lines rejected ({share:.1%}; at least {lower:.1%} with "
                              f"{CONFIDENCE:.0%} confidence, above {HOLD_SHARE:.0%}): see raw.rejected_events")
