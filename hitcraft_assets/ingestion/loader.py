@@ -123,7 +123,7 @@ def load_day(
     params = {"day": day.isoformat(), "path": str(path) if path else None, "source": source,
               "project_tz": project_tz, "min_s": start.timestamp() - tolerance_s,
               "max_s": end.timestamp() + tolerance_s}
-    for macro in ("epoch_macro", "reason_macro", "rows_macro", "stage_table", "exact_table", "line_macro"):
+    for macro in ("epoch_macro", "reason_macro", "rows_macro", "exact_table", "line_macro"):
         _run(conn, macro, params)
     if path is not None and not Path(path).is_file():
         raise LoadError(f"SOURCE_UNREADABLE: {source} for {day} is not a readable file")
@@ -145,7 +145,6 @@ def load_day(
     finally:
         conn.execute("reset preserve_insertion_order")
         conn.execute("drop table if exists temp.hc_lines")
-        conn.execute("drop table if exists temp.hc_stage")
 
 
 @lru_cache(maxsize=1)
@@ -265,7 +264,6 @@ def _finish(conn, day, source, path, bytes_read, params, counts, digest: str) ->
             f"LOAD_LINE_MISMATCH: {source} for {day} has {counts['lines']} non-blank lines, but "
             f"{counts['inserted']} were loaded and {counts['rejected']} quarantined; nothing was changed")
     loaded = counts["inserted"] - counts["duplicates"]
-    _run(conn, "move_stage", params)
     rows_loaded, users, placeholders = _run(conn, "day_stats", params).fetchall()[0]
     if rows_loaded != loaded:
         raise LoadError(f"LOAD_COUNT_MISMATCH: expected {loaded} rows for {day}, found {rows_loaded}")

@@ -61,11 +61,6 @@ from (
     )
 );
 
--- name: stage_table
--- Every path inserts the day's rows here first, deduplicates them, then moves them to raw.events (move_stage).
--- A temporary table: in memory, spilled to DuckDB's temp directory beyond the memory limit.
-create or replace temp table hc_stage as select * from raw.events limit 0;
-
 -- name: exact_table
 -- The exact path's lines: text split at "\n" by the loader (raw_line: the text as it was, when it differs).
 -- Created (empty) for every load, so that hc_line_rows can name it whichever path it serves.
@@ -122,7 +117,7 @@ delete from raw.rejected_events where event_date = $day::date;
 -- name: insert_events
 -- The fast path: DuckDB's newline-delimited JSON reader (a malformed line gives a row of NULLs, which the
 -- rule rejects).
-insert into temp.hc_stage
+insert into raw.events
 select $day::date, event, distinct_id, to_timestamp(t_s), insert_id, device_id, user_id, properties, now()
 from hc_export_rows($path, $project_tz, $min_s, $max_s)
 where reason is null;
@@ -149,7 +144,7 @@ where reason is not null;
 
 -- name: insert_recovered
 -- Lines the JSON reader rejected only for a leading byte-order mark: valid once it is removed.
-insert into temp.hc_stage
+insert into raw.events
 select $day::date, event, distinct_id, to_timestamp(t_s), insert_id, device_id, user_id, properties, now()
 from hc_line_rows($path, $project_tz, $min_s, $max_s, false)
 where reason is null and starts_with(line, chr(65279));
@@ -159,7 +154,7 @@ where reason is null and starts_with(line, chr(65279));
 select count(*) from raw.rejected_events where event_date = $day::date and reason = 'blank_line';
 
 -- name: exact_events
-insert into temp.hc_stage
+insert into raw.events
 select $day::date, event, distinct_id, to_timestamp(t_s), insert_id, device_id, user_id, properties, now()
 from hc_line_rows($path, $project_tz, $min_s, $max_s, true)
 where reason is null;
@@ -172,27 +167,23 @@ where reason is not null;
 
 -- name: remove_duplicates
 -- Mixpanel's dedup key (event, distinct_id, time, $insert_id): keep the latest mp_processing_time_ms.
--- Events without $insert_id never qualify for deduplication, as in Mixpanel. On the stage, not on raw.events:
--- rows deleted in the transaction that inserted them make DuckDB write the whole day again at commit
--- (about 2 s for a 1M-event day with 1% duplicates).
-delete from temp.hc_stage
-where rowid in (
+-- Events without $insert_id never qualify for deduplication, as in Mixpanel.
+delete from raw.events
+where event_date = $day::date
+  and rowid in (
     select rowid from (
         select rowid,
                row_number() over (
                    partition by event, distinct_id, time, insert_id
                    order by try_cast(properties ->> '$.mp_processing_time_ms' as bigint) desc nulls last, rowid desc
                ) as rn
-        from temp.hc_stage
-        where (event, distinct_id, time, insert_id) in (
-              select (event, distinct_id, time, insert_id) from temp.hc_stage
-              where insert_id is not null
+        from raw.events
+        where event_date = $day::date
+          and (event, distinct_id, time, insert_id) in (
+              select (event, distinct_id, time, insert_id) from raw.events
+              where event_date = $day::date and insert_id is not null
               group by all having count(*) > 1)
     ) where rn > 1);
-
--- name: move_stage
--- The day's validated, deduplicated rows into raw.events, in the load's transaction.
-insert into raw.events select * from temp.hc_stage;
 
 -- name: day_stats
 -- Rows, users, and rows whose distinct_id is a placeholder an SDK sends when it has no id (Mixpanel's
