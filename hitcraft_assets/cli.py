@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -36,12 +35,35 @@ EXIT_HELD_DAYS = 3   # the run finished, but the quality gate held some days bac
 _DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.jsonl(\.gz)?$")
 
 
+# With DAGSTER_PG_URL set, a new DAGSTER_HOME's instance keeps its runs, events, schedules and pools in
+# that Postgres database (dagster-postgres), so that a webserver, the daemon and workers on other machines
+# share one instance; the URL is read from the environment when the instance starts, never written down.
+POSTGRES_STORAGE = """
+# DAGSTER_PG_URL was set when hitcraft created this file: runs, event logs, schedules and concurrency pools
+# live in that Postgres database (read from the environment at each start).
+storage:
+  postgres:
+    postgres_url:
+      env: DAGSTER_PG_URL
+"""
+
+
 def ensure_dagster_home() -> Path:
-    """DAGSTER_HOME (default .dagster_home/), holding the project's dagster.yaml."""
+    """DAGSTER_HOME (default .dagster_home/), holding the project's dagster.yaml (with Postgres storage when
+    DAGSTER_PG_URL is set and the folder has no dagster.yaml yet)."""
+    pg_url = os.environ.get("DAGSTER_PG_URL", "")
+    if pg_url.split("://")[0] in ("postgres", "postgresql"):
+        # the URL itself is never printed: it may hold a password
+        raise SystemExit("DAGSTER_PG_URL: write the URL as postgresql+psycopg2://user:password@host:port/db "
+                         "(SQLAlchemy 2.1 takes a bare postgresql:// URL to psycopg 3, whose SQL dagster-postgres "
+                         "0.29 does not support)")
     home = Path(os.environ.get("DAGSTER_HOME") or ".dagster_home").resolve()
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
-        shutil.copy(INSTANCE_CONFIG, home / "dagster.yaml")
+        text = INSTANCE_CONFIG.read_text()
+        if os.environ.get("DAGSTER_PG_URL"):
+            text += POSTGRES_STORAGE
+        (home / "dagster.yaml").write_text(text)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 
