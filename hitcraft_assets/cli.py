@@ -61,7 +61,7 @@ def ensure_dagster_home() -> Path:
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         text = INSTANCE_CONFIG.read_text()
-        if os.environ.get("DAGSTER_PG_URL"):
+        if pg_url:
             text += POSTGRES_STORAGE
         (home / "dagster.yaml").write_text(text)
     os.environ["DAGSTER_HOME"] = str(home)

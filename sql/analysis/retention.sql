@@ -198,8 +198,14 @@ create table if not exists core.retention_births_state (
     cutoff       timestamptz not null,   -- births are those before this instant
     birth_event  varchar not null,       -- the config's birth event ('' for any event)
     identity_at  timestamptz,            -- core.identity_state.updated_at: the identity the user_keys are of
-    days_digest  varchar not null        -- md5 of the loaded days and their load log rows (hc_loaded_days)
+    days_digest  varchar not null        -- hc_loaded_days_digest() when the births were kept
 );
+-- md5 of the loaded days and their load log rows (hc_loaded_days, identity_map.sql): what the births were
+-- computed from, compared by births_current
+create or replace temp macro hc_loaded_days_digest() as (
+    select md5(coalesce(string_agg(event_date || '|' || loaded_at || '|' || coalesce(fingerprint, ''), ','
+                                   order by event_date), ''))
+    from hc_loaded_days());
 
 -- name: births_keep
 delete from core.retention_births;
@@ -207,9 +213,7 @@ insert into core.retention_births select user_key, birth from hc_retention_birth
 delete from core.retention_births_state;
 insert into core.retention_births_state
 select $cutoff, coalesce($birth_event, ''), (select max(updated_at) from core.identity_state),
-       (select md5(coalesce(string_agg(event_date || '|' || loaded_at || '|' || coalesce(fingerprint, ''), ','
-                                       order by event_date), ''))
-        from hc_loaded_days());
+       hc_loaded_days_digest();
 
 -- name: births_current
 -- 1 when core.retention_births holds the births of what is stored now: the same loaded days with the same
@@ -220,9 +224,7 @@ where s.birth_event = coalesce($birth_event, '')
   and s.cutoff >= $births_until
   and s.identity_at is not distinct from (select max(updated_at) from core.identity_state)
   and not exists (select 1 from hc_loaded_days() where loaded_at is null)
-  and s.days_digest = (select md5(coalesce(string_agg(event_date || '|' || loaded_at || '|'
-                                                      || coalesce(fingerprint, ''), ',' order by event_date), ''))
-                       from hc_loaded_days());
+  and s.days_digest = hc_loaded_days_digest();
 
 -- name: cohort_from_births
 -- The cohort of week1_by_segment from the births retention kept (when births_current says they hold what is
